@@ -1,0 +1,1 @@
+//! Wasm-to-wasm transforms applied before compilation.
