@@ -102,6 +102,12 @@ contains intkernel_checksum '^checksum: f1792076d14a0408$'
 expect fileworkload 0 - run fileworkload "$DIR" 300 2 </dev/null
 contains fileworkload_bytes '^bytes: 190068$'
 contains fileworkload_checksum '^checksum: 93431828e8190155$'
+printf 'memtouch: ready, 1048576 bytes in 256 pages of 4096\ntouched 2 pages, checksum fa045f7ac652df0e\nERR expected a page count 0..256\n' >"$TMP/want_memtouch"
+printf '\nx\n' | expect memtouch 0 "$TMP/want_memtouch" run memtouch 1
+printf 'input 1: a\nok 1\ninput 2: exit 7\n' >"$TMP/want_faulty"
+printf 'a\nexit 7\nnever\n' | expect faulty_server_exit 7 "$TMP/want_faulty" run faulty_server "$DIR/faulty.log"
+printf '1 a\n2 exit 7\n' >"$TMP/want_faulty_log"
+if cmp -s "$TMP/faulty.log" "$TMP/want_faulty_log"; then ok faulty_server_log; else bad faulty_server_log "log differs"; fi
 expect recursion_bounded 0 - run recursion 10000 </dev/null
 expect fd_exhaust 0 - run fd_exhaust "$DIR" </dev/null
 contains fd_exhaust_emfile 'before EMFILE$'
