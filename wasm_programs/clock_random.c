@@ -61,10 +61,14 @@ static int draw(const char *label, unsigned char out[16]) {
 }
 
 int main(int argc, char **argv) {
-    long sleep_ms = argc > 1 ? strtol(argv[1], NULL, 10) : 10;
-    if (sleep_ms < 0 || sleep_ms > 3600000) {
-        fprintf(stderr, "clock_random: SLEEP_MS must be 0..3600000\n");
-        return 2;
+    long sleep_ms = 10;
+    if (argc > 1) {
+        char *end;
+        sleep_ms = strtol(argv[1], &end, 10);
+        if (*argv[1] == 0 || *end != 0 || sleep_ms < 0 || sleep_ms > 3600000) {
+            fprintf(stderr, "clock_random: SLEEP_MS must be 0..3600000, got '%s'\n", argv[1]);
+            return 2;
+        }
     }
 
     print_clock(CLOCK_REALTIME, "realtime");

@@ -22,7 +22,7 @@
 
 #include "errname.h"
 
-static long long monotonic_ms_x1000(void) {
+static long long monotonic_us(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000000LL + ts.tv_nsec / 1000;
@@ -52,9 +52,9 @@ int main(int argc, char **argv) {
 
     for (long r = 1; r <= rounds; r++) {
         struct pollfd pfd = {.fd = 0, .events = POLLIN};
-        long long t0 = monotonic_ms_x1000();
+        long long t0 = monotonic_us();
         int rc = poll(&pfd, 1, (int)timeout);
-        long long took = (monotonic_ms_x1000() - t0) / 1000;
+        long long took = (monotonic_us() - t0) / 1000;
         if (rc < 0) {
             printf("round %ld: poll failed: %s\n", r, errname(errno));
             return 1;
@@ -85,22 +85,22 @@ int main(int argc, char **argv) {
         fflush(stdout);
     }
 
-    long long t0 = monotonic_ms_x1000();
+    long long t0 = monotonic_us();
     if (poll(NULL, 0, (int)timeout) != 0) {
         printf("poll sleep failed: %s\n", errname(errno));
         return 1;
     }
-    long long took = (monotonic_ms_x1000() - t0) / 1000;
+    long long took = (monotonic_us() - t0) / 1000;
     printf("poll sleep: %lld ms\n", took);
     if (took < timeout) status = 1;
 
     struct timespec req = {timeout / 1000, (timeout % 1000) * 1000000L};
-    t0 = monotonic_ms_x1000();
+    t0 = monotonic_us();
     if (nanosleep(&req, NULL) != 0) {
         printf("nanosleep failed: %s\n", errname(errno));
         return 1;
     }
-    took = (monotonic_ms_x1000() - t0) / 1000;
+    took = (monotonic_us() - t0) / 1000;
     printf("nanosleep: %lld ms\n", took);
     if (took < timeout) status = 1;
     return status;
