@@ -1,0 +1,244 @@
+//! Path resolution, confined to a directory descriptor.
+//!
+//! A guest path is resolved component by component from the directory of the fd it is
+//! relative to, keeping a stack of the directory inodes walked through. `..` pops the
+//! stack and can never pop the starting directory (`ENOTCAPABLE`), so no path — however
+//! it mixes `..` and symlinks — leaves the capability it was given. Symlink targets are
+//! spliced in front of the remaining components; absolute targets are refused
+//! (`ENOTCAPABLE`) and more than [`MAX_SYMLINK_HOPS`] expansions is `ELOOP`.
+//! Resolution never recurses, so its cost and failure modes do not depend on the
+//! host's native stack.
+
+use std::borrow::Cow;
+
+use crate::errno::Errno;
+use crate::fs::{FileKind, FileSystem, Ino, NAME_MAX};
+
+/// Most symlinks followed while resolving one path (Linux's limit).
+pub const MAX_SYMLINK_HOPS: u32 = 40;
+
+/// The final component of a path resolved for creation or removal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Last<'p> {
+    /// A plain name.
+    Name(&'p [u8]),
+    /// "." — the directory itself.
+    Dot,
+    /// ".." — the parent.
+    DotDot,
+}
+
+/// A path split into its resolved parent directory and final component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parent<'p> {
+    /// The directory containing the final component.
+    pub dir: Ino,
+    /// The final component.
+    pub last: Last<'p>,
+    /// Whether the path ended in '/' (the final component must be a directory).
+    pub trailing_slash: bool,
+}
+
+impl<'p> Parent<'p> {
+    /// The final name, or `err` if it is "." or "..".
+    pub fn name_or(&self, err: Errno) -> Result<&'p [u8], Errno> {
+        match self.last {
+            Last::Name(n) => Ok(n),
+            Last::Dot | Last::DotDot => Err(err),
+        }
+    }
+}
+
+/// A run of path bytes still to be walked.
+struct Segment<'p> {
+    bytes: Cow<'p, [u8]>,
+    pos: usize,
+}
+
+impl Segment<'_> {
+    /// The next non-empty component, advancing past it.
+    fn next(&mut self) -> Option<(usize, usize)> {
+        let bytes: &[u8] = &self.bytes;
+        while self.pos < bytes.len() {
+            let start = self.pos;
+            let rest = bytes.get(start..).unwrap_or_default();
+            let len = rest.iter().position(|&b| b == b'/').unwrap_or(rest.len());
+            self.pos = start + len + 1;
+            if len > 0 {
+                return Some((start, start + len));
+            }
+        }
+        None
+    }
+
+    /// Whether a non-empty component remains.
+    fn has_more(&self) -> bool {
+        self.bytes.get(self.pos..).is_some_and(|rest| rest.iter().any(|&b| b != b'/'))
+    }
+}
+
+fn check_relative(path: &[u8]) -> Result<(), Errno> {
+    match path.first() {
+        None => Err(Errno::Noent),
+        Some(b'/') => Err(Errno::Notcapable),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Resolves `path` relative to directory `root`. The final component is followed if it
+/// is a symlink and `follow_last` is set (or the path ends in '/'). Returns the inode and
+/// its kind.
+pub fn resolve(fs: &dyn FileSystem, root: Ino, path: &[u8], follow_last: bool) -> Result<(Ino, FileKind), Errno> {
+    check_relative(path)?;
+    let trailing_slash = path.last() == Some(&b'/');
+    let follow_last = follow_last || trailing_slash;
+    let mut stack: Vec<Ino> = vec![root];
+    let mut segs: Vec<Segment<'_>> = vec![Segment { bytes: Cow::Borrowed(path), pos: 0 }];
+    let mut hops = 0u32;
+    // The current component, copied out so the segment stack can change under it.
+    let mut comp: Vec<u8> = Vec::with_capacity(64);
+    loop {
+        let Some(seg) = segs.last_mut() else { break };
+        let Some((start, end)) = seg.next() else {
+            segs.pop();
+            continue;
+        };
+        comp.clear();
+        comp.extend_from_slice(seg.bytes.get(start..end).unwrap_or_default());
+        let more = segs.iter().any(Segment::has_more);
+        let cur = *stack.last().ok_or(Errno::Notcapable)?;
+        match comp.as_slice() {
+            b"." => {}
+            b".." => {
+                if stack.len() == 1 {
+                    return Err(Errno::Notcapable);
+                }
+                stack.pop();
+            }
+            name => {
+                if name.len() > NAME_MAX {
+                    return Err(Errno::Nametoolong);
+                }
+                let child = fs.lookup(cur, name)?;
+                match fs.getattr(child)?.kind {
+                    FileKind::Directory => stack.push(child),
+                    FileKind::Symlink if more || follow_last => {
+                        hops += 1;
+                        if hops > MAX_SYMLINK_HOPS {
+                            return Err(Errno::Loop);
+                        }
+                        let target = fs.readlink(child)?;
+                        if target.first() == Some(&b'/') {
+                            return Err(Errno::Notcapable);
+                        }
+                        segs.push(Segment { bytes: Cow::Owned(target), pos: 0 });
+                    }
+                    kind @ (FileKind::Symlink | FileKind::Regular) => {
+                        if more || trailing_slash {
+                            return Err(Errno::Notdir);
+                        }
+                        return Ok((child, kind));
+                    }
+                }
+            }
+        }
+    }
+    let dir = *stack.last().ok_or(Errno::Notcapable)?;
+    Ok((dir, FileKind::Directory))
+}
+
+/// Resolves all but the final component of `path` (following symlinks), for calls that
+/// create, remove or rename the final component itself.
+pub fn resolve_parent<'p>(fs: &dyn FileSystem, root: Ino, path: &'p [u8]) -> Result<Parent<'p>, Errno> {
+    check_relative(path)?;
+    let end = path.iter().rposition(|&b| b != b'/').map_or(0, |i| i + 1);
+    let trimmed = path.get(..end).unwrap_or_default();
+    let trailing_slash = trimmed.len() < path.len();
+    let (dir_part, last) = match trimmed.iter().rposition(|&b| b == b'/') {
+        Some(i) => (trimmed.get(..i).unwrap_or_default(), trimmed.get(i + 1..).unwrap_or_default()),
+        None => (&b""[..], trimmed),
+    };
+    let last = match last {
+        b"." => Last::Dot,
+        b".." => Last::DotDot,
+        name if name.len() > NAME_MAX => return Err(Errno::Nametoolong),
+        name => Last::Name(name),
+    };
+    let dir = if dir_part.is_empty() {
+        root
+    } else {
+        match resolve(fs, root, dir_part, true)? {
+            (ino, FileKind::Directory) => ino,
+            _ => return Err(Errno::Notdir),
+        }
+    };
+    Ok(Parent { dir, last, trailing_slash })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::mem::MemFs;
+    use crate::fs::{FsLimits, ROOT_INO};
+
+    fn tree() -> (MemFs, Ino) {
+        let mut fs = MemFs::new(FsLimits::default(), 0);
+        let sandbox = fs.mkdir(ROOT_INO, b"sandbox", 0).expect("mkdir");
+        let a = fs.mkdir(sandbox, b"a", 0).expect("mkdir");
+        fs.create_file(a, b"f", 0).expect("create");
+        fs.create_file(ROOT_INO, b"secret", 0).expect("create");
+        fs.symlink(sandbox, b"up", b"..", 0).expect("symlink");
+        fs.symlink(sandbox, b"abs", b"/secret", 0).expect("symlink");
+        fs.symlink(sandbox, b"loop1", b"loop2", 0).expect("symlink");
+        fs.symlink(sandbox, b"loop2", b"loop1", 0).expect("symlink");
+        fs.symlink(sandbox, b"tof", b"a/f", 0).expect("symlink");
+        fs.symlink(a, b"back", b"../a", 0).expect("symlink");
+        (fs, sandbox)
+    }
+
+    #[test]
+    fn dotdot_and_symlinks_cannot_leave_the_root() {
+        let (fs, sb) = tree();
+        assert_eq!(resolve(&fs, sb, b"..", true), Err(Errno::Notcapable));
+        assert_eq!(resolve(&fs, sb, b"a/../../secret", true), Err(Errno::Notcapable));
+        assert_eq!(resolve(&fs, sb, b"up/secret", true), Err(Errno::Notcapable));
+        assert_eq!(resolve(&fs, sb, b"abs", true), Err(Errno::Notcapable));
+        assert_eq!(resolve(&fs, sb, b"/secret", true), Err(Errno::Notcapable));
+        assert_eq!(resolve(&fs, sb, b"a/..", true), Ok((sb, FileKind::Directory)));
+    }
+
+    #[test]
+    fn loops_are_eloop_and_names_are_checked() {
+        let (fs, sb) = tree();
+        assert_eq!(resolve(&fs, sb, b"loop1", true), Err(Errno::Loop));
+        assert_eq!(resolve(&fs, sb, b"loop1/x", false), Err(Errno::Loop));
+        assert_eq!(resolve(&fs, sb, b"loop1", false).map(|r| r.1), Ok(FileKind::Symlink));
+        let long = vec![b'x'; 256];
+        assert_eq!(resolve(&fs, sb, &long, true), Err(Errno::Nametoolong));
+        assert_eq!(resolve(&fs, sb, b"", true), Err(Errno::Noent));
+        assert_eq!(resolve(&fs, sb, b"a/f/x", true), Err(Errno::Notdir));
+        assert_eq!(resolve(&fs, sb, b"a/f/", true), Err(Errno::Notdir));
+        assert_eq!(resolve(&fs, sb, b"tof/", true), Err(Errno::Notdir));
+    }
+
+    #[test]
+    fn symlinks_resolve_relative_to_their_directory() {
+        let (fs, sb) = tree();
+        let f = resolve(&fs, sb, b"a/f", true).expect("a/f");
+        assert_eq!(resolve(&fs, sb, b"tof", true), Ok(f));
+        assert_eq!(resolve(&fs, sb, b"a/back/back/./f", true), Ok(f));
+        assert_eq!(resolve(&fs, sb, b"a//f", true), Ok(f));
+    }
+
+    #[test]
+    fn parent_split_handles_dots_and_trailing_slashes() {
+        let (fs, sb) = tree();
+        let a = resolve(&fs, sb, b"a", true).expect("a").0;
+        let p = resolve_parent(&fs, sb, b"a/new/").expect("parent");
+        assert_eq!(p, Parent { dir: a, last: Last::Name(b"new"), trailing_slash: true });
+        assert_eq!(resolve_parent(&fs, sb, b"a/..").map(|p| p.last), Ok(Last::DotDot));
+        assert_eq!(resolve_parent(&fs, sb, b"x").map(|p| p.dir), Ok(sb));
+        assert_eq!(resolve_parent(&fs, sb, b"up/x"), Err(Errno::Notcapable));
+        assert_eq!(resolve_parent(&fs, sb, b"a/f/x"), Err(Errno::Notdir));
+    }
+}
