@@ -464,13 +464,16 @@ impl FileSystem for MemFs {
         if data.is_empty() {
             return Ok(0);
         }
-        let end = offset.checked_add(data.len() as u64).ok_or(Errno::Fbig)?;
-        if end > self.limits.max_file_size {
-            return Err(Errno::Fbig);
+        // Write as much as the limits allow (a short count, as POSIX `write` gives on a
+        // full disk); fail only when not even one byte fits.
+        let room = self.limits.max_total_bytes.saturating_sub(self.usage.bytes);
+        let wanted = offset.saturating_add(data.len() as u64);
+        // The file may grow by at most `room` bytes (holes count: they read as zeros).
+        let end = wanted.min(self.limits.max_file_size).min(old_len.saturating_add(room));
+        if end <= offset {
+            return Err(if offset >= self.limits.max_file_size { Errno::Fbig } else { Errno::Nospc });
         }
-        if end > old_len {
-            self.charge_bytes(end - old_len)?;
-        }
+        let data = data.get(..(end - offset) as usize).ok_or(Errno::Fbig)?;
         let (start, stop) = match (usize::try_from(offset), usize::try_from(end)) {
             (Ok(s), Ok(e)) => (s, e),
             _ => return Err(Errno::Fbig),

@@ -131,8 +131,10 @@ pub trait FileSystem: Send {
     fn rmdir(&mut self, dir: Ino, name: &[u8], now_ns: u64) -> Result<(), Errno>;
     /// Renames with POSIX replace rules; `EINVAL` moving a directory into its own subtree.
     fn rename(&mut self, from_dir: Ino, from: &[u8], to_dir: Ino, to: &[u8], now_ns: u64) -> Result<(), Errno>;
-    /// Writes to a regular file, extending it with zeros if `offset` is past the end
-    /// (`EFBIG` past `max_file_size`, `ENOSPC` past the quota; nothing is written then).
+    /// Writes to a regular file, extending it with zeros if `offset` is past the end.
+    /// Writes as many bytes as `max_file_size` and the quota allow and returns that
+    /// count (a short write, like POSIX on a full disk); fails with `EFBIG` / `ENOSPC`
+    /// only if not one byte fits, and then changes nothing.
     fn write(&mut self, ino: Ino, offset: u64, data: &[u8], now_ns: u64) -> Result<usize, Errno>;
     /// Truncates or zero-extends a regular file (same limits as `write`).
     fn set_size(&mut self, ino: Ino, size: u64, now_ns: u64) -> Result<(), Errno>;

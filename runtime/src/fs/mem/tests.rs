@@ -35,24 +35,31 @@ fn write_read_and_sparse_extension() {
 }
 
 #[test]
-fn quota_file_size_and_inode_limits_fail_without_side_effects() {
+fn limits_give_short_writes_then_errors_without_side_effects() {
     let mut fs = small(10, 15, 3);
     let f = fs.create_file(ROOT_INO, b"f", 0).expect("create");
-    assert_eq!(fs.write(f, 0, &[1; 11], 0), Err(Errno::Fbig));
-    assert_eq!(fs.write(f, 0, &[1; 10], 0), Ok(10));
+    // File size limit: a short write up to the limit, then EFBIG.
+    assert_eq!(fs.write(f, 0, &[1; 11], 0), Ok(10));
+    assert_eq!(fs.write(f, 10, &[1; 1], 0), Err(Errno::Fbig));
+    assert_eq!(fs.write(f, 2, &[3; 4], 0), Ok(4), "overwriting needs no room");
+    // Quota: 5 bytes left, so a short write of 5, then ENOSPC.
     let g = fs.create_file(ROOT_INO, b"g", 0).expect("create");
-    assert_eq!(fs.write(g, 0, &[2; 6], 0), Err(Errno::Nospc));
-    assert_eq!(fs.getattr(g).map(|a| a.size), Ok(0));
+    assert_eq!(fs.write(g, 0, &[2; 6], 0), Ok(5));
+    assert_eq!(fs.write(g, 5, &[2; 1], 0), Err(Errno::Nospc));
+    assert_eq!(fs.getattr(g).map(|a| a.size), Ok(5));
     assert_eq!(fs.set_size(g, 6, 0), Err(Errno::Nospc));
     assert_eq!(fs.set_size(g, u64::MAX, 0), Err(Errno::Fbig));
     assert_eq!(fs.write(g, u64::MAX - 1, b"ab", 0), Err(Errno::Fbig));
-    assert_eq!(fs.create_file(ROOT_INO, b"h", 0), Err(Errno::Nospc));
-    assert_eq!(fs.usage().bytes, 10);
+    // Holes count against the quota too.
+    fs.set_size(g, 0, 0).expect("truncate");
+    assert_eq!(fs.write(g, 7, b"abc", 0), Err(Errno::Nospc));
+    assert_eq!(fs.write(g, 3, b"abc", 0), Ok(2));
+    assert_eq!(fs.create_file(ROOT_INO, b"h", 0), Err(Errno::Nospc), "inode limit");
+    assert_eq!(fs.usage().bytes, 15);
     assert_eq!(fs.usage().inodes, 3);
     // Freeing space makes room again.
     fs.set_size(f, 0, 0).expect("truncate");
-    assert_eq!(fs.write(g, 0, &[2; 15], 0), Err(Errno::Fbig));
-    assert_eq!(fs.write(g, 0, &[2; 10], 0), Ok(10));
+    assert_eq!(fs.write(g, 5, &[2; 10], 0), Ok(5), "g is capped at 10 bytes");
 }
 
 #[test]
