@@ -336,7 +336,9 @@ pub(crate) fn fd_renumber(ctx: &mut WasiCtx, from: u32, to: u32) -> Result<(), E
 }
 
 /// `fd_readdir`: entries in name order, "." and ".." first; the cookie of an entry is
-/// its index in that listing, so cookies stay valid for an unchanged directory.
+/// its index in that listing, so cookies stay valid for an unchanged directory. ".."
+/// reports the directory's own inode: a descriptor has no parent it may name (the same
+/// rule that stops `..` at the descriptor during path resolution).
 pub(crate) fn fd_readdir(ctx: &mut WasiCtx, mem: &mut [u8], fd: u32, buf: u32, buf_len: u32, cookie: u64, used_ptr: u32) -> Result<(), Errno> {
     let entry = ctx.fds.get(fd)?.require(rights::FD_READDIR)?;
     let FdKind::Dir { ino, .. } = entry.kind else { return Err(Errno::Notdir) };

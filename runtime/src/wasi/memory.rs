@@ -98,7 +98,7 @@ pub fn check_iovecs(mem: &[u8], iovs: u32, count: u32) -> Result<u64, Errno> {
 }
 
 /// Reads a guest string argument (a path), enforcing `max` (`ENAMETOOLONG`) first.
-pub fn path<'m>(mem: &'m [u8], ptr: u32, len: u32, max: u32) -> Result<&'m [u8], Errno> {
+pub fn path(mem: &[u8], ptr: u32, len: u32, max: u32) -> Result<&[u8], Errno> {
     if len > max {
         return Err(Errno::Nametoolong);
     }

@@ -97,8 +97,7 @@ pub fn resolve(fs: &dyn FileSystem, root: Ino, path: &[u8], follow_last: bool) -
     let mut hops = 0u32;
     // The current component, copied out so the segment stack can change under it.
     let mut comp: Vec<u8> = Vec::with_capacity(64);
-    loop {
-        let Some(seg) = segs.last_mut() else { break };
+    while let Some(seg) = segs.last_mut() {
         let Some((start, end)) = seg.next() else {
             segs.pop();
             continue;
