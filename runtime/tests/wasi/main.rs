@@ -14,4 +14,5 @@ mod fileops;
 mod limits;
 mod perf;
 mod poll;
+mod readdir;
 mod stdio;
