@@ -174,6 +174,39 @@ pub fn resolve_parent<'p>(fs: &dyn FileSystem, root: Ino, path: &'p [u8]) -> Res
     Ok(Parent { dir, last, trailing_slash })
 }
 
+/// Where `O_CREAT` through a dangling symlink creates its file: follows the chain of
+/// symlinks named by the final component (at most [`MAX_SYMLINK_HOPS`]) by splicing each
+/// target into the path, so the result stays confined exactly like any other path.
+/// Returns the directory and name of the missing final target.
+pub fn resolve_dangling(fs: &dyn FileSystem, root: Ino, path: &[u8]) -> Result<(Ino, Vec<u8>), Errno> {
+    let mut cur = path.to_vec();
+    for _ in 0..MAX_SYMLINK_HOPS {
+        let parent = resolve_parent(fs, root, &cur)?;
+        let name = parent.name_or(Errno::Isdir)?.to_vec();
+        let ino = match fs.lookup(parent.dir, &name) {
+            Err(Errno::Noent) => return Ok((parent.dir, name)),
+            Err(e) => return Err(e),
+            Ok(ino) => ino,
+        };
+        if fs.getattr(ino)?.kind != FileKind::Symlink {
+            return Err(Errno::Exist);
+        }
+        let target = fs.readlink(ino)?;
+        if target.first() == Some(&b'/') {
+            return Err(Errno::Notcapable);
+        }
+        let trimmed_len = cur.iter().rposition(|&b| b != b'/').map_or(0, |i| i + 1);
+        cur.truncate(trimmed_len);
+        let dir_len = cur.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1);
+        cur.truncate(dir_len);
+        cur.extend_from_slice(&target);
+        if cur.len() > crate::wasi::types::PATH_MAX as usize {
+            return Err(Errno::Nametoolong);
+        }
+    }
+    Err(Errno::Loop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,6 +260,21 @@ mod tests {
         assert_eq!(resolve(&fs, sb, b"tof", true), Ok(f));
         assert_eq!(resolve(&fs, sb, b"a/back/back/./f", true), Ok(f));
         assert_eq!(resolve(&fs, sb, b"a//f", true), Ok(f));
+    }
+
+    #[test]
+    fn dangling_symlinks_name_their_confined_target() {
+        let (mut fs, sb) = tree();
+        let a = resolve(&fs, sb, b"a", true).expect("a").0;
+        fs.symlink(a, b"dangle", b"../a/new", 0).expect("symlink");
+        fs.symlink(sb, b"chain", b"a/dangle", 0).expect("symlink");
+        fs.symlink(sb, b"out", b"../x", 0).expect("symlink");
+        assert_eq!(resolve_dangling(&fs, sb, b"chain"), Ok((a, b"new".to_vec())));
+        assert_eq!(resolve_dangling(&fs, sb, b"a/dangle"), Ok((a, b"new".to_vec())));
+        assert_eq!(resolve_dangling(&fs, sb, b"out"), Err(Errno::Notcapable));
+        assert_eq!(resolve_dangling(&fs, sb, b"abs"), Err(Errno::Notcapable));
+        assert_eq!(resolve_dangling(&fs, sb, b"loop1"), Err(Errno::Loop));
+        assert_eq!(resolve_dangling(&fs, sb, b"tof"), Err(Errno::Exist));
     }
 
     #[test]

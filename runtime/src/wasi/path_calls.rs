@@ -6,7 +6,7 @@
 use super::ctx::WasiCtx;
 use super::fd_table::{FdEntry, FdKind};
 use super::memory::{path as guest_path, slice, slice_mut, write_u32};
-use super::path::{resolve, resolve_parent, Last};
+use super::path::{resolve, resolve_dangling, resolve_parent, Last};
 use super::stat::{set_times_args, write_filestat};
 use super::types::{fdflags, lookupflags, oflags, rights, PATH_MAX};
 use crate::errno::Errno;
@@ -50,10 +50,18 @@ pub(crate) fn path_open(ctx: &mut WasiCtx, mem: &mut [u8], fd: u32, path: (u32, 
             match parent.last {
                 Last::Name(name) => match fs.lookup(parent.dir, name) {
                     Ok(_) if a.oflags & oflags::EXCL != 0 => return Err(Errno::Exist),
-                    Ok(_) => {
-                        let (ino, kind) = resolve(&**fs, root, path, follow)?;
-                        (ino, kind, false)
-                    }
+                    Ok(_) => match resolve(&**fs, root, path, follow) {
+                        Ok((ino, kind)) => (ino, kind, false),
+                        // A dangling symlink: POSIX creates the file it points to.
+                        Err(Errno::Noent) if follow => {
+                            if !can_create {
+                                return Err(Errno::Notcapable);
+                            }
+                            let (dir, name) = resolve_dangling(&**fs, root, path)?;
+                            (fs.create_file(dir, &name, now)?, FileKind::Regular, true)
+                        }
+                        Err(e) => return Err(e),
+                    },
                     Err(Errno::Noent) => {
                         if !can_create {
                             return Err(Errno::Notcapable);
