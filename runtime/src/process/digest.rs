@@ -1,0 +1,318 @@
+//! Incremental digest of a process's linear memory.
+//!
+//! Why: the app hash must cover every process's state after every block, and a
+//! server may own tens of MiB of memory of which an input touches a few pages.
+//! Hashing all of it per block would make the digest cost proportional to memory
+//! size. Instead a [`MemoryShadow`] keeps a copy of the memory as of the last
+//! [`MemoryShadow::sync`], finds changed 4 KiB pages with a plain comparison
+//! (memory bandwidth, no hashing), and re-hashes only those pages and their paths
+//! in a cached binary Merkle tree over the page hashes.
+//!
+//! The same copy is the undo image for atomic input rejection: between two syncs
+//! it holds exactly the memory before the input, so a rejected input is undone by
+//! copying back only the pages that differ ([`MemoryShadow::restore_into`]).
+//!
+//! Hash layout (fixed, see docs/design.md `## Processes`):
+//! - leaf = SHA-256(0x00 ‖ page bytes) for every 4 KiB page, in address order;
+//! - node = SHA-256(0x01 ‖ left ‖ right); an odd node at the end of a level is
+//!   carried up unchanged;
+//! - root of an empty memory = SHA-256(0x02).
+
+use sha2::{Digest as _, Sha256};
+
+/// Granularity of change detection and hashing.
+pub const PAGE_SIZE: usize = 4096;
+
+/// A 32-byte SHA-256 value.
+pub type Hash = [u8; 32];
+
+/// What a [`MemoryShadow::sync`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SyncStats {
+    /// Pages whose bytes differed from the shadow (including newly grown pages).
+    pub changed_pages: usize,
+    /// Pages in the memory after the sync.
+    pub total_pages: usize,
+}
+
+/// Copy of a linear memory with cached per-page hashes and Merkle levels.
+#[derive(Clone)]
+pub struct MemoryShadow {
+    copy: Vec<u8>,
+    /// `levels[0]` are page hashes; each next level halves; the last has one node.
+    levels: Vec<Vec<Hash>>,
+    /// Per page: copied by `sync` but its leaf hash is not recomputed yet.
+    stale: Vec<bool>,
+    /// Whether any entry of `stale` is set (skips the scan when nothing changed).
+    any_stale: bool,
+    /// Whether any leaf changed since the tree above the leaves was computed.
+    tree_stale: bool,
+}
+
+impl std::fmt::Debug for MemoryShadow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryShadow")
+            .field("bytes", &self.copy.len())
+            .field("any_stale", &self.any_stale)
+            .finish()
+    }
+}
+
+/// Restoring a shadow into a memory of another size is impossible in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("memory is {memory} bytes but its shadow is {shadow} bytes; rebuild the instance instead")]
+pub struct SizeMismatch {
+    pub memory: usize,
+    pub shadow: usize,
+}
+
+fn zero_page_hash() -> Hash {
+    leaf_hash(&[0u8; PAGE_SIZE])
+}
+
+fn leaf_hash(page: &[u8]) -> Hash {
+    let mut h = Sha256::new();
+    h.update([0x00]);
+    h.update(page);
+    h.finalize().into()
+}
+
+fn node_hash(left: &Hash, right: &Hash) -> Hash {
+    let mut h = Sha256::new();
+    h.update([0x01]);
+    h.update(left);
+    h.update(right);
+    h.finalize().into()
+}
+
+fn page_range(index: usize, len: usize) -> std::ops::Range<usize> {
+    let start = index * PAGE_SIZE;
+    start..(start + PAGE_SIZE).min(len)
+}
+
+/// Hashes one page; a page that is all zero (most of a fresh heap) reuses `zero`.
+fn hash_page(page: &[u8], zero: &Hash) -> Hash {
+    if page.len() == PAGE_SIZE && page.iter().all(|b| *b == 0) {
+        *zero
+    } else {
+        leaf_hash(page)
+    }
+}
+
+impl MemoryShadow {
+    /// Takes a full copy of `memory` and hashes every page (done once per process).
+    pub fn new(memory: &[u8]) -> Self {
+        let mut shadow = MemoryShadow {
+            copy: memory.to_vec(),
+            levels: Vec::new(),
+            stale: Vec::new(),
+            any_stale: false,
+            tree_stale: true,
+        };
+        shadow.rebuild_leaves();
+        shadow
+    }
+
+    /// The memory bytes as of the last sync.
+    pub fn bytes(&self) -> &[u8] {
+        &self.copy
+    }
+
+    /// Number of pages covered by the shadow.
+    pub fn pages(&self) -> usize {
+        self.copy.len().div_ceil(PAGE_SIZE)
+    }
+
+    fn rebuild_leaves(&mut self) {
+        let zero = zero_page_hash();
+        let len = self.copy.len();
+        let leaves: Vec<Hash> = (0..self.pages())
+            .map(|i| hash_page(&self.copy[page_range(i, len)], &zero))
+            .collect();
+        self.stale = vec![false; leaves.len()];
+        self.levels = vec![leaves];
+        self.any_stale = false;
+        self.tree_stale = true;
+    }
+
+    /// Brings the shadow up to date with `memory`, copying only changed pages.
+    ///
+    /// Cost: one comparison pass over the memory plus a copy of changed pages;
+    /// hashing is deferred to [`MemoryShadow::root`].
+    pub fn sync(&mut self, memory: &[u8]) -> SyncStats {
+        if memory.len() != self.copy.len() {
+            // Growth (or a restore into another size) is rare: rebuild fully.
+            let old_pages = self.pages();
+            self.copy = memory.to_vec();
+            self.rebuild_leaves();
+            let total = self.pages();
+            return SyncStats { changed_pages: total.saturating_sub(old_pages).max(1), total_pages: total };
+        }
+        let len = memory.len();
+        let mut changed = 0;
+        for (i, (new, old)) in memory.chunks(PAGE_SIZE).zip(self.copy.chunks_mut(PAGE_SIZE)).enumerate() {
+            if new != old {
+                old.copy_from_slice(new);
+                changed += 1;
+                if let Some(flag) = self.stale.get_mut(i) {
+                    *flag = true;
+                }
+            }
+        }
+        debug_assert_eq!(self.copy.len(), len);
+        self.any_stale |= changed > 0;
+        SyncStats { changed_pages: changed, total_pages: self.pages() }
+    }
+
+    /// Copies back into `memory` every page that differs from the shadow; returns
+    /// how many pages were restored. Used to undo a rejected input.
+    pub fn restore_into(&self, memory: &mut [u8]) -> Result<usize, SizeMismatch> {
+        if memory.len() != self.copy.len() {
+            return Err(SizeMismatch { memory: memory.len(), shadow: self.copy.len() });
+        }
+        let mut restored = 0;
+        for (cur, old) in memory.chunks_mut(PAGE_SIZE).zip(self.copy.chunks(PAGE_SIZE)) {
+            if cur != old {
+                cur.copy_from_slice(old);
+                restored += 1;
+            }
+        }
+        Ok(restored)
+    }
+
+    /// Merkle root over the page hashes of the shadow; re-hashes only the pages
+    /// changed since the last call and the tree paths above them.
+    pub fn root(&mut self) -> Hash {
+        let len = self.copy.len();
+        if self.any_stale {
+            let zero = zero_page_hash();
+            let mut parents: Vec<usize> = Vec::new();
+            for i in 0..self.stale.len() {
+                if !std::mem::replace(&mut self.stale[i], false) {
+                    continue;
+                }
+                let h = hash_page(&self.copy[page_range(i, len)], &zero);
+                if let Some(slot) = self.levels.first_mut().and_then(|l| l.get_mut(i)) {
+                    *slot = h;
+                }
+                if parents.last() != Some(&(i / 2)) {
+                    parents.push(i / 2);
+                }
+            }
+            self.any_stale = false;
+            if !self.tree_stale {
+                self.update_paths(parents);
+            }
+        }
+        if self.tree_stale {
+            self.rebuild_tree();
+        }
+        match self.levels.last().and_then(|l| l.first()) {
+            Some(root) if !self.levels[0].is_empty() => *root,
+            _ => Sha256::digest([0x02]).into(),
+        }
+    }
+
+    fn combine(level: &[Hash], parent: usize) -> Option<Hash> {
+        let left = level.get(2 * parent)?;
+        Some(match level.get(2 * parent + 1) {
+            Some(right) => node_hash(left, right),
+            None => *left,
+        })
+    }
+
+    fn rebuild_tree(&mut self) {
+        self.levels.truncate(1);
+        while self.levels.last().map_or(0, Vec::len) > 1 {
+            let below = &self.levels[self.levels.len() - 1];
+            let next: Vec<Hash> = (0..below.len().div_ceil(2)).filter_map(|p| Self::combine(below, p)).collect();
+            self.levels.push(next);
+        }
+        self.tree_stale = false;
+    }
+
+    /// Recomputes the given parent nodes level by level up to the root.
+    fn update_paths(&mut self, mut parents: Vec<usize>) {
+        for level in 1..self.levels.len() {
+            let mut next: Vec<usize> = Vec::with_capacity(parents.len());
+            for &p in &parents {
+                if let Some(h) = Self::combine(&self.levels[level - 1], p) {
+                    self.levels[level][p] = h;
+                }
+                if next.last() != Some(&(p / 2)) {
+                    next.push(p / 2);
+                }
+            }
+            parents = next;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full_root(mem: &[u8]) -> Hash {
+        MemoryShadow::new(mem).root()
+    }
+
+    #[test]
+    fn incremental_root_equals_full_rehash() {
+        let mut mem = vec![0u8; 37 * PAGE_SIZE];
+        let mut shadow = MemoryShadow::new(&mem);
+        let r0 = shadow.root();
+        for (step, page) in [0usize, 36, 17, 18, 5].iter().enumerate() {
+            mem[page * PAGE_SIZE + step] ^= 0x5a;
+            let stats = shadow.sync(&mem);
+            assert_eq!(stats.changed_pages, 1);
+            assert_eq!(shadow.root(), full_root(&mem), "after changing page {page}");
+        }
+        assert_ne!(shadow.root(), r0);
+    }
+
+    #[test]
+    fn unchanged_memory_keeps_root_and_reports_no_change() {
+        let mem: Vec<u8> = (0..8 * PAGE_SIZE).map(|i| (i % 251) as u8).collect();
+        let mut shadow = MemoryShadow::new(&mem);
+        let r = shadow.root();
+        assert_eq!(shadow.sync(&mem).changed_pages, 0);
+        assert_eq!(shadow.root(), r);
+    }
+
+    #[test]
+    fn restore_undoes_changes_page_by_page() {
+        let original: Vec<u8> = (0..4 * PAGE_SIZE).map(|i| (i % 7) as u8).collect();
+        let shadow = MemoryShadow::new(&original);
+        let mut mem = original.clone();
+        mem[10] = 99;
+        mem[3 * PAGE_SIZE + 1] = 98;
+        assert_eq!(shadow.restore_into(&mut mem), Ok(2));
+        assert_eq!(mem, original);
+    }
+
+    #[test]
+    fn restore_refuses_other_size() {
+        let shadow = MemoryShadow::new(&[0u8; PAGE_SIZE]);
+        let mut bigger = vec![0u8; 2 * PAGE_SIZE];
+        assert!(shadow.restore_into(&mut bigger).is_err());
+    }
+
+    #[test]
+    fn growth_rebuilds_and_changes_root() {
+        let mut shadow = MemoryShadow::new(&[1u8; PAGE_SIZE]);
+        let r1 = shadow.root();
+        let grown = [vec![1u8; PAGE_SIZE], vec![0u8; PAGE_SIZE]].concat();
+        shadow.sync(&grown);
+        assert_ne!(shadow.root(), r1);
+        assert_eq!(shadow.root(), full_root(&grown));
+    }
+
+    #[test]
+    fn position_matters() {
+        let mut a = vec![0u8; 2 * PAGE_SIZE];
+        let mut b = a.clone();
+        a[0] = 1;
+        b[PAGE_SIZE] = 1;
+        assert_ne!(full_root(&a), full_root(&b));
+    }
+}

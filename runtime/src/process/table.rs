@@ -1,0 +1,414 @@
+//! The process table: pids, states, pipes, and the inputs the machine accepts.
+//!
+//! Pids are allocated monotonically from 1 and never reused, so an input aimed
+//! at a process that has since exited can never reach a newer one. Exited and
+//! killed processes stay in the table (with their exit code, memory freed) so
+//! queries and late inputs get a definite answer.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::codec::{DecodeError, Reader, Writer};
+use super::digest::MemoryShadow;
+use super::error::ProcessError;
+use super::host::{ProcessHost, StreamKind, Wait};
+use super::instance::ProcessInstance;
+use super::module::{ModuleHash, ProcessModule};
+use super::txn::Txn;
+
+/// A process id.
+pub type Pid = u64;
+
+/// Exit code reported for killed processes (128 + SIGKILL), as shells do.
+pub const KILLED_EXIT_CODE: i32 = 137;
+
+/// Where a process is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcState {
+    /// Spawned, not run yet (only seen inside an input).
+    Runnable,
+    /// Suspended in a syscall, waiting for this.
+    Blocked(Wait),
+    /// Returned from `_start` or called `proc_exit(code)`.
+    Exited(i32),
+    /// Ended by [`ProcessTable::kill`].
+    Killed,
+}
+
+impl ProcState {
+    pub(crate) fn encode(&self, w: &mut Writer) {
+        match self {
+            ProcState::Runnable => w.u8(0),
+            ProcState::Blocked(wait) => {
+                w.u8(1);
+                wait.encode(w);
+            }
+            ProcState::Exited(code) => {
+                w.u8(2);
+                w.i32(*code);
+            }
+            ProcState::Killed => w.u8(3),
+        }
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(match r.u8("process state")? {
+            0 => ProcState::Runnable,
+            1 => ProcState::Blocked(Wait::decode(r)?),
+            2 => ProcState::Exited(r.i32("exit code")?),
+            3 => ProcState::Killed,
+            v => return Err(DecodeError::Invalid { what: "process state", value: u64::from(v) }),
+        })
+    }
+
+    /// The exit code if the process has ended.
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            ProcState::Exited(c) => Some(*c),
+            ProcState::Killed => Some(KILLED_EXIT_CODE),
+            _ => None,
+        }
+    }
+}
+
+/// Table-level facts about a process (everything but the live instance).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessInfo {
+    pub pid: Pid,
+    pub module: ModuleHash,
+    pub args: Vec<String>,
+    pub state: ProcState,
+    /// The process whose stdout feeds this one's stdin.
+    pub stdin_from: Option<Pid>,
+    /// The process this one's stdout feeds.
+    pub stdout_to: Option<Pid>,
+    /// Fuel consumed by this process over its life (accepted inputs only).
+    pub fuel_used: u64,
+}
+
+impl ProcessInfo {
+    pub(crate) fn encode(&self, w: &mut Writer) {
+        w.u64(self.pid);
+        w.raw(&self.module);
+        w.u32(self.args.len() as u32);
+        for a in &self.args {
+            w.bytes(a.as_bytes());
+        }
+        self.state.encode(w);
+        encode_opt_pid(w, self.stdin_from);
+        encode_opt_pid(w, self.stdout_to);
+        w.u64(self.fuel_used);
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let pid = r.u64("pid")?;
+        let module = r.hash("module hash")?;
+        let n = r.u32("arg count")?;
+        let mut args = Vec::new();
+        for _ in 0..n {
+            let a = r.bytes("arg")?;
+            args.push(String::from_utf8(a.to_vec()).map_err(|_| DecodeError::Invalid { what: "arg utf-8", value: pid })?);
+        }
+        Ok(ProcessInfo {
+            pid,
+            module,
+            args,
+            state: ProcState::decode(r)?,
+            stdin_from: decode_opt_pid(r)?,
+            stdout_to: decode_opt_pid(r)?,
+            fuel_used: r.u64("fuel used")?,
+        })
+    }
+}
+
+fn encode_opt_pid(w: &mut Writer, p: Option<Pid>) {
+    match p {
+        None => w.u8(0),
+        Some(p) => {
+            w.u8(1);
+            w.u64(p);
+        }
+    }
+}
+
+fn decode_opt_pid(r: &mut Reader<'_>) -> Result<Option<Pid>, DecodeError> {
+    Ok(if r.bool("pid present")? { Some(r.u64("pid")?) } else { None })
+}
+
+/// A running (not ended) process: its instance and the shadow of its memory as
+/// of the end of the last accepted input.
+pub(crate) struct Live<H: ProcessHost> {
+    pub inst: ProcessInstance<H>,
+    pub shadow: MemoryShadow,
+}
+
+pub(crate) struct Proc<H: ProcessHost> {
+    pub info: ProcessInfo,
+    pub module: Arc<ProcessModule<H>>,
+    /// `None` once the process has ended and the input that ended it was accepted.
+    pub live: Option<Live<H>>,
+}
+
+/// How an input ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputStatus {
+    /// Accepted: its effects are applied.
+    Ok,
+    /// Handling it needed more fuel than its budget; nothing was applied.
+    OutOfFuel,
+    /// A process trapped while handling it; nothing was applied.
+    Trap { pid: Pid, reason: String },
+}
+
+/// Bytes a process wrote to an output stream that is not piped to another process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub pid: Pid,
+    pub stream: StreamKind,
+    pub bytes: Vec<u8>,
+}
+
+/// Everything one input produced, in the order it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputOutcome {
+    pub status: InputStatus,
+    /// Output attributed to this input (empty when rejected).
+    pub outputs: Vec<Output>,
+    /// Processes that ended while handling this input (empty when rejected).
+    pub exits: Vec<(Pid, i32)>,
+    /// Fuel spent, counted even when the input is rejected.
+    pub fuel_used: u64,
+}
+
+impl InputOutcome {
+    /// All stdout bytes of `pid` in this outcome, concatenated.
+    pub fn stdout_of(&self, pid: Pid) -> Vec<u8> {
+        self.outputs.iter().filter(|o| o.pid == pid && o.stream == StreamKind::Stdout).flat_map(|o| o.bytes.clone()).collect()
+    }
+}
+
+/// One process to start: program, arguments (`args[0]` is its name), environment.
+pub struct SpawnSpec<H: ProcessHost> {
+    pub module: Arc<ProcessModule<H>>,
+    pub args: Vec<String>,
+    pub vars: Vec<(String, String)>,
+}
+
+/// Limits enforced by the table on every process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableLimits {
+    /// Most processes alive at once.
+    pub max_processes: usize,
+    /// Linear memory cap per process; growth past it fails with -1 (deterministic).
+    pub max_memory_bytes: usize,
+}
+
+impl Default for TableLimits {
+    /// 1024 processes of at most 256 MiB each.
+    fn default() -> Self {
+        TableLimits { max_processes: 1024, max_memory_bytes: 256 << 20 }
+    }
+}
+
+/// All processes of one machine. See the module docs of [`crate::process`].
+pub struct ProcessTable<H: ProcessHost> {
+    pub(crate) env: H::Env,
+    pub(crate) limits: TableLimits,
+    pub(crate) procs: BTreeMap<Pid, Proc<H>>,
+    pub(crate) next_pid: Pid,
+    pub(crate) now_ns: u64,
+}
+
+impl<H: ProcessHost> ProcessTable<H> {
+    /// An empty table whose processes share `env` (filesystem, seeds).
+    pub fn new(env: H::Env, limits: TableLimits) -> Self {
+        ProcessTable { env, limits, procs: BTreeMap::new(), next_pid: 1, now_ns: 0 }
+    }
+
+    /// The shared environment.
+    pub fn env(&self) -> &H::Env {
+        &self.env
+    }
+
+    /// Current logical time in nanoseconds.
+    pub fn now_ns(&self) -> u64 {
+        self.now_ns
+    }
+
+    /// Every process, by ascending pid.
+    pub fn list(&self) -> Vec<ProcessInfo> {
+        self.procs.values().map(|p| p.info.clone()).collect()
+    }
+
+    /// One process.
+    pub fn info(&self, pid: Pid) -> Option<&ProcessInfo> {
+        self.procs.get(&pid).map(|p| &p.info)
+    }
+
+    /// Pids of processes that have not ended.
+    pub fn live_pids(&self) -> Vec<Pid> {
+        self.procs.values().filter(|p| p.info.state.exit_code().is_none()).map(|p| p.info.pid).collect()
+    }
+
+    /// Starts `module` as a new process and runs the machine until it is quiet.
+    ///
+    /// With `stdin_from = Some(a)`, the new process's stdin is process `a`'s
+    /// stdout (a pipe); bytes `a` writes afterwards go to it instead of being
+    /// reported, and its stdin ends when `a` ends.
+    pub fn spawn(
+        &mut self,
+        module: Arc<ProcessModule<H>>,
+        args: &[String],
+        vars: &[(String, String)],
+        stdin_from: Option<Pid>,
+        fuel: u64,
+    ) -> Result<(Pid, InputOutcome), ProcessError> {
+        let spec = SpawnSpec { module, args: args.to_vec(), vars: vars.to_vec() };
+        let (pids, outcome) = self.spawn_pipeline(vec![spec], stdin_from, fuel)?;
+        Ok((pids.first().copied().unwrap_or(self.next_pid), outcome))
+    }
+
+    /// Starts `specs[0] | specs[1] | ...` as one input, like a shell pipeline:
+    /// each process's stdout feeds the next one's stdin. All are created before
+    /// any runs, so a producer that writes everything at once loses nothing.
+    /// `stdin_from` optionally feeds the first one from an existing process.
+    pub fn spawn_pipeline(
+        &mut self,
+        specs: Vec<SpawnSpec<H>>,
+        stdin_from: Option<Pid>,
+        fuel: u64,
+    ) -> Result<(Vec<Pid>, InputOutcome), ProcessError> {
+        if self.live_pids().len() + specs.len() > self.limits.max_processes {
+            return Err(ProcessError::TooManyProcesses { max: self.limits.max_processes });
+        }
+        let producer_ended = match stdin_from {
+            None => false,
+            Some(from) => {
+                let p = self.procs.get(&from).ok_or(ProcessError::NoSuchProcess(from))?;
+                if let Some(consumer) = p.info.stdout_to {
+                    return Err(ProcessError::PipeTaken { producer: from, consumer });
+                }
+                p.info.state.exit_code().is_some()
+            }
+        };
+        // Instantiate everything first: a failure here changes nothing.
+        let mut built = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let host = H::spawn(&self.env, &spec.args, &spec.vars).map_err(ProcessError::Instantiate)?;
+            let inst = ProcessInstance::spawn(&spec.module, host, self.limits.max_memory_bytes)?;
+            let shadow = MemoryShadow::new(inst.memory());
+            built.push((spec, inst, shadow));
+        }
+        let mut txn = Txn::begin(self);
+        let first = self.next_pid;
+        let count = built.len() as u64;
+        let pids: Vec<Pid> = (first..first + count).collect();
+        for (i, (spec, inst, shadow)) in built.into_iter().enumerate() {
+            let pid = first + i as u64;
+            let from = if i == 0 { stdin_from } else { Some(pid - 1) };
+            txn.record_spawn(self, pid, if i == 0 { stdin_from } else { None })?;
+            let info = ProcessInfo {
+                pid,
+                module: *spec.module.hash(),
+                args: spec.args,
+                state: ProcState::Runnable,
+                stdin_from: from,
+                stdout_to: (i as u64 + 1 < count).then_some(pid + 1),
+                fuel_used: 0,
+            };
+            let mut entry = Proc { info, module: spec.module, live: Some(Live { inst, shadow }) };
+            if i == 0 && producer_ended {
+                if let Some(live) = entry.live.as_mut() {
+                    live.inst.host_mut().close_stdin();
+                }
+            }
+            self.procs.insert(pid, entry);
+        }
+        self.next_pid = first + count;
+        if let (Some(from), false, Some(&head)) = (stdin_from, producer_ended, pids.first()) {
+            if let Some(p) = self.procs.get_mut(&from) {
+                p.info.stdout_to = Some(head);
+            }
+        }
+        let outcome = self.finish_input(txn, fuel)?;
+        Ok((pids, outcome))
+    }
+
+    /// Appends `bytes` to `pid`'s stdin (and ends it if `eof`), then runs the
+    /// machine until it is quiet.
+    pub fn deliver_stdin(&mut self, pid: Pid, bytes: &[u8], eof: bool, fuel: u64) -> Result<InputOutcome, ProcessError> {
+        let p = self.procs.get(&pid).ok_or(ProcessError::NoSuchProcess(pid))?;
+        if let Some(code) = p.info.state.exit_code() {
+            return Err(ProcessError::Exited { pid, code });
+        }
+        if let Some(from) = p.info.stdin_from {
+            return Err(ProcessError::StdinIsPipe { pid, from });
+        }
+        let mut txn = Txn::begin(self);
+        txn.touch(self, pid)?;
+        if let Some(live) = self.procs.get_mut(&pid).and_then(|p| p.live.as_mut()) {
+            live.inst.host_mut().push_stdin(bytes);
+            if eof {
+                live.inst.host_mut().close_stdin();
+            }
+        }
+        self.finish_input(txn, fuel)
+    }
+
+    /// Ends `pid` (exit code [`KILLED_EXIT_CODE`]); a process reading its stdout
+    /// sees end of input. Runs the machine until it is quiet.
+    pub fn kill(&mut self, pid: Pid, fuel: u64) -> Result<InputOutcome, ProcessError> {
+        let p = self.procs.get(&pid).ok_or(ProcessError::NoSuchProcess(pid))?;
+        if let Some(code) = p.info.state.exit_code() {
+            return Err(ProcessError::Exited { pid, code });
+        }
+        let mut txn = Txn::begin(self);
+        txn.touch(self, pid)?;
+        let mut exits = std::mem::take(&mut txn.exits);
+        self.end_process(&mut txn, pid, ProcState::Killed, &mut exits)?;
+        txn.exits = exits;
+        self.finish_input(txn, fuel)
+    }
+
+    /// Moves logical time forward by `delta_ns` and runs processes whose
+    /// deadlines passed.
+    pub fn advance_time(&mut self, delta_ns: u64, fuel: u64) -> Result<InputOutcome, ProcessError> {
+        let txn = Txn::begin(self);
+        self.now_ns = self.now_ns.saturating_add(delta_ns);
+        self.finish_input(txn, fuel)
+    }
+
+    /// Sets logical time to `now_ns` (block time); time never goes backwards.
+    pub fn set_time(&mut self, now_ns: u64, fuel: u64) -> Result<InputOutcome, ProcessError> {
+        let delta = now_ns.saturating_sub(self.now_ns);
+        self.advance_time(delta, fuel)
+    }
+
+    /// Marks `pid` ended and closes the stdin of the process it feeds.
+    pub(crate) fn end_process(
+        &mut self,
+        txn: &mut Txn,
+        pid: Pid,
+        state: ProcState,
+        exits: &mut Vec<(Pid, i32)>,
+    ) -> Result<(), ProcessError> {
+        let consumer = match self.procs.get_mut(&pid) {
+            Some(p) => {
+                p.info.state = state;
+                if let Some(live) = p.live.as_mut() {
+                    live.inst.host_mut().on_exit();
+                }
+                exits.push((pid, state.exit_code().unwrap_or(KILLED_EXIT_CODE)));
+                p.info.stdout_to
+            }
+            None => return Err(ProcessError::NoSuchProcess(pid)),
+        };
+        if let Some(c) = consumer {
+            txn.touch(self, c)?;
+            if let Some(live) = self.procs.get_mut(&c).and_then(|p| p.live.as_mut()) {
+                live.inst.host_mut().close_stdin();
+            }
+        }
+        Ok(())
+    }
+}
