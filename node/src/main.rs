@@ -1,6 +1,12 @@
 //! `replicode`: the RepliCode validator node and its tools.
 
+mod backend;
 mod cmd;
+mod cometbft;
+mod fileproof;
+mod home;
+mod lightproof;
+mod rpc;
 
 use std::process::ExitCode;
 

@@ -1,7 +1,14 @@
 //! Subcommands, one module each.
 
+pub mod init;
+pub mod query;
 pub mod run;
+pub mod start;
+pub mod testnet;
+pub mod tx;
+pub mod verify;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Subcommand;
@@ -10,12 +17,66 @@ use clap::Subcommand;
 pub enum Command {
     /// Run a wasm32-wasi program once in the deterministic runtime (like `wasmtime run`).
     Run(run::RunArgs),
+    /// Create a validator home (CometBFT config + genesis app state).
+    Init(init::InitArgs),
+    /// Serve the ABCI app and run its cometbft until SIGINT/SIGTERM.
+    Start(start::StartArgs),
+    /// A local multi-validator network on 127.0.0.1.
+    #[command(subcommand)]
+    Testnet(testnet::TestnetCommand),
+    /// Submit a syscall-input transaction and print its result.
+    Tx(tx::TxArgs),
+    /// Read committed state (files with proofs, processes).
+    Query(query::QueryArgs),
+    /// Compare every validator's app hash at every height.
+    Verify(verify::VerifyArgs),
 }
 
 /// Routes a parsed command to its module; returns the process exit code.
 pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run(args) => run::run(args),
+        Command::Init(args) => init::run(args),
+        Command::Start(args) => start::run(args),
+        Command::Testnet(command) => testnet::run(command),
+        Command::Tx(args) => tx::run(args),
+        Command::Query(args) => query::run(args),
+        Command::Verify(args) => verify::run(args),
+    }
+}
+
+/// Human tables or one JSON document for scripts.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+/// Which node a client command talks to.
+#[derive(clap::Args, Debug)]
+pub struct NodeArgs {
+    /// CometBFT RPC URL.
+    #[arg(long, env = "REPLICODE_NODE")]
+    pub node: Option<String>,
+    /// Or: the first validator of this testnet directory.
+    #[arg(long)]
+    pub testnet: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+impl NodeArgs {
+    /// `--node`, else node0 of `--testnet`, else the default local RPC port.
+    pub fn url(&self) -> anyhow::Result<String> {
+        if let Some(url) = &self.node {
+            return Ok(url.clone());
+        }
+        if let Some(dir) = &self.testnet {
+            let layout = testnet::Layout::load(dir)?;
+            let first = layout.nodes.first().ok_or_else(|| anyhow::anyhow!("{} has no validators", dir.display()))?;
+            return Ok(first.rpc_url());
+        }
+        Ok("http://127.0.0.1:26657".into())
     }
 }
 

@@ -1,0 +1,180 @@
+//! The boundary between the ABCI app and the deterministic machine (runtime +
+//! process table + merkle-fs).
+//!
+//! The app owns ordering, encoding, codes and the ABCI protocol; an [`Executor`]
+//! owns the guests' world. Keeping the boundary a small trait lets the consensus
+//! logic be tested without wasm, and lets the machine evolve without touching ABCI.
+//!
+//! Error split: a guest's failure (trap, fuel, unknown pid, quota) is an
+//! [`Outcome`] — deterministic, reported in the tx result. An [`ExecError`] is a
+//! host failure (storage I/O, corruption): the node must stop rather than commit
+//! a state that other validators may not have.
+
+use crate::codes::Code;
+use crate::genesis::{GenesisState, Limits};
+use crate::result::{Exit, Write};
+
+/// The 32-byte state root; the ABCI app hash.
+pub type AppHash = Vec<u8>;
+
+/// Consensus data a block's execution may observe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockContext {
+    pub height: u64,
+    /// Block time in nanoseconds since the Unix epoch: the guests' clock.
+    pub time_unix_nanos: u64,
+    /// Seed for guest randomness, derived from the block hash.
+    pub seed: [u8; 32],
+}
+
+/// One syscall input, already decoded and checked for syntax.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input<'a> {
+    Install { path: &'a str, wasm: &'a [u8] },
+    Spawn { path: &'a str, args: &'a [String], env: &'a [(String, String)] },
+    Stdin { pid: u64, data: &'a [u8], eof: bool },
+    Kill { pid: u64 },
+}
+
+/// How an input ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    OutOfFuel,
+    Trap(String),
+    /// Refused by the machine with this code (unknown pid, quota, ...), no effect.
+    Refused(Code, String),
+}
+
+/// Everything one input produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub status: Status,
+    /// The pid the input targeted; for a spawn, the new process.
+    pub pid: u64,
+    pub writes: Vec<Write>,
+    pub exits: Vec<Exit>,
+    pub fuel_used: u64,
+}
+
+/// The last durable state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// 0 before the first commit.
+    pub height: u64,
+    pub app_hash: AppHash,
+}
+
+/// A file read from committed state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileRead {
+    pub height: u64,
+    /// `None` when the file does not exist at that height.
+    pub contents: Option<Vec<u8>>,
+    /// A merkle-fs proof of `contents` (or of absence) against the root of `height`.
+    pub proof: Option<Vec<u8>>,
+}
+
+/// One process as `query proc` reports it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProcessInfo {
+    pub pid: u64,
+    pub program: String,
+    pub args: Vec<String>,
+    /// `running`, `blocked`, `exited` or `killed`.
+    pub state: String,
+    pub exit_code: Option<i32>,
+    pub fuel_used: u64,
+    /// The tail of what the process wrote to stdout (bounded by the executor).
+    pub recent_output: Vec<u8>,
+}
+
+/// A host failure; the node stops on it.
+#[derive(Debug, thiserror::Error)]
+#[error("executor failed during {operation}: {reason}")]
+pub struct ExecError {
+    pub operation: &'static str,
+    pub reason: String,
+}
+
+impl ExecError {
+    pub fn new(operation: &'static str, reason: impl std::fmt::Display) -> Self {
+        ExecError { operation, reason: reason.to_string() }
+    }
+}
+
+/// The deterministic machine, driven from the consensus thread only.
+pub trait Executor: Send + 'static {
+    /// The last committed height and root (height 0 on a fresh store).
+    fn committed(&self) -> Result<Committed, ExecError>;
+
+    /// Applies the genesis state to an empty working set and returns its root.
+    /// Nothing is durable until [`Executor::commit`].
+    fn init_chain(&mut self, genesis: &GenesisState, ctx: &BlockContext) -> Result<AppHash, ExecError>;
+
+    /// The limits fixed at genesis (read from committed or working state).
+    fn limits(&self) -> Result<Limits, ExecError>;
+
+    /// Starts a block: discards any uncommitted work and sets clock and seed.
+    fn begin_block(&mut self, ctx: &BlockContext) -> Result<(), ExecError>;
+
+    /// Executes one input with at most `fuel` fuel. Atomic: a refused input leaves
+    /// no trace in the working set.
+    fn execute(&mut self, input: &Input<'_>, fuel: u64) -> Result<Outcome, ExecError>;
+
+    /// Ends the block: the root of the working set, the block's app hash.
+    fn end_block(&mut self) -> Result<AppHash, ExecError>;
+
+    /// Persists the working set atomically at the height of the last begin_block
+    /// (or InitChain's initial height - 1 ... see docs) and returns it.
+    fn commit(&mut self) -> Result<Committed, ExecError>;
+
+    /// Pids of processes alive in committed state (CheckTx reads this).
+    fn live_pids(&self) -> Result<Vec<u64>, ExecError>;
+
+    /// A file at a committed height (`None` = latest), with a proof if asked.
+    fn read_file(&self, path: &str, height: Option<u64>, prove: bool) -> Result<FileRead, ExecError>;
+
+    /// Every process in committed state, by pid.
+    fn processes(&self) -> Result<Vec<ProcessInfo>, ExecError>;
+}
+
+/// Pure module validation of wasm bytes, callable from the mempool thread.
+pub trait ProgramValidator: Send + Sync + 'static {
+    /// `Err(reason)` when the bytes are not a program the runtime would run.
+    fn validate(&self, wasm: &[u8]) -> Result<(), String>;
+}
+
+/// A boxed executor is an executor, so the binary can choose one at run time.
+impl Executor for Box<dyn Executor> {
+    fn committed(&self) -> Result<Committed, ExecError> {
+        (**self).committed()
+    }
+    fn init_chain(&mut self, genesis: &GenesisState, ctx: &BlockContext) -> Result<AppHash, ExecError> {
+        (**self).init_chain(genesis, ctx)
+    }
+    fn limits(&self) -> Result<Limits, ExecError> {
+        (**self).limits()
+    }
+    fn begin_block(&mut self, ctx: &BlockContext) -> Result<(), ExecError> {
+        (**self).begin_block(ctx)
+    }
+    fn execute(&mut self, input: &Input<'_>, fuel: u64) -> Result<Outcome, ExecError> {
+        (**self).execute(input, fuel)
+    }
+    fn end_block(&mut self) -> Result<AppHash, ExecError> {
+        (**self).end_block()
+    }
+    fn commit(&mut self) -> Result<Committed, ExecError> {
+        (**self).commit()
+    }
+    fn live_pids(&self) -> Result<Vec<u64>, ExecError> {
+        (**self).live_pids()
+    }
+    fn read_file(&self, path: &str, height: Option<u64>, prove: bool) -> Result<FileRead, ExecError> {
+        (**self).read_file(path, height, prove)
+    }
+    fn processes(&self) -> Result<Vec<ProcessInfo>, ExecError> {
+        (**self).processes()
+    }
+}

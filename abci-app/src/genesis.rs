@@ -1,0 +1,207 @@
+//! The genesis app state: `app_state` in CometBFT's genesis.json, read by InitChain.
+//!
+//! It is JSON because CometBFT embeds it in genesis.json; every byte of it is part of
+//! the genesis that all validators share, so programs are carried inline (hex), never
+//! as host paths. `replicode init` resolves the template's `file` entries into hex.
+
+use serde::{Deserialize, Serialize};
+
+use crate::codes::Code;
+use crate::tx::{self, Refusal};
+
+/// Resource limits every guest runs under; fixed at genesis.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Fuel one transaction may burn across every process it wakes.
+    pub fuel_per_tx: u64,
+    /// Largest linear memory of one process, in bytes.
+    pub memory_bytes: u64,
+    /// Bytes the whole guest filesystem may hold.
+    pub storage_quota_bytes: u64,
+    /// Most processes alive at once.
+    pub max_processes: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            fuel_per_tx: 100_000_000,
+            memory_bytes: 64 * 1024 * 1024,
+            storage_quota_bytes: 256 * 1024 * 1024,
+            max_processes: 64,
+        }
+    }
+}
+
+/// A file created at genesis.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisFile {
+    pub path: String,
+    /// UTF-8 contents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// Binary contents, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hex: Option<String>,
+}
+
+/// A program installed at genesis.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisProgram {
+    pub path: String,
+    /// The wasm bytes, hex (what the chain sees).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wasm_hex: Option<String>,
+    /// Template only: a host file that `replicode init` reads into `wasm_hex`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+}
+
+/// A process started at genesis (pids are assigned in list order from 1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisSpawn {
+    pub path: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// `KEY=VALUE` strings, in order.
+    #[serde(default)]
+    pub env: Vec<String>,
+}
+
+/// The whole app state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisState {
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub files: Vec<GenesisFile>,
+    #[serde(default)]
+    pub programs: Vec<GenesisProgram>,
+    #[serde(default)]
+    pub spawn: Vec<GenesisSpawn>,
+}
+
+/// Why a genesis app state is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum GenesisError {
+    #[error("genesis app_state is not valid JSON for RepliCode: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("genesis {what} {path:?}: {reason}")]
+    Entry { what: &'static str, path: String, reason: String },
+}
+
+/// A genesis program or file with its bytes decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedFile {
+    pub path: String,
+    pub bytes: Vec<u8>,
+}
+
+impl GenesisState {
+    /// Parses the app state CometBFT hands to InitChain (empty means all defaults).
+    pub fn from_bytes(bytes: &[u8]) -> Result<GenesisState, GenesisError> {
+        if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+            return Ok(GenesisState::default());
+        }
+        Ok(serde_json::from_slice(bytes)?)
+    }
+
+    /// Programs with their wasm decoded; each must carry `wasm_hex` and a valid path.
+    pub fn programs(&self) -> Result<Vec<ResolvedFile>, GenesisError> {
+        self.programs
+            .iter()
+            .map(|p| {
+                let err = |reason: String| GenesisError::Entry { what: "program", path: p.path.clone(), reason };
+                check(&p.path).map_err(|r| err(r.reason))?;
+                if !p.path.starts_with(crate::limits::INSTALL_DIR) {
+                    return Err(err(format!("is not below {}", crate::limits::INSTALL_DIR)));
+                }
+                let hex_text = p.wasm_hex.as_deref().ok_or_else(|| {
+                    err("has no wasm_hex (a template `file` must be resolved by `replicode init`)".into())
+                })?;
+                let bytes = hex::decode(hex_text).map_err(|e| err(format!("wasm_hex is not hex: {e}")))?;
+                Ok(ResolvedFile { path: p.path.clone(), bytes })
+            })
+            .collect()
+    }
+
+    /// Files with their contents decoded; each must have exactly one of `text`/`hex`.
+    pub fn files(&self) -> Result<Vec<ResolvedFile>, GenesisError> {
+        self.files
+            .iter()
+            .map(|f| {
+                let err = |reason: String| GenesisError::Entry { what: "file", path: f.path.clone(), reason };
+                check(&f.path).map_err(|r| err(r.reason))?;
+                let bytes = match (&f.text, &f.hex) {
+                    (Some(text), None) => text.clone().into_bytes(),
+                    (None, Some(h)) => hex::decode(h).map_err(|e| err(format!("hex is not hex: {e}")))?,
+                    _ => return Err(err("needs exactly one of `text` or `hex`".into())),
+                };
+                Ok(ResolvedFile { path: f.path.clone(), bytes })
+            })
+            .collect()
+    }
+
+    /// Spawns as transaction bodies, checked like transactions.
+    pub fn spawns(&self) -> Result<Vec<tx::Spawn>, GenesisError> {
+        self.spawn
+            .iter()
+            .map(|s| {
+                let err = |reason: String| GenesisError::Entry { what: "spawn", path: s.path.clone(), reason };
+                let env = s
+                    .env
+                    .iter()
+                    .map(|kv| {
+                        kv.split_once('=')
+                            .map(|(k, v)| tx::EnvVar { key: k.to_string(), value: v.to_string() })
+                            .ok_or_else(|| err(format!("env entry {kv:?} is not KEY=VALUE")))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let spawn = tx::Spawn { path: s.path.clone(), args: s.args.clone(), env };
+                let body = tx::Body::Spawn(spawn.clone());
+                tx::decode(&tx::Tx::new(body, 0).to_bytes()).map_err(|r| err(r.reason))?;
+                Ok(spawn)
+            })
+            .collect()
+    }
+}
+
+fn check(path: &str) -> Result<(), Refusal> {
+    tx::check_path("path", path).map_err(|r| Refusal::new(Code::InvalidField, r.reason))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_app_state_is_defaults() {
+        assert_eq!(GenesisState::from_bytes(b"").expect("empty ok"), GenesisState::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = GenesisState::from_bytes(br#"{"limits":{"fuel":1}}"#).expect_err("unknown key");
+        assert!(err.to_string().contains("fuel"), "{err}");
+    }
+
+    #[test]
+    fn unresolved_template_program_is_named() {
+        let g: GenesisState =
+            serde_json::from_str(r#"{"programs":[{"path":"/bin/kv","file":"kv.wasm"}]}"#).expect("parses");
+        let err = g.programs().expect_err("no wasm_hex");
+        assert!(err.to_string().contains("/bin/kv"), "{err}");
+    }
+
+    #[test]
+    fn spawn_env_must_be_key_value() {
+        let g: GenesisState =
+            serde_json::from_str(r#"{"spawn":[{"path":"/bin/kv","env":["NOEQUALS"]}]}"#).expect("parses");
+        assert!(g.spawns().is_err());
+    }
+}

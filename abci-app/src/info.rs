@@ -1,0 +1,123 @@
+//! Info (the handshake) and Query (files, processes).
+
+use prost::bytes::Bytes;
+use tendermint_proto::crypto::{ProofOp, ProofOps};
+use tendermint_proto::v0_38::abci::{RequestInfo, RequestQuery, ResponseInfo, ResponseQuery};
+
+use crate::consensus::Core;
+use crate::error::AppError;
+use crate::executor::Executor;
+
+/// The app's protocol version, reported in Info and checked by CometBFT.
+pub const APP_VERSION: u64 = 1;
+
+/// Query paths and codes, shared with the CLI.
+pub mod paths {
+    /// `data` = the guest path; `height` 0 = latest; `prove` adds a merkle-fs proof.
+    pub const FILE: &str = "/file";
+    /// Every process, JSON array of `ProcessInfo`.
+    pub const PROCS: &str = "/procs";
+    /// `data` = the pid in decimal; JSON `ProcessInfo`.
+    pub const PROC: &str = "/proc";
+    /// `ProofOp.type` of a file proof.
+    pub const FILE_PROOF_TYPE: &str = "replicode.merkle-fs.file";
+
+    pub const CODE_OK: u32 = 0;
+    pub const CODE_NOT_FOUND: u32 = 1;
+    pub const CODE_BAD_REQUEST: u32 = 2;
+}
+
+impl<E: Executor> Core<E> {
+    /// Last committed height and app hash: CometBFT replays blocks after it.
+    pub fn info(&self, _req: RequestInfo) -> Result<ResponseInfo, AppError> {
+        let committed = self.exec.committed()?;
+        Ok(ResponseInfo {
+            data: "replicode".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            app_version: APP_VERSION,
+            last_block_height: i64::try_from(committed.height).unwrap_or(i64::MAX),
+            last_block_app_hash: Bytes::from(committed.app_hash),
+        })
+    }
+
+    /// Answers a query; host failures are fatal, bad requests get codes.
+    pub fn query(&self, req: RequestQuery) -> Result<ResponseQuery, AppError> {
+        match req.path.as_str() {
+            paths::FILE => self.query_file(req),
+            paths::PROCS => {
+                let procs = self.exec.processes()?;
+                Ok(json_answer(&procs, self.exec.committed()?.height))
+            }
+            paths::PROC => {
+                let Some(pid) = std::str::from_utf8(&req.data).ok().and_then(|s| s.trim().parse::<u64>().ok()) else {
+                    return Ok(bad_request(format!("{} wants a decimal pid in data", paths::PROC)));
+                };
+                let height = self.exec.committed()?.height;
+                match self.exec.processes()?.into_iter().find(|p| p.pid == pid) {
+                    Some(info) => Ok(json_answer(&info, height)),
+                    None => Ok(ResponseQuery {
+                        code: paths::CODE_NOT_FOUND,
+                        log: format!("no process with pid {pid} at height {height}"),
+                        height: i64::try_from(height).unwrap_or(i64::MAX),
+                        ..Default::default()
+                    }),
+                }
+            }
+            other => Ok(bad_request(format!(
+                "unknown query path {other:?}; known: {}, {}, {}",
+                paths::FILE,
+                paths::PROCS,
+                paths::PROC
+            ))),
+        }
+    }
+
+    fn query_file(&self, req: RequestQuery) -> Result<ResponseQuery, AppError> {
+        let Ok(path) = std::str::from_utf8(&req.data) else {
+            return Ok(bad_request("file query data is not a UTF-8 path".into()));
+        };
+        if let Err(refusal) = crate::tx::check_path("query path", path) {
+            return Ok(bad_request(refusal.reason));
+        }
+        let height = u64::try_from(req.height).ok().filter(|h| *h > 0);
+        let committed = self.exec.committed()?;
+        if let Some(h) = height {
+            if h > committed.height {
+                return Ok(bad_request(format!("height {h} is above the last committed height {}", committed.height)));
+            }
+        }
+        let read = self.exec.read_file(path, height, req.prove)?;
+        let proof_ops = read.proof.map(|data| ProofOps {
+            ops: vec![ProofOp { r#type: paths::FILE_PROOF_TYPE.into(), key: path.as_bytes().to_vec(), data }],
+        });
+        let (code, log) = match &read.contents {
+            Some(_) => (paths::CODE_OK, String::new()),
+            None => (paths::CODE_NOT_FOUND, format!("{path} does not exist at height {}", read.height)),
+        };
+        Ok(ResponseQuery {
+            code,
+            log,
+            key: Bytes::from(path.as_bytes().to_vec()),
+            value: Bytes::from(read.contents.unwrap_or_default()),
+            proof_ops,
+            height: i64::try_from(read.height).unwrap_or(i64::MAX),
+            ..Default::default()
+        })
+    }
+}
+
+fn json_answer<T: serde::Serialize>(value: &T, height: u64) -> ResponseQuery {
+    match serde_json::to_vec(value) {
+        Ok(json) => ResponseQuery {
+            code: paths::CODE_OK,
+            value: Bytes::from(json),
+            height: i64::try_from(height).unwrap_or(i64::MAX),
+            ..Default::default()
+        },
+        Err(e) => bad_request(format!("cannot encode answer: {e}")),
+    }
+}
+
+fn bad_request(log: String) -> ResponseQuery {
+    ResponseQuery { code: paths::CODE_BAD_REQUEST, log, ..Default::default() }
+}

@@ -1,0 +1,34 @@
+//! Size limits on transactions, fixed by the protocol version.
+//!
+//! They are constants rather than genesis parameters because CheckTx must refuse an
+//! oversized transaction before it has any state to read, and because every
+//! validator must refuse exactly the same transactions.
+
+/// Largest encoded transaction (the whole envelope). CometBFT's mempool default
+/// `max_tx_bytes` is 1 MiB; `replicode init` raises it to [`COMETBFT_MAX_TX_BYTES`]
+/// so that our own, more precise, refusal (with its code) is what a client sees.
+pub const MAX_TX_BYTES: usize = 1024 * 1024;
+
+/// The value `replicode init` writes into CometBFT's `mempool.max_tx_bytes`.
+pub const COMETBFT_MAX_TX_BYTES: usize = 2 * MAX_TX_BYTES;
+
+/// Longest guest path (bytes), as PATH_MAX in wasi-libc.
+pub const MAX_PATH_BYTES: usize = 1024;
+
+/// Longest single path component (bytes), as NAME_MAX in wasi-libc.
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// Most argv entries (program name excluded) for a spawn.
+pub const MAX_ARGS: usize = 64;
+
+/// Most environment variables for a spawn.
+pub const MAX_ENV: usize = 64;
+
+/// Longest single argument, environment key or value (bytes).
+pub const MAX_ARG_BYTES: usize = 4096;
+
+/// Most bytes delivered to a process's stdin by one transaction.
+pub const MAX_STDIN_BYTES: usize = 64 * 1024;
+
+/// Programs may only be installed below this directory.
+pub const INSTALL_DIR: &str = "/bin/";

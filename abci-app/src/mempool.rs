@@ -1,0 +1,94 @@
+//! CheckTx: admission against a copy of the last committed state.
+//!
+//! It runs on CometBFT's mempool connection, never on the consensus thread, and
+//! reads only [`MempoolView`] — a snapshot the consensus thread replaces after each
+//! commit — so it can neither see nor disturb a block being executed.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, RwLock};
+
+use tendermint_proto::v0_38::abci::{RequestCheckTx, ResponseCheckTx};
+
+use crate::codes::Code;
+use crate::executor::ProgramValidator;
+use crate::tx::{self, Body, Refusal};
+
+/// What CheckTx may know: the committed process table and limits.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MempoolView {
+    pub height: u64,
+    pub live_pids: BTreeSet<u64>,
+    pub fuel_per_tx: u64,
+}
+
+/// The view shared between the consensus thread (writer) and CheckTx (readers).
+#[derive(Clone, Debug, Default)]
+pub struct SharedView(Arc<RwLock<MempoolView>>);
+
+impl SharedView {
+    /// Installs the state of a new commit.
+    pub fn replace(&self, height: u64, pids: Vec<u64>, fuel_per_tx: u64) {
+        let view = MempoolView { height, live_pids: pids.into_iter().collect(), fuel_per_tx };
+        // A poisoned lock only means a reader panicked; the data is a plain value.
+        let mut guard = self.0.write().unwrap_or_else(|p| p.into_inner());
+        *guard = view;
+    }
+
+    /// A copy of the current view.
+    pub fn get(&self) -> MempoolView {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// The CheckTx handler.
+#[derive(Clone)]
+pub struct Mempool {
+    view: SharedView,
+    validator: Arc<dyn ProgramValidator>,
+}
+
+impl Mempool {
+    pub fn new(view: SharedView, validator: Arc<dyn ProgramValidator>) -> Self {
+        Mempool { view, validator }
+    }
+
+    /// Accepts or refuses a transaction; never mutates anything.
+    pub fn check_tx(&self, req: &RequestCheckTx) -> ResponseCheckTx {
+        match self.check(&req.tx) {
+            Ok(fuel) => ResponseCheckTx {
+                code: Code::Ok.value(),
+                gas_wanted: i64::try_from(fuel).unwrap_or(i64::MAX),
+                ..Default::default()
+            },
+            Err(refusal) => ResponseCheckTx {
+                code: refusal.code.value(),
+                log: refusal.reason,
+                codespace: "replicode".into(),
+                ..Default::default()
+            },
+        }
+    }
+
+    fn check(&self, bytes: &[u8]) -> Result<u64, Refusal> {
+        let (_, body) = tx::decode(bytes)?;
+        let view = self.view.get();
+        match &body {
+            Body::Install(install) => self
+                .validator
+                .validate(&install.wasm)
+                .map_err(|reason| Refusal::new(Code::InvalidProgram, format!("{}: {reason}", install.path)))?,
+            Body::Stdin(tx::Stdin { pid, .. }) | Body::Kill(tx::Kill { pid }) => {
+                if !view.live_pids.contains(pid) {
+                    return Err(Refusal::new(
+                        Code::UnknownPid,
+                        format!("pid {pid} is not a live process at height {}", view.height),
+                    ));
+                }
+            }
+            // Whether the program exists is decided at execution: an install of it
+            // may be ahead in the same block.
+            Body::Spawn(_) => {}
+        }
+        Ok(view.fuel_per_tx)
+    }
+}

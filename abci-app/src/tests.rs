@@ -1,0 +1,204 @@
+//! The ABCI state machine driven directly against the in-memory executor.
+
+use std::sync::Arc;
+
+use prost::bytes::Bytes;
+use tendermint_proto::google::protobuf::Timestamp;
+use tendermint_proto::v0_38::abci::{
+    RequestCheckTx, RequestFinalizeBlock, RequestInfo, RequestInitChain, RequestQuery, ResponseFinalizeBlock,
+};
+
+use crate::codes::Code;
+use crate::consensus::Core;
+use crate::info::paths;
+use crate::memory::{MagicValidator, MemoryExecutor};
+use crate::mempool::{Mempool, SharedView};
+use crate::result::TxOutput;
+use crate::tx::{Body, Install, Kill, Spawn, Stdin, Tx};
+
+const WASM: &[u8] = b"\0asm\x01\0\0\0";
+
+fn core() -> (Core<MemoryExecutor>, Mempool) {
+    let view = SharedView::default();
+    let validator = Arc::new(MagicValidator);
+    let core = Core::new(MemoryExecutor::default(), validator.clone(), view.clone()).expect("core");
+    (core, Mempool::new(view, validator))
+}
+
+fn genesis(core: &mut Core<MemoryExecutor>) -> Vec<u8> {
+    let app_state = br#"{"limits":{"fuel_per_tx":1000,"memory_bytes":1048576,"storage_quota_bytes":1048576,"max_processes":4}}"#;
+    let res = core
+        .init_chain(RequestInitChain {
+            app_state_bytes: Bytes::from_static(app_state),
+            initial_height: 1,
+            chain_id: "test".into(),
+            ..Default::default()
+        })
+        .expect("init chain");
+    res.app_hash.to_vec()
+}
+
+fn block(core: &mut Core<MemoryExecutor>, height: i64, txs: Vec<Vec<u8>>) -> ResponseFinalizeBlock {
+    let res = core
+        .finalize_block(RequestFinalizeBlock {
+            txs: txs.into_iter().map(Bytes::from).collect(),
+            height,
+            hash: Bytes::from(vec![height as u8; 32]),
+            time: Some(Timestamp { seconds: 1_700_000_000 + height, nanos: 0 }),
+            ..Default::default()
+        })
+        .expect("finalize");
+    core.commit().expect("commit");
+    res
+}
+
+fn tx(body: Body) -> Vec<u8> {
+    Tx::new(body, 0).to_bytes()
+}
+
+fn install() -> Vec<u8> {
+    tx(Body::Install(Install { path: "/bin/echo".into(), wasm: WASM.to_vec() }))
+}
+
+fn spawn() -> Vec<u8> {
+    tx(Body::Spawn(Spawn { path: "/bin/echo".into(), args: vec![], env: vec![] }))
+}
+
+fn stdin(pid: u64, data: &[u8]) -> Vec<u8> {
+    tx(Body::Stdin(Stdin { pid, data: data.to_vec(), eof: false }))
+}
+
+#[test]
+fn block_executes_in_order_with_codes_and_output() {
+    let (mut core, _) = core();
+    genesis(&mut core);
+    let res = block(&mut core, 1, vec![install(), spawn(), stdin(1, b"hi"), vec![0xff, 0x01], stdin(9, b"x")]);
+    let codes: Vec<u32> = res.tx_results.iter().map(|r| r.code).collect();
+    assert_eq!(
+        codes,
+        vec![Code::Ok.value(), Code::Ok.value(), Code::Ok.value(), Code::Malformed.value(), Code::UnknownPid.value()]
+    );
+    let out = TxOutput::from_bytes(&res.tx_results[2].data).expect("output decodes");
+    assert_eq!(out.stdout_of(1), b"HI");
+    assert_eq!(res.tx_results[2].gas_used, 2);
+    assert!(res.tx_results[4].log.contains("9"), "log names the pid: {}", res.tx_results[4].log);
+    let kinds: Vec<&str> = res.tx_results.iter().map(|r| r.events[0].attributes[0].value.as_str()).collect();
+    assert_eq!(kinds, vec!["install", "spawn", "stdin", "invalid", "stdin"]);
+}
+
+#[test]
+fn same_blocks_same_app_hash_different_blocks_different() {
+    let run = |data: &[u8]| {
+        let (mut core, _) = core();
+        genesis(&mut core);
+        block(&mut core, 1, vec![install(), spawn()]);
+        block(&mut core, 2, vec![stdin(1, data)]).app_hash.to_vec()
+    };
+    assert_eq!(run(b"a"), run(b"a"));
+    assert_ne!(run(b"a"), run(b"bb"));
+}
+
+#[test]
+fn info_reports_last_commit() {
+    let (mut core, _) = core();
+    genesis(&mut core);
+    let info = core.info(RequestInfo::default()).expect("info");
+    assert_eq!(info.last_block_height, 0);
+    let res = block(&mut core, 1, vec![install()]);
+    let info = core.info(RequestInfo::default()).expect("info");
+    assert_eq!(info.last_block_height, 1);
+    assert_eq!(info.last_block_app_hash, res.app_hash);
+}
+
+#[test]
+fn commit_without_finalize_is_a_protocol_error() {
+    let (mut core, _) = core();
+    genesis(&mut core);
+    assert!(core.commit().is_err());
+}
+
+#[test]
+fn out_of_fuel_is_reported_and_the_process_keeps_answering() {
+    let (mut core, _) = core();
+    genesis(&mut core);
+    block(&mut core, 1, vec![install(), spawn()]);
+    let res = block(&mut core, 2, vec![stdin(1, b"loop"), stdin(1, b"next")]);
+    assert_eq!(res.tx_results[0].code, Code::OutOfFuel.value());
+    assert_eq!(res.tx_results[0].gas_used, 1000);
+    assert_eq!(res.tx_results[1].code, Code::Ok.value());
+}
+
+#[test]
+fn check_tx_uses_committed_state_only() {
+    let (mut core, mempool) = core();
+    genesis(&mut core);
+    let check = |bytes: Vec<u8>| mempool.check_tx(&RequestCheckTx { tx: Bytes::from(bytes), ..Default::default() });
+    assert_eq!(check(stdin(1, b"x")).code, Code::UnknownPid.value());
+    let bad = tx(Body::Install(Install { path: "/bin/x".into(), wasm: b"nope".to_vec() }));
+    let res = check(bad);
+    assert_eq!(res.code, Code::InvalidProgram.value());
+    assert!(res.log.contains("/bin/x"), "{}", res.log);
+    assert_eq!(check(vec![1, 2, 3]).code, Code::Malformed.value());
+    block(&mut core, 1, vec![install(), spawn()]);
+    assert_eq!(check(stdin(1, b"x")).code, Code::Ok.value());
+    block(&mut core, 2, vec![tx(Body::Kill(Kill { pid: 1 }))]);
+    assert_eq!(check(stdin(1, b"x")).code, Code::UnknownPid.value());
+}
+
+#[test]
+fn invalid_program_in_a_block_is_refused_deterministically() {
+    let (mut core, _) = core();
+    genesis(&mut core);
+    let bad = tx(Body::Install(Install { path: "/bin/x".into(), wasm: b"nope".to_vec() }));
+    let res = block(&mut core, 1, vec![bad]);
+    assert_eq!(res.tx_results[0].code, Code::InvalidProgram.value());
+}
+
+#[test]
+fn file_query_at_height_with_proof() {
+    let (mut core, _) = core();
+    genesis(&mut core);
+    block(&mut core, 1, vec![install()]);
+    block(&mut core, 2, vec![]);
+    let q = |path: &str, height: i64, prove: bool| {
+        core.query(RequestQuery { data: Bytes::from(path.as_bytes().to_vec()), path: paths::FILE.into(), height, prove })
+            .expect("query")
+    };
+    let res = q("/bin/echo", 1, true);
+    assert_eq!(res.code, paths::CODE_OK);
+    assert_eq!(res.value.as_ref(), WASM);
+    assert_eq!(res.height, 1);
+    assert_eq!(res.proof_ops.expect("proof").ops[0].r#type, paths::FILE_PROOF_TYPE);
+    assert_eq!(q("/bin/none", 0, false).code, paths::CODE_NOT_FOUND);
+    assert_eq!(q("relative", 0, false).code, paths::CODE_BAD_REQUEST);
+    assert_eq!(q("/bin/echo", 99, false).code, paths::CODE_BAD_REQUEST);
+}
+
+#[test]
+fn process_queries_are_json() {
+    let (mut core, _) = core();
+    genesis(&mut core);
+    block(&mut core, 1, vec![install(), spawn(), stdin(1, b"abc")]);
+    let res = core
+        .query(RequestQuery { data: Bytes::from_static(b"1"), path: paths::PROC.into(), ..Default::default() })
+        .expect("query");
+    let info: crate::executor::ProcessInfo = serde_json::from_slice(&res.value).expect("json");
+    assert_eq!(info.pid, 1);
+    assert_eq!(info.recent_output, b"ABC");
+    let res = core
+        .query(RequestQuery { data: Bytes::from_static(b"7"), path: paths::PROC.into(), ..Default::default() })
+        .expect("query");
+    assert_eq!(res.code, paths::CODE_NOT_FOUND);
+}
+
+#[test]
+fn bad_genesis_is_refused_with_the_entry_named() {
+    let (mut core, _) = core();
+    let err = core
+        .init_chain(RequestInitChain {
+            app_state_bytes: Bytes::from_static(br#"{"programs":[{"path":"/bin/p","wasm_hex":"00"}]}"#),
+            ..Default::default()
+        })
+        .expect_err("invalid program");
+    assert!(err.to_string().contains("/bin/p"), "{err}");
+}

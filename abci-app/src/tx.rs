@@ -1,0 +1,364 @@
+//! The transaction format: a versioned protobuf envelope around one syscall input.
+//!
+//! The messages are hand-written `prost` structs (no build script, no protoc); the
+//! `.proto` equivalent and the limits are documented in `docs/tx-format.md`.
+//! Decoding is strict: the bytes must re-encode to themselves, so unknown fields,
+//! duplicated fields and non-minimal varints are refused. That keeps one meaning
+//! per transaction hash.
+
+use prost::Message;
+
+use crate::codes::Code;
+use crate::limits;
+
+/// The only envelope version this node speaks.
+pub const TX_VERSION: u32 = 1;
+
+/// The envelope. `nonce` lets a client send the same input twice: CometBFT's
+/// mempool drops byte-identical transactions.
+#[derive(Clone, PartialEq, Message)]
+pub struct Tx {
+    #[prost(uint32, tag = "1")]
+    pub version: u32,
+    #[prost(oneof = "Body", tags = "2, 3, 4, 5")]
+    pub body: Option<Body>,
+    #[prost(uint64, tag = "15")]
+    pub nonce: u64,
+}
+
+/// What the transaction asks of the replicated machine.
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum Body {
+    #[prost(message, tag = "2")]
+    Install(Install),
+    #[prost(message, tag = "3")]
+    Spawn(Spawn),
+    #[prost(message, tag = "4")]
+    Stdin(Stdin),
+    #[prost(message, tag = "5")]
+    Kill(Kill),
+}
+
+/// Write a wasm program to `path` (below `/bin/`).
+#[derive(Clone, PartialEq, Message)]
+pub struct Install {
+    #[prost(string, tag = "1")]
+    pub path: String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub wasm: Vec<u8>,
+}
+
+/// Start the program at `path` with `args` (argv[1..]) and `env`.
+#[derive(Clone, PartialEq, Message)]
+pub struct Spawn {
+    #[prost(string, tag = "1")]
+    pub path: String,
+    #[prost(string, repeated, tag = "2")]
+    pub args: Vec<String>,
+    #[prost(message, repeated, tag = "3")]
+    pub env: Vec<EnvVar>,
+}
+
+/// One environment variable; a list (not a map) so the order is the client's.
+#[derive(Clone, PartialEq, Message)]
+pub struct EnvVar {
+    #[prost(string, tag = "1")]
+    pub key: String,
+    #[prost(string, tag = "2")]
+    pub value: String,
+}
+
+/// Bytes for a process's stdin; `eof` closes it after them.
+#[derive(Clone, PartialEq, Message)]
+pub struct Stdin {
+    #[prost(uint64, tag = "1")]
+    pub pid: u64,
+    #[prost(bytes = "vec", tag = "2")]
+    pub data: Vec<u8>,
+    #[prost(bool, tag = "3")]
+    pub eof: bool,
+}
+
+/// Terminate a process.
+#[derive(Clone, PartialEq, Message)]
+pub struct Kill {
+    #[prost(uint64, tag = "1")]
+    pub pid: u64,
+}
+
+/// Why a transaction was refused before execution: a code and a readable reason.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {reason}")]
+pub struct Refusal {
+    pub code: Code,
+    pub reason: String,
+}
+
+impl Refusal {
+    pub fn new(code: Code, reason: impl Into<String>) -> Self {
+        Refusal { code, reason: reason.into() }
+    }
+}
+
+impl Tx {
+    /// An envelope of the current version.
+    pub fn new(body: Body, nonce: u64) -> Tx {
+        Tx { version: TX_VERSION, body: Some(body), nonce }
+    }
+
+    /// The canonical bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.encode_to_vec()
+    }
+
+    /// A short name of the body kind, for events and logs.
+    pub fn kind(&self) -> &'static str {
+        match &self.body {
+            Some(body) => body.kind(),
+            None => "none",
+        }
+    }
+}
+
+impl Body {
+    /// `install`, `spawn`, `stdin` or `kill`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Body::Install(_) => "install",
+            Body::Spawn(_) => "spawn",
+            Body::Stdin(_) => "stdin",
+            Body::Kill(_) => "kill",
+        }
+    }
+}
+
+/// Decodes and checks everything that needs no state: size, encoding, version,
+/// field limits and path syntax. Both CheckTx and FinalizeBlock call this, so a
+/// transaction refused here is refused identically in both.
+pub fn decode(bytes: &[u8]) -> Result<(Tx, Body), Refusal> {
+    if bytes.len() > limits::MAX_TX_BYTES {
+        return Err(Refusal::new(
+            Code::TooLarge,
+            format!("transaction is {} bytes; the limit is {}", bytes.len(), limits::MAX_TX_BYTES),
+        ));
+    }
+    let tx = Tx::decode(bytes)
+        .map_err(|e| Refusal::new(Code::Malformed, format!("not a protobuf Tx: {e}")))?;
+    if tx.encoded_len() != bytes.len() || tx.encode_to_vec() != bytes {
+        return Err(Refusal::new(
+            Code::Malformed,
+            "Tx is not canonically encoded (unknown, repeated or out-of-order fields)",
+        ));
+    }
+    if tx.version != TX_VERSION {
+        return Err(Refusal::new(
+            Code::UnsupportedVersion,
+            format!("Tx version {} is not supported; this node speaks version {TX_VERSION}", tx.version),
+        ));
+    }
+    let body = tx
+        .body
+        .clone()
+        .ok_or_else(|| Refusal::new(Code::InvalidField, "Tx has no body (install, spawn, stdin or kill)"))?;
+    check_body(&body)?;
+    Ok((tx, body))
+}
+
+fn check_body(body: &Body) -> Result<(), Refusal> {
+    match body {
+        Body::Install(install) => {
+            check_path("install.path", &install.path)?;
+            if !install.path.starts_with(limits::INSTALL_DIR) {
+                return Err(Refusal::new(
+                    Code::InvalidField,
+                    format!("install.path {:?} is not below {}", install.path, limits::INSTALL_DIR),
+                ));
+            }
+            if install.wasm.is_empty() {
+                return Err(Refusal::new(Code::InvalidProgram, "install.wasm is empty"));
+            }
+            Ok(())
+        }
+        Body::Spawn(spawn) => {
+            check_path("spawn.path", &spawn.path)?;
+            check_count("spawn.args", spawn.args.len(), limits::MAX_ARGS)?;
+            check_count("spawn.env", spawn.env.len(), limits::MAX_ENV)?;
+            for (i, arg) in spawn.args.iter().enumerate() {
+                check_text(&format!("spawn.args[{i}]"), arg)?;
+            }
+            for (i, var) in spawn.env.iter().enumerate() {
+                check_text(&format!("spawn.env[{i}].key"), &var.key)?;
+                check_text(&format!("spawn.env[{i}].value"), &var.value)?;
+                if var.key.is_empty() || var.key.contains('=') {
+                    return Err(Refusal::new(
+                        Code::InvalidField,
+                        format!("spawn.env[{i}].key {:?} is empty or contains '='", var.key),
+                    ));
+                }
+            }
+            Ok(())
+        }
+        Body::Stdin(stdin) => {
+            if stdin.data.len() > limits::MAX_STDIN_BYTES {
+                return Err(Refusal::new(
+                    Code::TooLarge,
+                    format!("stdin.data is {} bytes; the limit is {}", stdin.data.len(), limits::MAX_STDIN_BYTES),
+                ));
+            }
+            check_pid("stdin.pid", stdin.pid)
+        }
+        Body::Kill(kill) => check_pid("kill.pid", kill.pid),
+    }
+}
+
+fn check_pid(field: &str, pid: u64) -> Result<(), Refusal> {
+    if pid == 0 {
+        return Err(Refusal::new(Code::UnknownPid, format!("{field} is 0; pids start at 1")));
+    }
+    Ok(())
+}
+
+fn check_count(field: &str, count: usize, limit: usize) -> Result<(), Refusal> {
+    if count > limit {
+        return Err(Refusal::new(Code::TooLarge, format!("{field} has {count} entries; the limit is {limit}")));
+    }
+    Ok(())
+}
+
+fn check_text(field: &str, text: &str) -> Result<(), Refusal> {
+    if text.len() > limits::MAX_ARG_BYTES {
+        return Err(Refusal::new(
+            Code::TooLarge,
+            format!("{field} is {} bytes; the limit is {}", text.len(), limits::MAX_ARG_BYTES),
+        ));
+    }
+    if text.contains('\0') {
+        return Err(Refusal::new(Code::InvalidField, format!("{field} contains a NUL byte")));
+    }
+    Ok(())
+}
+
+/// Guest paths are absolute, normalized (no `.`/`..`/empty components) and within
+/// PATH_MAX/NAME_MAX, so one file has exactly one name in transactions.
+pub fn check_path(field: &str, path: &str) -> Result<(), Refusal> {
+    let bad = |why: &str| Refusal::new(Code::InvalidField, format!("{field} {path:?} {why}"));
+    if path.len() > limits::MAX_PATH_BYTES {
+        return Err(Refusal::new(
+            Code::TooLarge,
+            format!("{field} is {} bytes; the limit is {}", path.len(), limits::MAX_PATH_BYTES),
+        ));
+    }
+    if !path.starts_with('/') {
+        return Err(bad("is not absolute"));
+    }
+    if path.contains('\0') {
+        return Err(bad("contains a NUL byte"));
+    }
+    let rest = &path[1..];
+    if rest.is_empty() {
+        return Err(bad("names the root directory, not a file"));
+    }
+    for component in rest.split('/') {
+        match component {
+            "" => return Err(bad("has an empty component or a trailing '/'")),
+            "." | ".." => return Err(bad("has a '.' or '..' component")),
+            c if c.len() > limits::MAX_NAME_BYTES => return Err(bad("has a component longer than 255 bytes")),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stdin(pid: u64, data: &[u8]) -> Tx {
+        Tx::new(Body::Stdin(Stdin { pid, data: data.to_vec(), eof: false }), 7)
+    }
+
+    #[test]
+    fn roundtrip_every_kind() {
+        let bodies = vec![
+            Body::Install(Install { path: "/bin/kv".into(), wasm: b"\0asm\x01\0\0\0".to_vec() }),
+            Body::Spawn(Spawn {
+                path: "/bin/kv".into(),
+                args: vec!["-v".into()],
+                env: vec![EnvVar { key: "A".into(), value: "1".into() }],
+            }),
+            Body::Stdin(Stdin { pid: 3, data: b"SET a 1\n".to_vec(), eof: true }),
+            Body::Kill(Kill { pid: 3 }),
+        ];
+        for body in bodies {
+            let tx = Tx::new(body.clone(), 1);
+            let (decoded, got) = decode(&tx.to_bytes()).expect("valid tx decodes");
+            assert_eq!(decoded, tx);
+            assert_eq!(got, body);
+        }
+    }
+
+    #[test]
+    fn garbage_is_malformed() {
+        let err = decode(&[0xff, 0xff, 0xff]).expect_err("garbage must be refused");
+        assert_eq!(err.code, Code::Malformed);
+    }
+
+    #[test]
+    fn unknown_field_is_malformed() {
+        let mut bytes = stdin(1, b"x").to_bytes();
+        // field 9, varint 1: a field this version does not define.
+        bytes.extend_from_slice(&[0x48, 0x01]);
+        assert_eq!(decode(&bytes).expect_err("unknown field").code, Code::Malformed);
+    }
+
+    #[test]
+    fn wrong_version_is_refused() {
+        let mut tx = stdin(1, b"x");
+        tx.version = 2;
+        assert_eq!(decode(&tx.to_bytes()).expect_err("v2").code, Code::UnsupportedVersion);
+    }
+
+    #[test]
+    fn missing_body_is_invalid() {
+        let tx = Tx { version: TX_VERSION, body: None, nonce: 0 };
+        assert_eq!(decode(&tx.to_bytes()).expect_err("no body").code, Code::InvalidField);
+    }
+
+    #[test]
+    fn oversized_is_too_large() {
+        let tx = Tx::new(Body::Install(Install { path: "/bin/big".into(), wasm: vec![0; limits::MAX_TX_BYTES] }), 0);
+        assert_eq!(decode(&tx.to_bytes()).expect_err("too big").code, Code::TooLarge);
+        let tx = stdin(1, &vec![b'a'; limits::MAX_STDIN_BYTES + 1]);
+        assert_eq!(decode(&tx.to_bytes()).expect_err("stdin too big").code, Code::TooLarge);
+    }
+
+    #[test]
+    fn install_outside_bin_is_refused() {
+        let tx = Tx::new(Body::Install(Install { path: "/etc/kv".into(), wasm: vec![1] }), 0);
+        let err = decode(&tx.to_bytes()).expect_err("outside /bin");
+        assert_eq!(err.code, Code::InvalidField);
+        assert!(err.reason.contains("/etc/kv"), "reason names the path: {}", err.reason);
+    }
+
+    #[test]
+    fn paths_are_normalized() {
+        for bad in ["bin/kv", "/", "/bin//kv", "/bin/../etc", "/bin/./kv", "/bin/kv/", "/bin/k\0v"] {
+            assert!(check_path("p", bad).is_err(), "{bad:?} must be refused");
+        }
+        assert!(check_path("p", "/bin/kv_server").is_ok());
+    }
+
+    #[test]
+    fn pid_zero_is_unknown() {
+        assert_eq!(decode(&stdin(0, b"x").to_bytes()).expect_err("pid 0").code, Code::UnknownPid);
+    }
+
+    #[test]
+    fn env_key_with_equals_is_invalid() {
+        let tx = Tx::new(
+            Body::Spawn(Spawn { path: "/bin/kv".into(), args: vec![], env: vec![EnvVar { key: "A=B".into(), value: String::new() }] }),
+            0,
+        );
+        assert_eq!(decode(&tx.to_bytes()).expect_err("bad env").code, Code::InvalidField);
+    }
+}

@@ -1,0 +1,108 @@
+//! `replicode start`: serve the ABCI app and run, supervise and stop its cometbft.
+//!
+//! Lifecycle: check cometbft is 0.38.x; open the store; listen for ABCI on the
+//! home's `proxy_app` address; start `cometbft start` (which dials us); then wait
+//! for SIGINT/SIGTERM (stop cometbft, exit 0) or cometbft's exit (exit 1). A fatal
+//! state-machine error stops cometbft and exits 70 rather than limping on.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::cometbft;
+use crate::home::Home;
+
+#[derive(clap::Args, Debug)]
+pub struct StartArgs {
+    /// The home directory made by `replicode init` or `replicode testnet up`.
+    #[arg(long)]
+    pub home: PathBuf,
+}
+
+/// The running cometbft child, for the fatal hook (0 = none).
+static CHILD: AtomicI32 = AtomicI32::new(0);
+
+/// How long cometbft gets to stop after SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+pub fn run(args: StartArgs) -> anyhow::Result<ExitCode> {
+    let home = Home(args.home.clone());
+    let bin = cometbft::checked_binary()?;
+    let abci_addr = home.abci_addr()?;
+    std::fs::write(home.pid_file(), std::process::id().to_string())
+        .with_context(|| format!("cannot write {}", home.pid_file().display()))?;
+
+    let fatal: replicode_abci::app::FatalHook = Arc::new(|err| {
+        eprintln!("replicode: fatal: {err}; stopping cometbft and exiting");
+        stop_child_now();
+        std::process::exit(70);
+    });
+    let (exec, validator) = crate::backend::open(&home)?;
+    let running = replicode_abci::server::serve(exec, validator, abci_addr, fatal)?;
+    tracing::info!(addr = %running.local_addr, "ABCI listening");
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("tokio runtime")?;
+    let code = runtime.block_on(supervise(bin, home))?;
+    let _ = std::fs::remove_file(Home(args.home).pid_file());
+    Ok(code)
+}
+
+async fn supervise(bin: PathBuf, home: Home) -> anyhow::Result<ExitCode> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(home.cometbft_log())
+        .with_context(|| format!("cannot open {}", home.cometbft_log().display()))?;
+    let mut child = tokio::process::Command::new(&bin)
+        .arg("start")
+        .arg("--home")
+        .arg(&home.0)
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start {} start --home {}", bin.display(), home.0.display()))?;
+    let pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
+    CHILD.store(pid, Ordering::SeqCst);
+    tracing::info!(pid, "cometbft started");
+
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    tokio::select! {
+        status = child.wait() => {
+            CHILD.store(0, Ordering::SeqCst);
+            let status = status.context("waiting for cometbft")?;
+            eprintln!("replicode: cometbft exited ({status}); see {}", home.cometbft_log().display());
+            Ok(ExitCode::from(1))
+        }
+        _ = sigterm.recv() => stop(&mut child).await,
+        _ = sigint.recv() => stop(&mut child).await,
+    }
+}
+
+/// SIGTERM to cometbft, wait up to [`STOP_GRACE`], then SIGKILL.
+async fn stop(child: &mut tokio::process::Child) -> anyhow::Result<ExitCode> {
+    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    }
+    if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
+        let _ = child.kill().await;
+    }
+    CHILD.store(0, Ordering::SeqCst);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// From the fatal hook (any thread): stop cometbft without waiting.
+fn stop_child_now() {
+    let pid = CHILD.swap(0, Ordering::SeqCst);
+    if pid > 0 {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    }
+}

@@ -1,0 +1,46 @@
+//! The kv server under load from several clients at once.
+
+use std::time::Duration;
+
+use replicode_e2e::{install_and_spawn, send_line, Testnet};
+
+#[test]
+fn kv_server_200_inputs_from_4_clients_every_answer_right_and_all_agree() -> anyhow::Result<()> {
+    let net = Testnet::up(4)?;
+    let port0 = net.nodes[0].rpc_port;
+    let pid = install_and_spawn(port0, "kv_server", &["/kv.log"])?;
+    let ports: Vec<u16> = net.nodes.iter().map(|n| n.rpc_port).collect();
+    // 4 clients, each talking to its own validator: 25 SET + 25 GET = 50 inputs each.
+    let clients: Vec<_> = ports
+        .into_iter()
+        .enumerate()
+        .map(|(c, port)| {
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                for i in 0..25u64 {
+                    let nonce = 1000 * (c as u64 + 1) + 2 * i;
+                    let set = send_line(port, pid, &format!("SET k{c}_{i} v{c}_{i}"), nonce)?;
+                    anyhow::ensure!(set.code == 0 && set.stdout() == "OK\n", "client {c} SET {i}: {set:?}");
+                    let get = send_line(port, pid, &format!("GET k{c}_{i}"), nonce + 1)?;
+                    anyhow::ensure!(
+                        get.code == 0 && get.stdout() == format!("VALUE v{c}_{i}\n"),
+                        "client {c} GET {i}: {:?} {:?}",
+                        get.stdout(),
+                        get.log
+                    );
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().map_err(|_| anyhow::anyhow!("client thread panicked"))??;
+    }
+    // Every validator at the same height, then the per-height comparison.
+    let top = net.height(0)?;
+    for i in 0..4 {
+        net.wait_height(i, top, Duration::from_secs(30))?;
+    }
+    let table = net.verify()?;
+    assert!(table.contains("all 4 validators agree"), "{table}");
+    Ok(())
+}
