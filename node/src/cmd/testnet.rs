@@ -122,7 +122,7 @@ fn create(args: &UpArgs) -> anyhow::Result<Layout> {
     let dir = args.dir.canonicalize()?;
     let dir_str = dir.to_str().context("testnet dir is not UTF-8")?;
     let n = args.validators.to_string();
-    cometbft::run(&bin, &["testnet", "--v", &n, "--o", dir_str, "--starting-ip", "127.0.0.1", "--populate-persistent-peers=false"])?;
+    cometbft::run(&bin, &["testnet", "--v", &n, "--o", dir_str, "--starting-ip-address", "127.0.0.1", "--populate-persistent-peers=false"])?;
 
     let chain_id = format!("replicode-testnet-{}", args.validators);
     let ports = home::free_ports(3 * args.validators)?;
