@@ -172,7 +172,7 @@ impl Testnet {
         if let Some(pid) = self.pid(i) {
             let _ = kill(Pid::from_raw(-pid), Signal::SIGKILL);
             let deadline = Instant::now() + Duration::from_secs(10);
-            while kill(Pid::from_raw(pid), None).is_ok() && Instant::now() < deadline {
+            while alive(pid) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
@@ -222,6 +222,18 @@ impl Drop for Testnet {
         for i in 0..self.nodes.len() {
             self.kill9(i);
         }
+    }
+}
+
+/// True if `pid` exists and is not a zombie (daemons reparented to a PID 1 that
+/// does not reap linger as zombies after SIGKILL).
+pub fn alive(pid: i32) -> bool {
+    if kill(Pid::from_raw(pid), None).is_err() {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()) != Some("Z"),
+        Err(_) => true,
     }
 }
 

@@ -181,7 +181,21 @@ pub fn spawn_node(exe: &Path, node: &NodeEntry) -> anyhow::Result<u32> {
 pub fn running_pid(home: &Home) -> Option<i32> {
     let text = std::fs::read_to_string(home.pid_file()).ok()?;
     let pid: i32 = text.trim().parse().ok()?;
-    kill(Pid::from_raw(pid), None).ok().map(|_| pid)
+    alive(pid).then_some(pid)
+}
+
+/// True if `pid` exists and is not a zombie. Daemons started by an earlier `up`
+/// are reparented to PID 1, which in a container may never reap them, so a
+/// killed validator can linger as a zombie that `kill(pid, 0)` still finds.
+pub fn alive(pid: i32) -> bool {
+    if kill(Pid::from_raw(pid), None).is_err() {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // Field 3, after the parenthesized command name, is the state.
+        Ok(stat) => stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()) != Some("Z"),
+        Err(_) => true,
+    }
 }
 
 fn wait_for_blocks(layout: &Layout, timeout: Duration) -> anyhow::Result<()> {
@@ -244,10 +258,10 @@ fn down(args: DirArgs) -> anyhow::Result<ExitCode> {
     }
     let deadline = Instant::now() + Duration::from_secs(15);
     for (node, pid) in pids {
-        while kill(Pid::from_raw(pid), None).is_ok() && Instant::now() < deadline {
+        while alive(pid) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(100));
         }
-        if kill(Pid::from_raw(pid), None).is_ok() {
+        if alive(pid) {
             // The whole group: replicode and its cometbft.
             let _ = kill(Pid::from_raw(-pid), Signal::SIGKILL);
             eprintln!("replicode: {} did not stop in time; killed", node.name);

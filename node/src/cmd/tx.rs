@@ -148,7 +148,7 @@ pub fn submit(rpc: &Rpc, tx: Tx, timeout: Duration) -> anyhow::Result<Report> {
     }
     let included = rpc.wait_included(hash, timeout)?;
     let result = included.result;
-    let output = TxOutput::from_bytes(&result.data).unwrap_or_default();
+    let output = decode_output(&result.data)?;
     Ok(Report {
         hash: hash.to_string(),
         stage: "block",
@@ -161,6 +161,18 @@ pub fn submit(rpc: &Rpc, tx: Tx, timeout: Duration) -> anyhow::Result<Report> {
         stdout: String::from_utf8_lossy(&output.stdout_of(output.pid)).into_owned(),
         exits: output.exits.iter().map(|e| (e.pid, e.code)).collect(),
     })
+}
+
+/// `ExecTxResult.data` as tendermint-rpc 0.41 delivers it: the base64 text of
+/// the bytes (see Cargo.toml), or the bytes themselves should that be fixed.
+fn decode_output(data: &[u8]) -> anyhow::Result<TxOutput> {
+    use base64::Engine as _;
+    if let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(data) {
+        if let Ok(out) = TxOutput::from_bytes(&raw) {
+            return Ok(out);
+        }
+    }
+    TxOutput::from_bytes(data).context("the transaction result data is not a TxOutput")
 }
 
 fn print_report(report: &Report, output: OutputFormat) {
