@@ -1,1 +1,196 @@
-//! (placeholder: config)
+//! What a guest may use: fuel, memory, logical stack, module size, fds, storage.
+//!
+//! Every limit here is part of consensus: two validators with different limits
+//! would compute different results, so a network fixes them in genesis. The
+//! defaults are what `replicode run` uses when no flag overrides them.
+
+use crate::error::ConfigError;
+pub use crate::fs::FsLimits;
+
+/// One wasm page: 64 KiB.
+pub const WASM_PAGE_BYTES: u64 = 65_536;
+
+/// Native stack bytes the engine budgets per logical stack slot.
+///
+/// A slot is one local, parameter or operand-stack value (at most 16 bytes, a
+/// `v128`) or the fixed per-frame overhead of [`crate::instrument::stack`].
+/// Cranelift spills at most one 16-byte value per live slot; twice that leaves
+/// room for callee-saved registers and alignment. The engine sets
+/// `max_wasm_stack` from this so the logical limit always fires first.
+pub const NATIVE_BYTES_PER_SLOT: usize = 32;
+
+/// Native stack kept free above the wasm frames for host calls (WASI, libcalls).
+pub const HOST_STACK_HEADROOM: usize = 4 << 20;
+
+/// How NaN bit patterns are made identical on every machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NanMode {
+    /// wasmtime's `cranelift_nan_canonicalization`: every float result is
+    /// canonicalized. Correct everywhere, slow on FP-heavy code.
+    #[default]
+    Eager,
+    /// The issue-3 wasm pass (`instrument::nan`): canonicalize only where a NaN
+    /// can become observable (stores, reinterprets, exports, host calls).
+    Lazy,
+}
+
+/// Resource limits of one guest run. All are deterministic: hitting one has
+/// the same effect, at the same point, on every machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Fuel for one `start` or `resume` (see `docs/determinism.md` for the cost model).
+    pub fuel: u64,
+    /// Linear memory pages (64 KiB). `memory.grow` past this returns -1.
+    pub max_memory_pages: u32,
+    /// Logical stack limit in slots (see [`crate::instrument::stack`]).
+    pub max_stack_slots: u32,
+    /// Largest accepted module, in bytes, before instrumentation.
+    pub max_module_bytes: usize,
+    /// Functions (imported + defined) a module may declare.
+    pub max_functions: u32,
+    /// Globals a module may declare.
+    pub max_globals: u32,
+    /// Data segments a module may declare.
+    pub max_data_segments: u32,
+    /// Table elements (initial and maximum size of the one table).
+    pub max_table_elements: u32,
+    /// Open file descriptors (`EMFILE` past it).
+    pub max_fds: u32,
+    /// Pages the executor adds above the guest's memory for Asyncify's unwind
+    /// buffer (see [`crate::instrument::asyncify`]).
+    pub asyncify_pages: u32,
+    /// File size, storage quota and inode limits of the virtual filesystem.
+    pub fs: FsLimits,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            fuel: 20_000_000_000,
+            max_memory_pages: 4096, // 256 MiB
+            max_stack_slots: 1 << 20,
+            max_module_bytes: 32 << 20,
+            max_functions: 100_000,
+            max_globals: 10_000,
+            max_data_segments: 100_000,
+            max_table_elements: 100_000,
+            max_fds: 1024,
+            asyncify_pages: 1,
+            fs: FsLimits::default(),
+        }
+    }
+}
+
+/// Everything that decides how a module is prepared and compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeConfig {
+    pub limits: Limits,
+    pub nan: NanMode,
+    /// Fixed-width SIMD (`v128`). Deterministic given NaN canonicalization;
+    /// relaxed SIMD is always off.
+    pub simd: bool,
+    /// Compiled modules kept in the engine's cache.
+    pub module_cache_entries: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig { limits: Limits::default(), nan: NanMode::Eager, simd: true, module_cache_entries: 64 }
+    }
+}
+
+/// Largest logical stack we accept: 8 Mi slots is 256 MiB of native stack.
+pub const MAX_STACK_SLOTS: u32 = 8 << 20;
+/// wasm32 memories cannot exceed 65536 pages (4 GiB).
+pub const MAX_MEMORY_PAGES: u32 = 65_536;
+
+impl RuntimeConfig {
+    /// Refuses configurations that cannot be honoured deterministically.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        let positive: [(&'static str, u64); 8] = [
+            ("fuel", l.fuel),
+            ("max_memory_pages", u64::from(l.max_memory_pages)),
+            ("max_stack_slots", u64::from(l.max_stack_slots)),
+            ("max_module_bytes", l.max_module_bytes as u64),
+            ("max_functions", u64::from(l.max_functions)),
+            ("max_fds", u64::from(l.max_fds)),
+            ("asyncify_pages", u64::from(l.asyncify_pages)),
+            ("module_cache_entries", self.module_cache_entries as u64),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(ConfigError::Zero(name));
+            }
+        }
+        if l.max_stack_slots > MAX_STACK_SLOTS {
+            return Err(ConfigError::TooLarge {
+                name: "max_stack_slots",
+                value: l.max_stack_slots.into(),
+                max: MAX_STACK_SLOTS.into(),
+            });
+        }
+        if l.max_memory_pages > MAX_MEMORY_PAGES {
+            return Err(ConfigError::TooLarge {
+                name: "max_memory_pages",
+                value: l.max_memory_pages.into(),
+                max: MAX_MEMORY_PAGES.into(),
+            });
+        }
+        if self.nan == NanMode::Lazy && !crate::instrument::LAZY_NAN_AVAILABLE {
+            return Err(ConfigError::LazyNanUnavailable);
+        }
+        Ok(())
+    }
+
+    /// Native bytes the logical stack limit can use at most.
+    pub fn logical_stack_bytes(&self) -> usize {
+        self.limits.max_stack_slots as usize * NATIVE_BYTES_PER_SLOT
+    }
+
+    /// wasmtime's `max_wasm_stack`: above the logical limit, so it never fires.
+    pub fn max_wasm_stack(&self) -> usize {
+        self.logical_stack_bytes() + (1 << 20)
+    }
+
+    /// Native stack of the thread that runs guests ([`crate::exec::on_guest_stack`]).
+    pub fn guest_thread_stack(&self) -> usize {
+        self.max_wasm_stack() + HOST_STACK_HEADROOM
+    }
+
+    /// Linear memory limit in bytes (guest memory plus the asyncify pages).
+    pub fn max_memory_bytes(&self) -> u64 {
+        u64::from(self.limits.max_memory_pages) * WASM_PAGE_BYTES
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_is_valid() {
+        assert_eq!(RuntimeConfig::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn zero_fuel_is_refused_by_name() {
+        let mut c = RuntimeConfig::default();
+        c.limits.fuel = 0;
+        assert_eq!(c.validate(), Err(ConfigError::Zero("fuel")));
+    }
+
+    #[test]
+    fn oversize_stack_is_refused() {
+        let mut c = RuntimeConfig::default();
+        c.limits.max_stack_slots = MAX_STACK_SLOTS + 1;
+        assert!(matches!(c.validate(), Err(ConfigError::TooLarge { name: "max_stack_slots", .. })));
+    }
+
+    #[test]
+    fn native_stack_covers_logical_stack() {
+        let c = RuntimeConfig::default();
+        assert!(c.max_wasm_stack() > c.logical_stack_bytes());
+        assert!(c.guest_thread_stack() > c.max_wasm_stack());
+    }
+}

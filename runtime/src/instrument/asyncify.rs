@@ -1,0 +1,138 @@
+//! Binaryen's Asyncify: makes a blocked guest's call stack serializable.
+//!
+//! A guest blocked in `fd_read` has wasm frames on the native stack; those
+//! cannot be hashed or shipped to another validator. Asyncify rewrites every
+//! function that can reach a blocking import so that, when the host asks, it
+//! saves its locals and call position into a buffer in linear memory and
+//! returns ("unwind"); calling `_start` again with the rewind flag set rebuilds
+//! the same frames ("rewind"). The whole process state is then linear memory
+//! plus globals. Emscripten uses the same transform in production.
+//!
+//! Determinism: binaryen is compiled into the node (the `wasm-opt` crate, pinned
+//! at 0.116.1), never taken from the host, so every validator produces the same
+//! bytes. Only functions that can reach a blocking import are instrumented, so
+//! compute loops that never block run unchanged.
+//!
+//! The unwind buffer: the executor grows memory by `Limits::asyncify_pages`
+//! pages before `_start` and puts the 8-byte `{current, end}` header plus the
+//! saved frames there (see [`crate::exec`]). wasi-libc's allocator only takes
+//! memory through `memory.grow` (sbrk), so it never hands out those pages.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use wasm_opt::{Feature, OptimizationOptions, Pass};
+use wasmparser::{Parser, Payload, TypeRef};
+
+use crate::error::InstrumentError;
+use crate::validate::WASI_MODULE;
+
+/// Imports at which a guest may block (suspend until consensus delivers input).
+pub const BLOCKING_IMPORTS: [&str; 4] = ["fd_read", "poll_oneoff", "sock_accept", "sock_recv"];
+
+/// Exports Asyncify adds, used by the executor.
+pub const START_UNWIND: &str = "asyncify_start_unwind";
+pub const STOP_UNWIND: &str = "asyncify_stop_unwind";
+pub const START_REWIND: &str = "asyncify_start_rewind";
+pub const STOP_REWIND: &str = "asyncify_stop_rewind";
+pub const GET_STATE: &str = "asyncify_get_state";
+
+/// `asyncify_get_state()` values.
+pub const STATE_NORMAL: i32 = 0;
+pub const STATE_UNWINDING: i32 = 1;
+pub const STATE_REWINDING: i32 = 2;
+
+/// Binaryen keeps process-global state; one transform at a time keeps it simple.
+static BINARYEN: Mutex<()> = Mutex::new(());
+static SCRATCH_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// The `asyncify-imports` pass argument.
+pub fn imports_arg() -> String {
+    BLOCKING_IMPORTS.iter().map(|f| format!("{WASI_MODULE}.{f}")).collect::<Vec<_>>().join(",")
+}
+
+/// True if the module imports a blocking function (otherwise it can never
+/// block and asyncify would only cost code size).
+pub fn needs_asyncify(wasm: &[u8]) -> Result<bool, InstrumentError> {
+    for payload in Parser::new(0).parse_all(wasm) {
+        let payload = payload.map_err(|e| rewrite_err(e.to_string()))?;
+        if let Payload::ImportSection(reader) = payload {
+            for import in reader {
+                let import = import.map_err(|e| rewrite_err(e.to_string()))?;
+                if matches!(import.ty, TypeRef::Func(_))
+                    && import.module == WASI_MODULE
+                    && BLOCKING_IMPORTS.contains(&import.name)
+                {
+                    return Ok(true);
+                }
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// Applies `--asyncify` with our blocking imports; returns the new bytes.
+pub fn asyncify(wasm: &[u8]) -> Result<Vec<u8>, InstrumentError> {
+    let scratch = Scratch::new()?;
+    std::fs::write(&scratch.input, wasm).map_err(|source| Scratch::err(&scratch.input, source))?;
+    let mut opts = OptimizationOptions::new_opt_level_1();
+    opts.add_default_passes(false)
+        .add_pass(Pass::Asyncify)
+        .set_pass_arg("asyncify-imports", &imports_arg())
+        .debug_info(true)
+        .mvp_features_only();
+    for feature in [
+        Feature::MutableGlobals,
+        Feature::TruncSat,
+        Feature::SignExt,
+        Feature::BulkMemory,
+        Feature::Multivalue,
+        Feature::ReferenceTypes,
+        Feature::ExtendedConst,
+        Feature::Simd,
+    ] {
+        opts.enable_feature(feature);
+    }
+    {
+        let _guard = BINARYEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        opts.run(&scratch.input, &scratch.output).map_err(|e| InstrumentError::Asyncify(format!("{e:#}")))?;
+    }
+    std::fs::read(&scratch.output).map_err(|source| Scratch::err(&scratch.output, source))
+}
+
+fn rewrite_err(detail: String) -> InstrumentError {
+    InstrumentError::Rewrite { pass: "asyncify", detail }
+}
+
+/// Input/output files for binaryen (its Rust API only reads and writes files);
+/// removed on drop. Their names never influence the output bytes.
+struct Scratch {
+    input: PathBuf,
+    output: PathBuf,
+}
+
+impl Scratch {
+    fn new() -> Result<Self, InstrumentError> {
+        let seq = SCRATCH_SEQ.fetch_add(1, Ordering::Relaxed);
+        let base = std::env::temp_dir().join(format!("replicode-asyncify-{}-{seq}", std::process::id()));
+        let scratch = Scratch { input: base.with_extension("in.wasm"), output: base.with_extension("out.wasm") };
+        for path in [&scratch.input, &scratch.output] {
+            // A stale file from a crashed process with the same pid would be
+            // overwritten anyway; remove it so the write below starts clean.
+            let _ = std::fs::remove_file(path);
+        }
+        Ok(scratch)
+    }
+
+    fn err(path: &std::path::Path, source: std::io::Error) -> InstrumentError {
+        InstrumentError::Scratch { path: path.to_path_buf(), source }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.input);
+        let _ = std::fs::remove_file(&self.output);
+    }
+}
