@@ -17,6 +17,7 @@ pub mod executor;
 pub mod genesis;
 pub mod info;
 pub mod limits;
+pub mod machine;
 pub mod mempool;
 pub mod result;
 pub mod server;

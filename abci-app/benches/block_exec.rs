@@ -1,0 +1,75 @@
+//! Block execution driven directly (no network, no CometBFT): transactions per
+//! second for small stdin inputs to the kv server, through the whole app path —
+//! decode, Core::finalize_block, the runtime process table, merkle-fs commit.
+//!
+//! Run: `cargo bench -p replicode-abci --bench block_exec` (needs
+//! `make -C wasm_programs`). Prints one line per block size; not a timed test.
+
+use std::time::Instant;
+
+use prost::bytes::Bytes;
+use replicode_abci::consensus::Core;
+use replicode_abci::machine::Machine;
+use replicode_abci::mempool::SharedView;
+use replicode_abci::tx::{Body, Install, Spawn, Stdin, Tx};
+use tendermint_proto::google::protobuf::Timestamp;
+use tendermint_proto::v0_38::abci::{RequestFinalizeBlock, RequestInitChain};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let wasm = std::fs::read(root.join("wasm_programs/build/kv_server.wasm"))
+        .map_err(|e| format!("wasm_programs/build/kv_server.wasm: {e} (run make -C wasm_programs)"))?;
+    let dir = tempfile::tempdir()?;
+    let machine = Machine::open(dir.path())?;
+    let mut core = Core::new(machine, Machine::validator(), SharedView::default())?;
+    core.init_chain(RequestInitChain {
+        app_state_bytes: Bytes::from_static(b"{}"),
+        initial_height: 1,
+        chain_id: "bench".into(),
+        ..Default::default()
+    })?;
+    let mut height = 0i64;
+    let mut run = |core: &mut Core<Machine>, txs: Vec<Vec<u8>>| -> Result<Vec<u32>, Box<dyn std::error::Error>> {
+        height += 1;
+        let res = core.finalize_block(RequestFinalizeBlock {
+            txs: txs.into_iter().map(Bytes::from).collect(),
+            height,
+            hash: Bytes::from(vec![height as u8; 32]),
+            time: Some(Timestamp { seconds: 1_700_000_000 + height, nanos: 0 }),
+            ..Default::default()
+        })?;
+        core.commit()?;
+        Ok(res.tx_results.iter().map(|r| r.code).collect())
+    };
+    let tx = |body: Body, nonce: u64| Tx::new(body, nonce).to_bytes();
+    run(&mut core, vec![tx(Body::Install(Install { path: "/bin/kv".into(), wasm }), 0)])?;
+    let spawn = tx(Body::Spawn(Spawn { path: "/bin/kv".into(), args: vec!["/kv.log".into()], env: vec![] }), 1);
+    let codes = run(&mut core, vec![spawn])?;
+    if codes != [0] {
+        return Err(format!("spawn failed: {codes:?}").into());
+    }
+    println!("block_exec: kv server, SET k<i> v<i> per tx, merkle-fs commit per block");
+    let mut nonce = 10u64;
+    for block_size in [100usize, 1000, 5000] {
+        let blocks = 3;
+        let mut total = 0usize;
+        let start = Instant::now();
+        for _ in 0..blocks {
+            let txs: Vec<Vec<u8>> = (0..block_size)
+                .map(|i| {
+                    nonce += 1;
+                    let data = format!("SET k{nonce} v{i}\n").into_bytes();
+                    tx(Body::Stdin(Stdin { pid: 1, data, eof: false }), nonce)
+                })
+                .collect();
+            let codes = run(&mut core, txs)?;
+            if let Some(bad) = codes.iter().find(|c| **c != 0) {
+                return Err(format!("a kv input failed with code {bad}").into());
+            }
+            total += block_size;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!("block_exec: {block_size:>5} tx/block  {:>9.0} tx/s  ({total} txs in {secs:.2}s)", total as f64 / secs);
+    }
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! The runtime's `FileSystem` trait over a merkle-fs working set: what guests
+//! write lands in the authenticated store whose root is the app hash.
+//!
+//! The working set sits in a shared slot so the machine can take it out at the
+//! end of a block, commit it, and put the next block's working set in its place
+//! while every process keeps the same `SharedFs` handle.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use merkle_fs::{FsRead, WorkingSet};
+use replicode_runtime::errno::Errno;
+use replicode_runtime::fs::{Attr, DirEntry, FileKind, FileSystem, FsUsage, Ino, Savepoint};
+
+/// The working set of the block being executed (`None` between blocks).
+pub type Slot = Arc<Mutex<Option<WorkingSet>>>;
+
+/// A `FileSystem` reading and writing the slot's working set.
+pub struct MerkleFs {
+    slot: Slot,
+}
+
+impl MerkleFs {
+    pub fn new(slot: Slot) -> Self {
+        MerkleFs { slot }
+    }
+
+    fn guard(&self) -> MutexGuard<'_, Option<WorkingSet>> {
+        self.slot.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&WorkingSet) -> merkle_fs::Result<T>) -> Result<T, Errno> {
+        match self.guard().as_ref() {
+            Some(ws) => f(ws).map_err(errno),
+            None => Err(Errno::Io),
+        }
+    }
+
+    fn with_mut<T>(&mut self, f: impl FnOnce(&mut WorkingSet) -> merkle_fs::Result<T>) -> Result<T, Errno> {
+        match self.guard().as_mut() {
+            Some(ws) => f(ws).map_err(errno),
+            None => Err(Errno::Io),
+        }
+    }
+}
+
+/// merkle-fs errors as the fixed errnos guests see (never host errno values).
+pub fn errno(e: merkle_fs::Error) -> Errno {
+    use merkle_fs::Error as E;
+    match e {
+        E::NotFound(_) => Errno::Noent,
+        E::Exists { .. } => Errno::Exist,
+        E::NotDir(_) => Errno::Notdir,
+        E::IsDir(_) => Errno::Isdir,
+        E::NotEmpty(_) => Errno::Notempty,
+        E::NotPermitted(_) => Errno::Perm,
+        E::Invalid(_) => Errno::Inval,
+        E::NameTooLong { .. } => Errno::Nametoolong,
+        E::FileTooBig { .. } => Errno::Fbig,
+        E::NoSpace(_) => Errno::Nospc,
+        other => {
+            tracing::error!(error = %other, "merkle-fs failure under a guest syscall");
+            Errno::Io
+        }
+    }
+}
+
+fn kind(k: merkle_fs::FileKind) -> FileKind {
+    match k {
+        merkle_fs::FileKind::Regular => FileKind::Regular,
+        merkle_fs::FileKind::Directory => FileKind::Directory,
+        merkle_fs::FileKind::Symlink => FileKind::Symlink,
+    }
+}
+
+impl FileSystem for MerkleFs {
+    fn getattr(&self, ino: Ino) -> Result<Attr, Errno> {
+        let a = self.with(|ws| ws.getattr(ino))?;
+        Ok(Attr {
+            ino: a.ino,
+            kind: kind(a.kind),
+            size: a.size,
+            nlink: a.nlink,
+            atime_ns: a.atime_ns,
+            mtime_ns: a.mtime_ns,
+            ctime_ns: a.ctime_ns,
+        })
+    }
+    fn lookup(&self, dir: Ino, name: &[u8]) -> Result<Ino, Errno> {
+        self.with(|ws| ws.lookup(dir, name))
+    }
+    fn readdir(&self, dir: Ino) -> Result<Vec<DirEntry>, Errno> {
+        let entries = self.with(|ws| ws.readdir(dir))?;
+        Ok(entries.into_iter().map(|e| DirEntry { name: e.name, ino: e.ino, kind: kind(e.kind) }).collect())
+    }
+    fn read(&self, ino: Ino, offset: u64, buf: &mut [u8]) -> Result<usize, Errno> {
+        self.with(|ws| ws.read(ino, offset, buf))
+    }
+    fn readlink(&self, ino: Ino) -> Result<Vec<u8>, Errno> {
+        self.with(|ws| ws.readlink(ino))
+    }
+    fn create_file(&mut self, dir: Ino, name: &[u8], now_ns: u64) -> Result<Ino, Errno> {
+        self.with_mut(|ws| ws.create_file(dir, name, now_ns))
+    }
+    fn mkdir(&mut self, dir: Ino, name: &[u8], now_ns: u64) -> Result<Ino, Errno> {
+        self.with_mut(|ws| ws.mkdir(dir, name, now_ns))
+    }
+    fn symlink(&mut self, dir: Ino, name: &[u8], target: &[u8], now_ns: u64) -> Result<Ino, Errno> {
+        self.with_mut(|ws| ws.symlink(dir, name, target, now_ns))
+    }
+    fn link(&mut self, ino: Ino, dir: Ino, name: &[u8], now_ns: u64) -> Result<(), Errno> {
+        self.with_mut(|ws| ws.link(ino, dir, name, now_ns))
+    }
+    fn unlink(&mut self, dir: Ino, name: &[u8], now_ns: u64) -> Result<(), Errno> {
+        self.with_mut(|ws| ws.unlink(dir, name, now_ns))
+    }
+    fn rmdir(&mut self, dir: Ino, name: &[u8], now_ns: u64) -> Result<(), Errno> {
+        self.with_mut(|ws| ws.rmdir(dir, name, now_ns))
+    }
+    fn rename(&mut self, from_dir: Ino, from: &[u8], to_dir: Ino, to: &[u8], now_ns: u64) -> Result<(), Errno> {
+        self.with_mut(|ws| ws.rename(from_dir, from, to_dir, to, now_ns))
+    }
+    fn write(&mut self, ino: Ino, offset: u64, data: &[u8], now_ns: u64) -> Result<usize, Errno> {
+        self.with_mut(|ws| ws.write(ino, offset, data, now_ns))
+    }
+    fn set_size(&mut self, ino: Ino, size: u64, now_ns: u64) -> Result<(), Errno> {
+        self.with_mut(|ws| ws.set_size(ino, size, now_ns))
+    }
+    fn set_times(&mut self, ino: Ino, atime_ns: Option<u64>, mtime_ns: Option<u64>, now_ns: u64) -> Result<(), Errno> {
+        self.with_mut(|ws| ws.set_times(ino, atime_ns, mtime_ns, now_ns))
+    }
+    fn retain(&mut self, ino: Ino) -> Result<(), Errno> {
+        self.with_mut(|ws| ws.retain(ino))
+    }
+    fn release(&mut self, ino: Ino) -> Result<(), Errno> {
+        self.with_mut(|ws| ws.release(ino))
+    }
+    fn savepoint(&mut self) -> Savepoint {
+        match self.guard().as_mut() {
+            Some(ws) => Savepoint(ws.savepoint().0),
+            None => Savepoint(u64::MAX),
+        }
+    }
+    fn rollback_to(&mut self, sp: Savepoint) {
+        if let Some(ws) = self.guard().as_mut() {
+            if let Err(e) = ws.rollback_to(merkle_fs::Savepoint(sp.0)) {
+                tracing::error!(error = %e, savepoint = sp.0, "merkle-fs rollback failed");
+            }
+        }
+    }
+    fn release_savepoint(&mut self, sp: Savepoint) {
+        if let Some(ws) = self.guard().as_mut() {
+            if let Err(e) = ws.release_savepoint(merkle_fs::Savepoint(sp.0)) {
+                tracing::error!(error = %e, savepoint = sp.0, "merkle-fs savepoint release failed");
+            }
+        }
+    }
+    fn usage(&self) -> FsUsage {
+        let u = self.guard().as_ref().map(|ws| ws.usage()).unwrap_or_default();
+        FsUsage { bytes: u.bytes, inodes: u.inodes }
+    }
+    fn digest(&self) -> [u8; 32] {
+        replicode_runtime::fs::digest::digest(self)
+    }
+}

@@ -1,0 +1,39 @@
+//! Reserved metadata keys of the machine (merkle-fs meta space), in one place.
+
+pub const LIMITS: &[u8] = b"replicode/limits";
+pub const GENESIS_TIME: &[u8] = b"replicode/genesis-time";
+pub const SEED: &[u8] = b"replicode/seed";
+pub const TABLE: &[u8] = b"replicode/table";
+pub const MODULE_PREFIX: &[u8] = b"replicode/module/";
+
+/// `replicode/module/<hex module hash>`.
+pub fn module(hash: &[u8; 32]) -> Vec<u8> {
+    let mut k = MODULE_PREFIX.to_vec();
+    k.extend_from_slice(hex::encode(hash).as_bytes());
+    k
+}
+
+/// `replicode/recent/<pid zero-padded to 20 digits>`, so keys sort by pid.
+pub fn recent(pid: u64) -> Vec<u8> {
+    format!("replicode/recent/{pid:020}").into_bytes()
+}
+
+/// Fixed big-endian encoding for persisted integers.
+pub fn encode_u64(v: u64) -> [u8; 8] {
+    v.to_be_bytes()
+}
+
+pub fn decode_u64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    let n = b.len().min(8);
+    a[..n].copy_from_slice(&b[..n]);
+    u64::from_be_bytes(a)
+}
+
+/// The 32-byte entropy seed (shorter input is zero-padded).
+pub fn decode_seed(b: &[u8]) -> [u8; 32] {
+    let mut a = [0u8; 32];
+    let n = b.len().min(32);
+    a[..n].copy_from_slice(&b[..n]);
+    a
+}

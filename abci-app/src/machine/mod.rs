@@ -1,0 +1,482 @@
+//! The product [`Executor`]: the runtime's process table over a merkle-fs store.
+//!
+//! State layout (all inside merkle-fs, so all under the app hash):
+//! - guest files: the filesystem proper (programs are files below `/bin/`);
+//! - `replicode/limits`: the genesis limits (JSON);
+//! - `replicode/genesis-time`: block time of InitChain (the guests' realtime base);
+//! - `replicode/table`: the process table snapshot (memory, globals, stacks, fds);
+//! - `replicode/module/<hex hash>`: source bytes of every module a process runs,
+//!   so a restarted validator can recompile what the snapshot references;
+//! - `replicode/recent/<pid, 20 digits>`: the tail of each process's stdout.
+//!
+//! Durability: merkle-fs can only compute a root by committing, so the block is
+//! committed at the end of FinalizeBlock and `commit` confirms it. CometBFT's
+//! handshake replays from the app's reported height; see docs/tx-format.md.
+
+pub mod fs;
+mod keys;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use merkle_fs::{FsRead, StateRead, Store};
+use replicode_runtime::config::RuntimeConfig;
+use replicode_runtime::engine::GuestEngine;
+use replicode_runtime::process::wasi_host::{WasiEnv, WasiProcess};
+use replicode_runtime::process::{
+    InputOutcome, InputStatus, ModuleHash, ProcState, ProcessError, ProcessModule, ProcessTable, StreamKind,
+    TableLimits,
+};
+
+use crate::codes::Code;
+use crate::executor::{
+    AppHash, BlockContext, Committed, ExecError, Executor, FileRead, Input, Outcome, ProcessInfo, ProgramValidator,
+    Status,
+};
+use crate::genesis::{GenesisState, Limits};
+use crate::result::{Exit, Write};
+use fs::{MerkleFs, Slot};
+
+type Module = Arc<ProcessModule<WasiProcess>>;
+
+/// Bytes of stdout kept per process for `query proc`.
+const RECENT_BYTES: usize = 4096;
+
+/// The deterministic machine of one validator.
+pub struct Machine {
+    store: Store,
+    slot: Slot,
+    engine: GuestEngine,
+    config: RuntimeConfig,
+    modules: BTreeMap<ModuleHash, Module>,
+    table: ProcessTable<WasiProcess>,
+    limits: Limits,
+    genesis_time_ns: u64,
+    block_height: u64,
+}
+
+fn err(op: &'static str) -> impl Fn(merkle_fs::Error) -> ExecError {
+    move |e| ExecError::new(op, e)
+}
+
+impl Machine {
+    /// Opens (or creates) the store in `dir` and restores the committed processes.
+    pub fn open(dir: &Path) -> Result<Machine, ExecError> {
+        let store = Store::open(dir).map_err(err("open store"))?;
+        let config = RuntimeConfig::default();
+        let engine = GuestEngine::new(config.clone()).map_err(|e| ExecError::new("engine", e))?;
+        let slot: Slot = Arc::new(Mutex::new(None));
+        let latest = store.latest();
+        let limits: Limits = match latest.get_meta_bytes(keys::LIMITS)? {
+            Some(json) => serde_json::from_slice(&json).map_err(|e| ExecError::new("read limits", e))?,
+            None => Limits::default(),
+        };
+        let genesis_time_ns = latest.get_meta_bytes(keys::GENESIS_TIME)?.map(|b| keys::decode_u64(&b)).unwrap_or(0);
+        let seed = latest.get_meta_bytes(keys::SEED)?.map(|b| keys::decode_seed(&b)).unwrap_or([0; 32]);
+        let mut env = WasiEnv::new(replicode_runtime::fs::shared(MerkleFs::new(slot.clone())));
+        env.realtime_base_ns = genesis_time_ns;
+        env.seed = seed;
+        let mut machine = Machine {
+            table: ProcessTable::new(env.clone(), table_limits(&limits)),
+            store,
+            slot,
+            engine,
+            config,
+            modules: BTreeMap::new(),
+            limits,
+            genesis_time_ns,
+            block_height: 0,
+        };
+        if let Some(snapshot) = latest.get_meta_bytes(keys::TABLE)? {
+            for (key, source) in latest.list_meta_bytes(keys::MODULE_PREFIX)? {
+                if let Err(reason) = machine.load(&source)? {
+                    let key = String::from_utf8_lossy(&key).into_owned();
+                    return Err(ExecError::new("reload module", format!("{key}: {reason}")));
+                }
+            }
+            let modules = machine.modules.clone();
+            machine.table = ProcessTable::restore(&snapshot, env, table_limits(&machine.limits), |h| modules.get(h).cloned())
+                .map_err(|e| ExecError::new("restore process table", e))?;
+        }
+        Ok(machine)
+    }
+
+    /// A validator for CheckTx that shares nothing with consensus state.
+    pub fn validator() -> Arc<dyn ProgramValidator> {
+        Arc::new(WasmValidator { config: RuntimeConfig::default() })
+    }
+
+    /// Prepares (validate, instrument, Asyncify) and compiles, cached by hash.
+    fn load(&mut self, source: &[u8]) -> Result<Result<Module, String>, ExecError> {
+        let prepared = match replicode_runtime::instrument::prepare(source, &self.config) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        if let Some(m) = self.modules.get(&prepared.hash) {
+            return Ok(Ok(m.clone()));
+        }
+        match ProcessModule::new(self.engine.engine(), &prepared.bytes) {
+            Ok(m) => {
+                let m = Arc::new(m);
+                self.modules.insert(*m.hash(), m.clone());
+                Ok(Ok(m))
+            }
+            Err(e) => Ok(Err(e.to_string())),
+        }
+    }
+
+    fn ws_do<T>(&self, op: &'static str, f: impl FnOnce(&mut merkle_fs::WorkingSet) -> merkle_fs::Result<T>) -> Result<T, ExecError> {
+        let mut guard = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        let ws = guard.as_mut().ok_or_else(|| ExecError::new(op, "no working set (no block started)"))?;
+        f(ws).map_err(err(op))
+    }
+
+    fn ensure_working_set(&self) {
+        let mut guard = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            let mut ws = self.store.working_set();
+            ws.set_limits(fs_limits(&self.limits));
+            *guard = Some(ws);
+        }
+    }
+
+    /// Writes `bytes` at absolute `path`, creating parent directories.
+    fn write_file(&self, path: &str, bytes: &[u8], now_ns: u64) -> Result<Result<(), merkle_fs::Error>, ExecError> {
+        let mut guard = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        let ws = guard.as_mut().ok_or_else(|| ExecError::new("write file", "no working set"))?;
+        Ok(write_path(ws, path, bytes, now_ns))
+    }
+
+    fn read_program(&self, path: &str) -> Result<Option<Vec<u8>>, ExecError> {
+        let guard = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        let ws = guard.as_ref().ok_or_else(|| ExecError::new("read program", "no working set"))?;
+        match ws.read_path(path.as_bytes()) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(merkle_fs::Error::NotFound(_)) | Err(merkle_fs::Error::NotDir(_)) | Err(merkle_fs::Error::IsDir(_)) => Ok(None),
+            Err(e) => Err(ExecError::new("read program", e)),
+        }
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.table.now_ns()
+    }
+
+    fn outcome(&mut self, pid: u64, result: Result<InputOutcome, ProcessError>) -> Result<Outcome, ExecError> {
+        let out = match result {
+            Ok(out) => out,
+            Err(e) => return refusal(pid, e),
+        };
+        let status = match &out.status {
+            InputStatus::Ok => Status::Ok,
+            InputStatus::OutOfFuel => Status::OutOfFuel,
+            InputStatus::Trap { pid, reason } => Status::Trap(format!("pid {pid}: {reason}")),
+        };
+        let writes: Vec<Write> = out
+            .outputs
+            .iter()
+            .map(|o| Write { pid: o.pid, fd: if o.stream == StreamKind::Stderr { 2 } else { 1 }, data: o.bytes.clone() })
+            .collect();
+        if status == Status::Ok {
+            self.remember_output(&writes)?;
+        }
+        Ok(Outcome {
+            status,
+            pid,
+            writes,
+            exits: out.exits.iter().map(|(pid, code)| Exit { pid: *pid, code: *code }).collect(),
+            fuel_used: out.fuel_used,
+        })
+    }
+
+    fn remember_output(&self, writes: &[Write]) -> Result<(), ExecError> {
+        let mut by_pid: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+        for w in writes.iter().filter(|w| w.fd == 1) {
+            by_pid.entry(w.pid).or_default().extend_from_slice(&w.data);
+        }
+        for (pid, new) in by_pid {
+            let key = keys::recent(pid);
+            let mut tail = self.ws_do("read recent output", |ws| ws.get_meta(&key))?.unwrap_or_default();
+            tail.extend_from_slice(&new);
+            let cut = tail.len().saturating_sub(RECENT_BYTES);
+            let tail = tail.split_off(cut);
+            self.ws_do("write recent output", |ws| {
+                ws.put_meta(&key, &tail);
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    fn spawn(&mut self, path: &str, args: &[String], env: &[(String, String)], fuel: u64) -> Result<Outcome, ExecError> {
+        let Some(source) = self.read_program(path)? else {
+            return Ok(refused(0, Code::ProgramNotFound, format!("{path} does not exist")));
+        };
+        let module = match self.load(&source)? {
+            Ok(m) => m,
+            Err(reason) => return Ok(refused(0, Code::InvalidProgram, format!("{path}: {reason}"))),
+        };
+        let key = keys::module(module.hash());
+        self.ws_do("record module", |ws| {
+            ws.put_meta(&key, &source);
+            Ok(())
+        })?;
+        let mut argv = vec![path.to_string()];
+        argv.extend_from_slice(args);
+        let result = self.table.spawn(module, &argv, env, None, fuel);
+        let pid = result.as_ref().map(|(pid, _)| *pid).unwrap_or(0);
+        self.outcome(pid, result.map(|(_, out)| out))
+    }
+}
+
+impl Executor for Machine {
+    fn committed(&self) -> Result<Committed, ExecError> {
+        let height = self.store.latest_height();
+        if height == 0 {
+            return Ok(Committed::default());
+        }
+        let root = self.store.root().map_err(err("read root"))?;
+        Ok(Committed { height, app_hash: root.to_vec() })
+    }
+
+    fn init_chain(&mut self, genesis: &GenesisState, ctx: &BlockContext) -> Result<AppHash, ExecError> {
+        *self.slot.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.limits = genesis.limits.clone();
+        self.genesis_time_ns = ctx.time_unix_nanos;
+        self.ensure_working_set();
+        let mut env = WasiEnv::new(replicode_runtime::fs::shared(MerkleFs::new(self.slot.clone())));
+        env.realtime_base_ns = ctx.time_unix_nanos;
+        env.seed = ctx.seed;
+        self.table = ProcessTable::new(env, table_limits(&self.limits));
+        let limits_json = serde_json::to_vec(&self.limits).map_err(|e| ExecError::new("encode limits", e))?;
+        self.ws_do("write genesis meta", |ws| {
+            ws.put_meta(keys::LIMITS, &limits_json);
+            ws.put_meta(keys::GENESIS_TIME, &keys::encode_u64(ctx.time_unix_nanos));
+            ws.put_meta(keys::SEED, &ctx.seed);
+            Ok(())
+        })?;
+        let files = genesis.files().map_err(|e| ExecError::new("genesis files", e))?;
+        let programs = genesis.programs().map_err(|e| ExecError::new("genesis programs", e))?;
+        for f in files.iter().chain(programs.iter()) {
+            self.write_file(&f.path, &f.bytes, 0)?.map_err(|e| ExecError::new("genesis file", format!("{}: {e}", f.path)))?;
+        }
+        for s in genesis.spawns().map_err(|e| ExecError::new("genesis spawn", e))? {
+            let env: Vec<(String, String)> = s.env.iter().map(|v| (v.key.clone(), v.value.clone())).collect();
+            let out = self.spawn(&s.path, &s.args, &env, self.limits.fuel_per_tx)?;
+            if out.status != Status::Ok {
+                return Err(ExecError::new("genesis spawn", format!("{}: {:?}", s.path, out.status)));
+            }
+        }
+        // merkle-fs computes a root only by committing, and genesis state must not be
+        // durable before block 1 commits (a crash would skip InitChain on restart),
+        // so InitChain reports the empty hash (CometBFT's default genesis app hash);
+        // the genesis state is covered by block 1's app hash.
+        Ok(Vec::new())
+    }
+
+    fn limits(&self) -> Result<Limits, ExecError> {
+        Ok(self.limits.clone())
+    }
+
+    fn begin_block(&mut self, ctx: &BlockContext) -> Result<(), ExecError> {
+        self.ensure_working_set();
+        self.block_height = ctx.height;
+        let logical = ctx.time_unix_nanos.saturating_sub(self.genesis_time_ns);
+        if logical > self.now_ns() {
+            let out = self.table.set_time(logical, self.limits.fuel_per_tx).map_err(|e| ExecError::new("advance clock", e))?;
+            self.remember_output(&self.outcome_writes(&out))?;
+        }
+        Ok(())
+    }
+
+    fn execute(&mut self, input: &Input<'_>, fuel: u64) -> Result<Outcome, ExecError> {
+        match input {
+            Input::Install { path, wasm } => {
+                if let Err(e) = replicode_runtime::validate::validate(wasm, &self.config) {
+                    return Ok(refused(0, Code::InvalidProgram, format!("{path}: {e}")));
+                }
+                let now = self.now_ns();
+                Ok(match self.write_file(path, wasm, now)? {
+                    Ok(()) => Outcome { status: Status::Ok, pid: 0, writes: vec![], exits: vec![], fuel_used: 0 },
+                    Err(e @ (merkle_fs::Error::NoSpace(_) | merkle_fs::Error::FileTooBig { .. })) => {
+                        refused(0, Code::LimitExceeded, format!("{path}: storage quota: {e}"))
+                    }
+                    Err(e) => refused(0, Code::InvalidField, format!("{path}: {e}")),
+                })
+            }
+            Input::Spawn { path, args, env } => self.spawn(path, args, env, fuel),
+            Input::Stdin { pid, data, eof } => {
+                let result = self.table.deliver_stdin(*pid, data, *eof, fuel);
+                self.outcome(*pid, result)
+            }
+            Input::Kill { pid } => {
+                let result = self.table.kill(*pid, fuel);
+                self.outcome(*pid, result)
+            }
+        }
+    }
+
+    fn end_block(&mut self) -> Result<AppHash, ExecError> {
+        let snapshot = self.table.snapshot_all().map_err(|e| ExecError::new("snapshot processes", e))?;
+        self.ws_do("write process table", |ws| {
+            ws.put_meta(keys::TABLE, &snapshot);
+            Ok(())
+        })?;
+        let ws = self.slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let ws = ws.ok_or_else(|| ExecError::new("end block", "no working set"))?;
+        let root = ws.commit(self.block_height).map_err(err("commit"))?;
+        Ok(root.to_vec())
+    }
+
+    fn commit(&mut self) -> Result<Committed, ExecError> {
+        self.committed()
+    }
+
+    fn live_pids(&self) -> Result<Vec<u64>, ExecError> {
+        Ok(self.table.live_pids())
+    }
+
+    fn read_file(&self, path: &str, height: Option<u64>, prove: bool) -> Result<FileRead, ExecError> {
+        let height = height.unwrap_or_else(|| self.store.latest_height());
+        let snap = self.store.at(height).map_err(err("read at height"))?;
+        let contents = match snap.read_path(path.as_bytes()) {
+            Ok(bytes) => Some(bytes),
+            Err(merkle_fs::Error::NotFound(_)) | Err(merkle_fs::Error::NotDir(_)) | Err(merkle_fs::Error::IsDir(_)) => None,
+            Err(e) => return Err(ExecError::new("read file", e)),
+        };
+        let proof = if prove && contents.is_some() {
+            let p = self.store.prove_file_range(height, path.as_bytes(), 0, u64::MAX).map_err(err("prove file"))?;
+            Some(borsh::to_vec(&p).map_err(|e| ExecError::new("encode proof", e))?)
+        } else {
+            None
+        };
+        Ok(FileRead { height, contents, proof })
+    }
+
+    fn processes(&self) -> Result<Vec<ProcessInfo>, ExecError> {
+        let snap = self.store.latest();
+        let mut out = Vec::new();
+        for p in self.table.list() {
+            let (state, exit_code) = match &p.state {
+                ProcState::Runnable => ("running", None),
+                ProcState::Blocked(_) => ("blocked", None),
+                ProcState::Exited(c) => ("exited", Some(*c)),
+                ProcState::Killed => ("killed", Some(replicode_runtime::process::KILLED_EXIT_CODE)),
+            };
+            out.push(ProcessInfo {
+                pid: p.pid,
+                program: p.args.first().cloned().unwrap_or_default(),
+                args: p.args.iter().skip(1).cloned().collect(),
+                state: state.into(),
+                exit_code,
+                fuel_used: p.fuel_used,
+                recent_output: snap.get_meta_bytes(&keys::recent(p.pid))?.unwrap_or_default(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl Machine {
+    fn outcome_writes(&self, out: &InputOutcome) -> Vec<Write> {
+        if out.status != InputStatus::Ok {
+            return Vec::new();
+        }
+        out.outputs
+            .iter()
+            .map(|o| Write { pid: o.pid, fd: if o.stream == StreamKind::Stderr { 2 } else { 1 }, data: o.bytes.clone() })
+            .collect()
+    }
+}
+
+fn refused(pid: u64, code: Code, reason: String) -> Outcome {
+    Outcome { status: Status::Refused(code, reason), pid, writes: vec![], exits: vec![], fuel_used: 0 }
+}
+
+/// Process-table refusals become codes; host failures stop the node.
+fn refusal(pid: u64, e: ProcessError) -> Result<Outcome, ExecError> {
+    let code = match &e {
+        ProcessError::NoSuchProcess(_) => Code::UnknownPid,
+        ProcessError::Exited { .. } => Code::NotRunning,
+        ProcessError::TooManyProcesses { .. } | ProcessError::Memory { .. } => Code::LimitExceeded,
+        ProcessError::StdinIsPipe { .. } | ProcessError::PipeTaken { .. } => Code::InvalidField,
+        ProcessError::MissingExport(_)
+        | ProcessError::Compile(_)
+        | ProcessError::Link(_)
+        | ProcessError::Instantiate(_)
+        | ProcessError::UnknownModule(_) => Code::InvalidProgram,
+        _ => return Err(ExecError::new("process table", e)),
+    };
+    Ok(refused(pid, code, e.to_string()))
+}
+
+fn table_limits(limits: &Limits) -> TableLimits {
+    TableLimits {
+        max_processes: usize::try_from(limits.max_processes).unwrap_or(usize::MAX),
+        max_memory_bytes: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
+    }
+}
+
+fn fs_limits(limits: &Limits) -> merkle_fs::Limits {
+    merkle_fs::Limits { max_total_bytes: limits.storage_quota_bytes, ..merkle_fs::Limits::default() }
+}
+
+/// `mkdir -p` of the parents, then create-or-truncate and write.
+fn write_path(ws: &mut merkle_fs::WorkingSet, path: &str, bytes: &[u8], now_ns: u64) -> Result<(), merkle_fs::Error> {
+    let parts: Vec<&[u8]> = path.as_bytes().split(|b| *b == b'/').filter(|c| !c.is_empty()).collect();
+    let Some((name, dirs)) = parts.split_last() else {
+        return Err(merkle_fs::Error::Invalid(format!("{path} names no file")));
+    };
+    let mut dir = merkle_fs::ROOT_INO;
+    for d in dirs {
+        dir = match ws.lookup(dir, d) {
+            Ok(ino) => ino,
+            Err(merkle_fs::Error::NotFound(_)) => ws.mkdir(dir, d, now_ns)?,
+            Err(e) => return Err(e),
+        };
+    }
+    let ino = match ws.lookup(dir, name) {
+        Ok(ino) => {
+            ws.set_size(ino, 0, now_ns)?;
+            ino
+        }
+        Err(merkle_fs::Error::NotFound(_)) => ws.create_file(dir, name, now_ns)?,
+        Err(e) => return Err(e),
+    };
+    let mut off = 0usize;
+    while off < bytes.len() {
+        let n = ws.write(ino, off as u64, &bytes[off..], now_ns)?;
+        if n == 0 {
+            return Err(merkle_fs::Error::NoSpace(format!("{path}: short write")));
+        }
+        off += n;
+    }
+    Ok(())
+}
+
+/// Module validation for CheckTx and FinalizeBlock: the runtime's own checks.
+struct WasmValidator {
+    config: RuntimeConfig,
+}
+
+impl ProgramValidator for WasmValidator {
+    fn validate(&self, wasm: &[u8]) -> Result<(), String> {
+        replicode_runtime::validate::validate(wasm, &self.config).map(|_| ()).map_err(|e| e.to_string())
+    }
+}
+
+/// Meta reads on any state view, mapped to host errors.
+trait MetaRead {
+    fn get_meta_bytes(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ExecError>;
+    fn list_meta_bytes(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ExecError>;
+}
+
+impl MetaRead for merkle_fs::Snapshot {
+    fn get_meta_bytes(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ExecError> {
+        self.get(&merkle_fs::keys::meta(key)).map_err(err("read meta"))
+    }
+    fn list_meta_bytes(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ExecError> {
+        let rows = self.scan(&merkle_fs::keys::meta_prefix(prefix)).map_err(err("list meta"))?;
+        Ok(rows.into_iter().map(|(k, v)| (k.to_vec(), v)).collect())
+    }
+}
