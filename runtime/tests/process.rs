@@ -273,3 +273,5 @@ fn spawn_pipeline_feeds_each_stage_from_the_previous_one() {
     assert_eq!(end.exits, vec![(1, 0), (2, 0), (3, 0)]);
 }
 
+#[path = "process_wasi/mod.rs"]
+mod process_wasi;
