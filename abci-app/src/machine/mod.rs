@@ -64,7 +64,7 @@ impl Machine {
     /// Opens (or creates) the store in `dir` and restores the committed processes.
     pub fn open(dir: &Path) -> Result<Machine, ExecError> {
         let store = Store::open(dir).map_err(err("open store"))?;
-        let config = RuntimeConfig::default();
+        let config = machine_config();
         let engine = GuestEngine::new(config.clone()).map_err(|e| ExecError::new("engine", e))?;
         let slot: Slot = Arc::new(Mutex::new(None));
         let latest = store.latest();
@@ -104,7 +104,7 @@ impl Machine {
 
     /// A validator for CheckTx that shares nothing with consensus state.
     pub fn validator() -> Arc<dyn ProgramValidator> {
-        Arc::new(WasmValidator { config: RuntimeConfig::default() })
+        Arc::new(WasmValidator { config: machine_config() })
     }
 
     /// Prepares (validate, instrument, Asyncify) and compiles, cached by hash.
@@ -408,6 +408,18 @@ fn refusal(pid: u64, e: ProcessError) -> Result<Outcome, ExecError> {
         _ => return Err(ExecError::new("process table", e)),
     };
     Ok(refused(pid, code, e.to_string()))
+}
+
+/// The runtime configuration every validator uses (it is consensus-critical).
+///
+/// The logical stack is 16,384 slots (512 KiB of native stack) instead of the
+/// runtime default: with wasmtime's `async` feature compiled in (the workspace
+/// enables it), wasmtime refuses a `max_wasm_stack` above its 2 MiB
+/// `async_stack_size`, and the default limit needs more. See the node report.
+pub fn machine_config() -> RuntimeConfig {
+    let mut config = RuntimeConfig::default();
+    config.limits.max_stack_slots = 16_384;
+    config
 }
 
 fn table_limits(limits: &Limits) -> TableLimits {
