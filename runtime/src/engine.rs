@@ -81,6 +81,9 @@ pub fn wasmtime_config(config: &RuntimeConfig) -> Result<Config, RuntimeError> {
         .operator_cost(bulk_fuel::operator_cost())
         .epoch_interruption(false)
         .max_wasm_stack(config.max_wasm_stack())
+        // Unused (guests never run on async fibers) but wasmtime requires it
+        // to be at least `max_wasm_stack` when the `async` feature is built in.
+        .async_stack_size(config.guest_thread_stack())
         .memory_init_cow(true)
         .cranelift_opt_level(OptLevel::Speed)
         .parallel_compilation(true);
