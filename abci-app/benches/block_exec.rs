@@ -39,6 +39,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ..Default::default()
         })?;
         core.commit()?;
+        if let Some((i, bad)) = res.tx_results.iter().enumerate().find(|(_, r)| r.code != 0) {
+            eprintln!("block_exec: height {height} tx {i} failed with code {}: {}", bad.code, bad.log);
+        }
         Ok(res.tx_results.iter().map(|r| r.code).collect())
     };
     let tx = |body: Body, nonce: u64| Tx::new(body, nonce).to_bytes();

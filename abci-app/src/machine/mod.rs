@@ -412,13 +412,13 @@ fn refusal(pid: u64, e: ProcessError) -> Result<Outcome, ExecError> {
 
 /// The runtime configuration every validator uses (it is consensus-critical).
 ///
-/// The logical stack is 16,384 slots (512 KiB of native stack) instead of the
+/// The logical stack is 32,000 slots (1000 KiB of native stack) instead of the
 /// runtime default: with wasmtime's `async` feature compiled in (the workspace
 /// enables it), wasmtime refuses a `max_wasm_stack` above its 2 MiB
 /// `async_stack_size`, and the default limit needs more. See the node report.
 pub fn machine_config() -> RuntimeConfig {
     let mut config = RuntimeConfig::default();
-    config.limits.max_stack_slots = 16_384;
+    config.limits.max_stack_slots = 32_000;
     config
 }
 
