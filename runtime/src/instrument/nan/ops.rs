@@ -131,6 +131,7 @@ pub(crate) fn unsupported_proposal(op: &Operator<'_>) -> Option<&'static str> {
 
 #[cfg(test)]
 mod tests {
+    #[allow(unused_imports)] // unused when a harness-less bench includes the pass
     use super::*;
 
     #[test]
