@@ -1,7 +1,7 @@
 //! Process-layer benchmarks (issue 5). Prints one table; numbers go to
 //! docs/benchmarks.md `## Processes`.
 //!
-//! Run: `cargo bench --release -p replicode-runtime --bench process`
+//! Run: `cargo bench -p replicode-runtime --bench process`
 //! (build the guests first: `make -C wasm_programs`, for the kernel rows).
 //!
 //! - echo round trip: deliver a line to a blocked server, resume it, answer,
@@ -45,6 +45,36 @@ fn echo_round_trip() {
         std::hint::black_box(t.digest().expect("digest"));
     }
     println!("echo round trip + table digest                  {:8.2} µs/input", per_iter(start.elapsed(), digests));
+}
+
+/// The same round trip with the C `echo_server` (wasi-libc `getline`) through
+/// the real WASI context.
+fn echo_round_trip_c() {
+    use replicode_runtime::process::wasi_host::{WasiEnv, WasiProcess};
+    use replicode_runtime::process::{ProcessModule, ProcessTable, TableLimits};
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../wasm_programs/build/echo_server.wasm");
+    let Ok(wasm) = std::fs::read(path) else {
+        println!("echo_server.wasm missing (run make -C wasm_programs); skipped");
+        return;
+    };
+    let bytes = process_support::asyncify(&wasm, "wasi_snapshot_preview1.fd_read,wasi_snapshot_preview1.poll_oneoff");
+    let engine = process_support::new_engine();
+    let m = std::sync::Arc::new(ProcessModule::<WasiProcess>::new(&engine, &bytes).expect("module"));
+    let fs = replicode_runtime::fs::shared(replicode_runtime::fs::mem::MemFs::new(Default::default(), 0));
+    let mut t = ProcessTable::new(WasiEnv::new(fs), TableLimits::default());
+    let (pid, _) = t.spawn(m, &["echo_server".into()], &[], None, FUEL).expect("spawn");
+    let line = b"hello, replicated world\n";
+    for _ in 0..1000 {
+        t.deliver_stdin(pid, line, false, FUEL).expect("deliver");
+    }
+    let n = 20_000;
+    let start = Instant::now();
+    for _ in 0..n {
+        let out = t.deliver_stdin(pid, line, false, FUEL).expect("deliver");
+        assert_eq!(out.outputs.len(), 1);
+    }
+    let us = per_iter(start.elapsed(), n);
+    println!("echo round trip (C echo_server, WASI)           {us:8.2} µs/input   ({:.0} inputs/s)", 1e6 / us);
 }
 
 /// Deterministic page choice (xorshift) so runs are comparable.
@@ -156,6 +186,7 @@ fn main() {
         return;
     }
     echo_round_trip();
+    echo_round_trip_c();
     snapshot_digest_16mib();
     asyncify_slowdown();
 }
