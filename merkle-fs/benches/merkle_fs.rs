@@ -143,6 +143,9 @@ fn big_state(path: &Path) -> Store {
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[idx.min(sorted.len() - 1)]
 }
@@ -188,6 +191,9 @@ fn commit_latency(c: &mut Criterion) {
     g.finish();
     commit_times.sort();
     block_times.sort();
+    if commit_times.is_empty() {
+        return; // filtered out
+    }
     eprintln!(
         "commit_1m_state: {} blocks; commit() p50 {:?} p99 {:?} max {:?}; whole block (10k writes + commit) p50 {:?} p99 {:?}",
         commit_times.len(),
