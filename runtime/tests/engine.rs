@@ -450,11 +450,21 @@ mod pipeline {
         assert_eq!(m1.prepared.hash, instrument::sha256(&m1.prepared.bytes));
     }
 
+    /// Stores 0/0 (a NaN whose payload the hardware picks) and exits with its
+    /// high 32 bits: with the lazy pass the stored NaN is the canonical one.
     #[test]
-    fn lazy_nan_is_refused_until_the_pass_exists() {
+    fn lazy_nan_mode_canonicalizes_observable_nans() {
         let mut c = small_config();
         c.nan = replicode_runtime::config::NanMode::Lazy;
-        assert!(matches!(GuestEngine::new(c), Err(RuntimeError::Config(_))));
+        let wat = r#"(module
+            (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+            (memory (export "memory") 1)
+            (func $nan (param f64) (result f64) (f64.div (local.get 0) (local.get 0)))
+            (func (export "_start")
+              (f64.store (i32.const 0) (call $nan (f64.const 0)))
+              (call $exit (i32.load (i32.const 4)))))"#;
+        let report = run_wat(c, wat, 1_000_000);
+        assert_eq!(report.outcome, RunOutcome::Exited(0x7ff8_0000));
     }
 }
 

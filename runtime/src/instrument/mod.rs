@@ -14,6 +14,7 @@
 
 pub mod asyncify;
 pub mod bulk_fuel;
+pub mod nan;
 pub mod stack;
 
 use sha2::{Digest, Sha256};
@@ -22,9 +23,9 @@ use crate::config::{NanMode, RuntimeConfig};
 use crate::error::{InstrumentError, RuntimeError};
 use crate::validate::{self, ModuleInfo};
 
-/// Whether the lazy NaN pass (`instrument::nan`, issue 3) is built in. Until it
-/// is, [`RuntimeConfig::validate`] refuses [`NanMode::Lazy`].
-pub const LAZY_NAN_AVAILABLE: bool = false;
+/// Whether the lazy NaN pass (`instrument::nan`, issue 3) is built in; when it
+/// is not, [`RuntimeConfig::validate`] refuses [`NanMode::Lazy`].
+pub const LAZY_NAN_AVAILABLE: bool = true;
 
 /// A SHA-256 digest.
 pub type Hash = [u8; 32];
@@ -64,7 +65,7 @@ pub fn prepare(wasm: &[u8], config: &RuntimeConfig) -> Result<PreparedModule, Ru
     Ok(PreparedModule { bytes, source_hash, hash, info, asyncified })
 }
 
-/// The issue-3 pass hook: `instrument::nan::canonicalize_nans` goes here.
-fn lazy_nan(_wasm: &[u8]) -> Result<Vec<u8>, InstrumentError> {
-    Err(InstrumentError::Rewrite { pass: "nan", detail: "lazy NaN pass not built in".into() })
+/// The issue-3 pass: canonicalize NaNs only where they can become observable.
+fn lazy_nan(wasm: &[u8]) -> Result<Vec<u8>, InstrumentError> {
+    nan::canonicalize_nans(wasm).map_err(|e| InstrumentError::Rewrite { pass: "nan", detail: e.to_string() })
 }
