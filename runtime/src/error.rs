@@ -27,6 +27,9 @@ pub enum ConfigError {
     /// Lazy NaN canonicalization was requested but its pass is not available.
     #[error("config: NaN mode `lazy` needs the instrument::nan pass, which is not built in")]
     LazyNanUnavailable,
+    /// The lazy NaN pass cannot track NaN bits through untyped v128 lanes.
+    #[error("config: NaN mode `lazy` cannot be combined with `simd = true`; turn SIMD off or use NaN mode `eager`")]
+    LazyNanWithSimd,
 }
 
 /// A module refused by [`crate::validate`] before anything ran.
