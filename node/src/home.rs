@@ -63,6 +63,8 @@ pub fn configure(home: &Home, ports: Ports, peers: &str, fast: bool) -> anyhow::
     text = set_toml(&text, "", "proxy_app", &q(format!("tcp://127.0.0.1:{}", ports.abci)))?;
     text = set_toml(&text, "rpc", "laddr", &q(format!("tcp://127.0.0.1:{}", ports.rpc)))?;
     text = set_toml(&text, "rpc", "pprof_laddr", "\"\"")?;
+    // Room for a maximal transaction hex/base64-encoded in a JSON-RPC body.
+    text = set_toml(&text, "rpc", "max_body_bytes", "8388608")?;
     text = set_toml(&text, "p2p", "laddr", &q(format!("tcp://127.0.0.1:{}", ports.p2p)))?;
     text = set_toml(&text, "p2p", "persistent_peers", &q(peers.to_string()))?;
     text = set_toml(&text, "p2p", "addr_book_strict", "false")?;
