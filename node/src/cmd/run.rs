@@ -5,6 +5,13 @@
 //! logical time from `--time`, randomness from `--seed`. The exit code is the
 //! guest's, or one of the codes in [`EXIT_CODES`] when the run did not end
 //! with an exit.
+//!
+//! With `--inputs FILE` the program is run as a server instead (the process
+//! layer: it suspends on an empty stdin and is fed one line at a time); see
+//! [`serve`] for the transcript it prints and `--snapshot-at` for the
+//! mid-run snapshot/restore check.
+
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,7 +20,10 @@ use anyhow::Context;
 use replicode_runtime::config::RuntimeConfig;
 use replicode_runtime::engine::GuestEngine;
 use replicode_runtime::error::RuntimeError;
-use replicode_runtime::exec::RunOutcome;
+use replicode_runtime::exec::{self, RunOutcome};
+use replicode_runtime::process::ProcessError;
+use replicode_runtime::process::driver::ServeSpec;
+use replicode_runtime::process::wasi_host::WasiEnv;
 use replicode_runtime::run::{self, DirMapping, RunError, RunSpec};
 use replicode_runtime::wasi::stdio::{HostStream, TerminalSink};
 
@@ -27,7 +37,11 @@ Exit codes:
   123  the guest ran out of fuel (--fuel)
   124  the guest exceeded the logical stack limit (unbounded recursion)
   125  the guest trapped after memory.grow was refused at the memory limit
-  126  the guest blocked waiting for input that can never arrive";
+  126  the guest blocked waiting for input that can never arrive
+  127  --inputs: the process layer failed (snapshot, restore, ...) or stdout failed
+With --inputs: the guest's exit code at EOF (0 for a server that ends at EOF),
+even if some inputs were rejected (out of fuel, trap: printed in the transcript);
+126 if it still waits after stdin ended; 120, 121, 127 as above.";
 
 /// Exit code: the run could not start.
 pub const EXIT_SETUP: u8 = 120;
@@ -43,6 +57,8 @@ pub const EXIT_STACK: u8 = 124;
 pub const EXIT_MEMORY: u8 = 125;
 /// Exit code: blocked forever.
 pub const EXIT_BLOCKED: u8 = 126;
+/// Exit code: `--inputs` serving failed in the host (not the guest's doing).
+pub const EXIT_SERVE: u8 = 127;
 
 /// Logical start time when `--time` is not given.
 const DEFAULT_TIME: &str = "2000-01-01T00:00:00Z";
@@ -63,8 +79,18 @@ pub struct RunArgs {
     #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
     pub env: Vec<(String, String)>,
     /// Feed this file to the guest's stdin (default: empty stdin).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "inputs")]
     pub stdin: Option<PathBuf>,
+    /// Run the program as a server: deliver each line of FILE (with its
+    /// newline) as one stdin input, then end stdin; print the output of each
+    /// input under `== input K` and the final digests (stdout, diffable).
+    #[arg(long, value_name = "FILE")]
+    pub inputs: Option<PathBuf>,
+    /// With --inputs: after input K (0: after the start), snapshot every
+    /// process, restore into a fresh engine and continue. The transcript is
+    /// unchanged; a note goes to stderr.
+    #[arg(long, value_name = "K", requires = "inputs")]
+    pub snapshot_at: Option<usize>,
     /// Fuel for the run (about one unit per wasm instruction).
     #[arg(long, value_name = "N")]
     pub fuel: Option<u64>,
@@ -99,12 +125,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Ok(code) => Ok(code),
         Err(Failure::Setup(err)) => Ok(fail(EXIT_SETUP, &format!("{err:#}"))),
         Err(Failure::Invalid(err)) => Ok(fail(EXIT_INVALID, &err.to_string())),
+        Err(Failure::Serve(err)) => Ok(fail(EXIT_SERVE, &format!("--inputs: {err}"))),
     }
 }
 
 enum Failure {
     Setup(anyhow::Error),
     Invalid(RuntimeError),
+    /// `--inputs` failed in the host after the program started.
+    Serve(serve::ServeError),
 }
 
 impl From<anyhow::Error> for Failure {
@@ -120,6 +149,9 @@ fn fail(code: u8, reason: &str) -> ExitCode {
 
 fn execute(args: RunArgs) -> Result<ExitCode, Failure> {
     let wasm = std::fs::read(&args.program).with_context(|| format!("reading {}", args.program.display()))?;
+    if let Some(inputs) = &args.inputs {
+        return execute_inputs(&args, &wasm, inputs);
+    }
     let stdin = match &args.stdin {
         Some(path) => std::fs::read(path).with_context(|| format!("--stdin {}", path.display()))?,
         None => Vec::new(),
@@ -129,19 +161,7 @@ fn execute(args: RunArgs) -> Result<ExitCode, Failure> {
         config.limits.fuel = fuel;
     }
     let engine = GuestEngine::new(config).map_err(|e| Failure::Setup(e.into()))?;
-    let argv0 = args
-        .program
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| args.program.display().to_string());
-    let spec = RunSpec {
-        args: std::iter::once(argv0).chain(args.args.iter().cloned()).collect(),
-        env: args.env.clone(),
-        dirs: args.dirs.iter().map(|d| DirMapping::parse(d)).collect(),
-        stdin,
-        seed: args.seed,
-        start_time_ns: parse_time(&args.time)?,
-    };
+    let spec = run_spec(&args, stdin)?;
     let stdout = Box::new(TerminalSink(HostStream::Stdout));
     let stderr = Box::new(TerminalSink(HostStream::Stderr));
     let result = match run::run(&engine, &wasm, &spec, stdout, stderr) {
@@ -163,5 +183,76 @@ fn execute(args: RunArgs) -> Result<ExitCode, Failure> {
         RunOutcome::StackOverflow => fail(EXIT_STACK, "guest exceeded the logical stack limit (unbounded recursion?)"),
         RunOutcome::MemoryLimit => fail(EXIT_MEMORY, "guest trapped after memory.grow was refused at the memory limit"),
         RunOutcome::Blocked(on) => fail(EXIT_BLOCKED, &format!("guest blocked forever waiting for {on:?}")),
+    })
+}
+
+/// The run's spec from the flags (`argv[0]` is the program's file name).
+fn run_spec(args: &RunArgs, stdin: Vec<u8>) -> anyhow::Result<RunSpec> {
+    let argv0 = args
+        .program
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| args.program.display().to_string());
+    Ok(RunSpec {
+        args: std::iter::once(argv0).chain(args.args.iter().cloned()).collect(),
+        env: args.env.clone(),
+        dirs: args.dirs.iter().map(|d| DirMapping::parse(d)).collect(),
+        stdin,
+        seed: args.seed,
+        start_time_ns: parse_time(&args.time)?,
+    })
+}
+
+/// `--inputs FILE`: serve the program through the lines of FILE.
+fn execute_inputs(args: &RunArgs, wasm: &[u8], path: &std::path::Path) -> Result<ExitCode, Failure> {
+    let inputs = serve::split_inputs(&std::fs::read(path).with_context(|| format!("--inputs {}", path.display()))?);
+    if let Some(k) = args.snapshot_at.filter(|&k| k > inputs.len()) {
+        return Err(Failure::Setup(anyhow::anyhow!(
+            "--snapshot-at {k}: {} has only {} inputs",
+            path.display(),
+            inputs.len()
+        )));
+    }
+    let mut config = RuntimeConfig::default();
+    if let Some(fuel) = args.fuel {
+        config.limits.fuel = fuel;
+    }
+    let engine = GuestEngine::new(config.clone()).map_err(|e| Failure::Setup(e.into()))?;
+    let spec = run_spec(args, Vec::new())?;
+    let (fs, preopens) = run::build_fs(&engine, &spec).map_err(|e| Failure::Setup(e.into()))?;
+    let mut env = WasiEnv::new(fs);
+    // Only the --dir trees are visible, as in a one-shot run.
+    env.preopens = preopens.into_iter().map(|(guest, ino)| (guest.into_bytes(), ino)).collect();
+    env.realtime_base_ns = spec.start_time_ns;
+    env.seed[..8].copy_from_slice(&spec.seed.to_le_bytes());
+    env.max_fds = config.limits.max_fds as usize;
+    let serve_spec = ServeSpec {
+        args: spec.args,
+        vars: spec.env,
+        inputs,
+        fuel: config.limits.fuel,
+        snapshot_at: args.snapshot_at,
+    };
+    let served = exec::on_guest_stack(&config, || serve::serve(&config, wasm, env, &serve_spec))
+        .map_err(|e| Failure::Setup(e.into()))?;
+    let report = match served {
+        Ok(report) => report,
+        Err(serve::ServeError::Process(ProcessError::Compile(reason))) => {
+            return Ok(fail(EXIT_INVALID, &format!("the module was refused: {reason}")));
+        }
+        Err(e) => return Err(Failure::Serve(e)),
+    };
+    match (args.snapshot_at, report.snapshot_bytes) {
+        (Some(k), Some(n)) => eprintln!("replicode: snapshot after input {k}: {n} bytes, restored into a fresh engine"),
+        (Some(k), None) => eprintln!("replicode: no snapshot after input {k}: the program had already ended"),
+        _ => {}
+    }
+    if args.digest {
+        eprintln!("replicode: fs digest {}", hex::encode(report.fs_digest));
+    }
+    Ok(match report.exit_code {
+        // Exit codes are 8 bits on the host, as with any process.
+        Some(code) => ExitCode::from(code as u8),
+        None => fail(EXIT_BLOCKED, "the program did not end: it still waits after its stdin ended (or its start was rejected)"),
     })
 }
