@@ -19,11 +19,16 @@ use serde_json::Value;
 
 /// The workspace root (this crate lives in `tests/`).
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("target"))
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"))
 }
 
 /// The release `replicode` binary, built once per test process.
@@ -37,7 +42,9 @@ pub fn replicode_bin() -> anyhow::Result<PathBuf> {
                 .status()
                 .map_err(|e| format!("cannot run cargo build: {e}"))?;
             if !status.success() {
-                return Err(format!("cargo build --release -p replicode failed: {status}"));
+                return Err(format!(
+                    "cargo build --release -p replicode failed: {status}"
+                ));
             }
             let bin = target_dir().join("release/replicode");
             if bin.is_file() {
@@ -52,9 +59,14 @@ pub fn replicode_bin() -> anyhow::Result<PathBuf> {
 
 /// A guest program from `wasm_programs/build/`, built with make if missing.
 pub fn guest(name: &str) -> anyhow::Result<PathBuf> {
-    let path = workspace().join("wasm_programs/build").join(format!("{name}.wasm"));
+    let path = workspace()
+        .join("wasm_programs/build")
+        .join(format!("{name}.wasm"));
     if !path.is_file() {
-        let status = Command::new("make").args(["-s", "-C"]).arg(workspace().join("wasm_programs")).status()?;
+        let status = Command::new("make")
+            .args(["-s", "-C"])
+            .arg(workspace().join("wasm_programs"))
+            .status()?;
         if !status.success() || !path.is_file() {
             bail!("cannot build {} (make -C wasm_programs)", path.display());
         }
@@ -85,19 +97,37 @@ impl Testnet {
     /// `replicode testnet up --validators n` in a fresh temporary directory.
     pub fn up(validators: usize) -> anyhow::Result<Testnet> {
         let bin = replicode_bin()?;
-        let dir = tempfile::Builder::new().prefix("replicode-e2e-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("replicode-e2e-")
+            .tempdir()?;
         // A test that panicked while holding the lock poisons it; the next may still run.
         let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-        let mut net = Testnet { dir, bin, nodes: Vec::new(), _serial: serial };
+        let mut net = Testnet {
+            dir,
+            bin,
+            nodes: Vec::new(),
+            _serial: serial,
+        };
         let genesis = workspace().join("genesis/app_state.json");
         let out = net.run(&[
-            "testnet", "up", "--validators", &validators.to_string(),
-            "--dir", net.dir_str(), "--genesis", genesis.to_str().context("UTF-8")?,
+            "testnet",
+            "up",
+            "--validators",
+            &validators.to_string(),
+            "--dir",
+            net.dir_str(),
+            "--genesis",
+            genesis.to_str().context("UTF-8")?,
         ])?;
         if !out.status.success() {
-            bail!("testnet up failed: {}\n{}", String::from_utf8_lossy(&out.stderr), net.logs());
+            bail!(
+                "testnet up failed: {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                net.logs()
+            );
         }
-        let layout: Value = serde_json::from_slice(&std::fs::read(net.dir.path().join("testnet.json"))?)?;
+        let layout: Value =
+            serde_json::from_slice(&std::fs::read(net.dir.path().join("testnet.json"))?)?;
         for n in layout["nodes"].as_array().context("nodes")? {
             net.nodes.push(Node {
                 name: n["name"].as_str().context("name")?.to_string(),
@@ -114,7 +144,10 @@ impl Testnet {
 
     /// Runs the binary with `args`.
     pub fn run(&self, args: &[&str]) -> anyhow::Result<Output> {
-        Command::new(&self.bin).args(args).output().with_context(|| format!("cannot run replicode {}", args.join(" ")))
+        Command::new(&self.bin)
+            .args(args)
+            .output()
+            .with_context(|| format!("cannot run replicode {}", args.join(" ")))
     }
 
     /// Runs a client command against node `i` with `--output json` and parses stdout.
@@ -142,7 +175,9 @@ impl Testnet {
     /// The latest height of node `i` (error if it does not answer).
     pub fn height(&self, i: usize) -> anyhow::Result<u64> {
         let status = self.rpc(i, "/status")?;
-        let h = status["result"]["sync_info"]["latest_block_height"].as_str().context("height")?;
+        let h = status["result"]["sync_info"]["latest_block_height"]
+            .as_str()
+            .context("height")?;
         Ok(h.parse()?)
     }
 
@@ -156,7 +191,11 @@ impl Testnet {
                 }
             }
             if Instant::now() >= deadline {
-                bail!("{} did not reach height {height} within {timeout:?}\n{}", self.nodes[i].name, self.logs());
+                bail!(
+                    "{} did not reach height {height} within {timeout:?}\n{}",
+                    self.nodes[i].name,
+                    self.logs()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -164,7 +203,11 @@ impl Testnet {
 
     /// The pid in node `i`'s pid file.
     pub fn pid(&self, i: usize) -> Option<i32> {
-        std::fs::read_to_string(self.nodes[i].home.join("replicode.pid")).ok()?.trim().parse().ok()
+        std::fs::read_to_string(self.nodes[i].home.join("replicode.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 
     /// SIGKILL to node `i`'s whole process group (replicode and its cometbft).
@@ -180,9 +223,20 @@ impl Testnet {
 
     /// Restarts every stopped validator (`testnet up` on the existing directory).
     pub fn restart_stopped(&self) -> anyhow::Result<()> {
-        let out = self.run(&["testnet", "up", "--dir", self.dir_str(), "--wait-secs", "60"])?;
+        let out = self.run(&[
+            "testnet",
+            "up",
+            "--dir",
+            self.dir_str(),
+            "--wait-secs",
+            "60",
+        ])?;
         if !out.status.success() {
-            bail!("testnet up (restart) failed: {}\n{}", String::from_utf8_lossy(&out.stderr), self.logs());
+            bail!(
+                "testnet up (restart) failed: {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                self.logs()
+            );
         }
         Ok(())
     }
@@ -192,7 +246,10 @@ impl Testnet {
         let out = self.run(&["verify", "--testnet", self.dir_str(), "--quiet"])?;
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         if !out.status.success() {
-            bail!("verify failed: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "verify failed: {stdout}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(stdout)
     }
@@ -217,7 +274,9 @@ impl Testnet {
 
 impl Drop for Testnet {
     fn drop(&mut self) {
-        let _ = Command::new(&self.bin).args(["testnet", "down", "--dir", self.dir_str()]).output();
+        let _ = Command::new(&self.bin)
+            .args(["testnet", "down", "--dir", self.dir_str()])
+            .output();
         // Belt and braces: anything still alive dies with its process group.
         for i in 0..self.nodes.len() {
             self.kill9(i);
@@ -232,7 +291,11 @@ pub fn alive(pid: i32) -> bool {
         return false;
     }
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()) != Some("Z"),
+        Ok(stat) => {
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                != Some("Z")
+        }
         Err(_) => true,
     }
 }
@@ -242,23 +305,37 @@ pub fn rpc_get(port: u16, path_and_query: &str) -> anyhow::Result<Value> {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(stream, "GET {path_and_query} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    write!(
+        stream,
+        "GET {path_and_query} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
+    )?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).context("no HTTP body")?;
-    serde_json::from_str(body).with_context(|| format!("RPC {path_and_query} answered non-JSON: {body:.200}"))
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .context("no HTTP body")?;
+    serde_json::from_str(body)
+        .with_context(|| format!("RPC {path_and_query} answered non-JSON: {body:.200}"))
 }
 
 /// Broadcasts raw tx bytes; returns (CheckTx code, log, hash hex).
 pub fn broadcast_raw(port: u16, tx: &[u8]) -> anyhow::Result<(u32, String, String)> {
-    let v = rpc_get(port, &format!("/broadcast_tx_sync?tx=0x{}", hex::encode(tx)))?;
+    let v = rpc_get(
+        port,
+        &format!("/broadcast_tx_sync?tx=0x{}", hex::encode(tx)),
+    )?;
     if !v["error"].is_null() {
         bail!("broadcast refused by CometBFT: {}", v["error"]);
     }
     let r = &v["result"];
     let code = u32::try_from(r["code"].as_u64().unwrap_or(0))?;
-    Ok((code, r["log"].as_str().unwrap_or_default().to_string(), r["hash"].as_str().unwrap_or_default().to_string()))
+    Ok((
+        code,
+        r["log"].as_str().unwrap_or_default().to_string(),
+        r["hash"].as_str().unwrap_or_default().to_string(),
+    ))
 }
 
 /// Waits for a transaction's result: (height, code, base64 data, log).
@@ -270,7 +347,10 @@ pub fn wait_tx(port: u16, hash_hex: &str, timeout: Duration) -> anyhow::Result<V
             return Ok(v["result"].clone());
         }
         if Instant::now() >= deadline {
-            bail!("tx {hash_hex} not committed within {timeout:?}: {}", v["error"]);
+            bail!(
+                "tx {hash_hex} not committed within {timeout:?}: {}",
+                v["error"]
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -303,7 +383,8 @@ pub fn submit(port: u16, body: replicode_abci::tx::Body, nonce: u64) -> anyhow::
     }
     let r = wait_tx(port, &hash, Duration::from_secs(60))?;
     let res = &r["tx_result"];
-    let data = base64::engine::general_purpose::STANDARD.decode(res["data"].as_str().unwrap_or_default())?;
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(res["data"].as_str().unwrap_or_default())?;
     Ok(Committed {
         height: r["height"].as_str().unwrap_or("0").parse()?,
         code: u32::try_from(res["code"].as_u64().unwrap_or(0))?,
@@ -318,13 +399,24 @@ pub fn install_and_spawn(port: u16, guest_name: &str, args: &[&str]) -> anyhow::
     use replicode_abci::tx::{Body, Install, Spawn};
     let wasm = std::fs::read(guest(guest_name)?)?;
     let path = format!("/bin/{guest_name}");
-    let installed = submit(port, Body::Install(Install { path: path.clone(), wasm }), 1)?;
+    let installed = submit(
+        port,
+        Body::Install(Install {
+            path: path.clone(),
+            wasm,
+        }),
+        1,
+    )?;
     if installed.code != 0 {
         bail!("install {path}: code {} {}", installed.code, installed.log);
     }
     let spawned = submit(
         port,
-        Body::Spawn(Spawn { path: path.clone(), args: args.iter().map(|a| a.to_string()).collect(), env: vec![] }),
+        Body::Spawn(Spawn {
+            path: path.clone(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: vec![],
+        }),
         2,
     )?;
     if spawned.code != 0 {
@@ -336,7 +428,15 @@ pub fn install_and_spawn(port: u16, guest_name: &str, args: &[&str]) -> anyhow::
 /// One line to a process's stdin; returns the committed result.
 pub fn send_line(port: u16, pid: u64, line: &str, nonce: u64) -> anyhow::Result<Committed> {
     let data = format!("{line}\n").into_bytes();
-    submit(port, replicode_abci::tx::Body::Stdin(replicode_abci::tx::Stdin { pid, data, eof: false }), nonce)
+    submit(
+        port,
+        replicode_abci::tx::Body::Stdin(replicode_abci::tx::Stdin {
+            pid,
+            data,
+            eof: false,
+        }),
+        nonce,
+    )
 }
 
 /// A bounded JSON-RPC POST (for bodies too large for a GET URL).
@@ -344,12 +444,18 @@ pub fn rpc_post(port: u16, method: &str, params: Value) -> anyhow::Result<Value>
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let body = serde_json::to_vec(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))?;
+    let body = serde_json::to_vec(
+        &serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}),
+    )?;
     write!(stream, "POST / HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len())?;
     stream.write_all(&body)?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).context("no HTTP body")?;
-    serde_json::from_str(body).with_context(|| format!("RPC {method} answered non-JSON: {body:.200}"))
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .context("no HTTP body")?;
+    serde_json::from_str(body)
+        .with_context(|| format!("RPC {method} answered non-JSON: {body:.200}"))
 }

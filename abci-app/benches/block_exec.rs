@@ -17,8 +17,9 @@ use tendermint_proto::v0_38::abci::{RequestFinalizeBlock, RequestInitChain};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let wasm = std::fs::read(root.join("wasm_programs/build/kv_server.wasm"))
-        .map_err(|e| format!("wasm_programs/build/kv_server.wasm: {e} (run make -C wasm_programs)"))?;
+    let wasm = std::fs::read(root.join("wasm_programs/build/kv_server.wasm")).map_err(|e| {
+        format!("wasm_programs/build/kv_server.wasm: {e} (run make -C wasm_programs)")
+    })?;
     let dir = tempfile::tempdir()?;
     let machine = Machine::open(dir.path())?;
     let mut core = Core::new(machine, Machine::validator(), SharedView::default())?;
@@ -29,24 +30,48 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..Default::default()
     })?;
     let mut height = 0i64;
-    let mut run = |core: &mut Core<Machine>, txs: Vec<Vec<u8>>| -> Result<Vec<u32>, Box<dyn std::error::Error>> {
+    let mut run = |core: &mut Core<Machine>,
+                   txs: Vec<Vec<u8>>|
+     -> Result<Vec<u32>, Box<dyn std::error::Error>> {
         height += 1;
         let res = core.finalize_block(RequestFinalizeBlock {
             txs: txs.into_iter().map(Bytes::from).collect(),
             height,
             hash: Bytes::from(vec![height as u8; 32]),
-            time: Some(Timestamp { seconds: 1_700_000_000 + height, nanos: 0 }),
+            time: Some(Timestamp {
+                seconds: 1_700_000_000 + height,
+                nanos: 0,
+            }),
             ..Default::default()
         })?;
         core.commit()?;
         if let Some((i, bad)) = res.tx_results.iter().enumerate().find(|(_, r)| r.code != 0) {
-            eprintln!("block_exec: height {height} tx {i} failed with code {}: {}", bad.code, bad.log);
+            eprintln!(
+                "block_exec: height {height} tx {i} failed with code {}: {}",
+                bad.code, bad.log
+            );
         }
         Ok(res.tx_results.iter().map(|r| r.code).collect())
     };
     let tx = |body: Body, nonce: u64| Tx::new(body, nonce).to_bytes();
-    run(&mut core, vec![tx(Body::Install(Install { path: "/bin/kv".into(), wasm }), 0)])?;
-    let spawn = tx(Body::Spawn(Spawn { path: "/bin/kv".into(), args: vec!["/kv.log".into()], env: vec![] }), 1);
+    run(
+        &mut core,
+        vec![tx(
+            Body::Install(Install {
+                path: "/bin/kv".into(),
+                wasm,
+            }),
+            0,
+        )],
+    )?;
+    let spawn = tx(
+        Body::Spawn(Spawn {
+            path: "/bin/kv".into(),
+            args: vec!["/kv.log".into()],
+            env: vec![],
+        }),
+        1,
+    );
     let codes = run(&mut core, vec![spawn])?;
     if codes != [0] {
         return Err(format!("spawn failed: {codes:?}").into());
@@ -62,7 +87,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .map(|i| {
                     nonce += 1;
                     let data = format!("SET k{nonce} v{i}\n").into_bytes();
-                    tx(Body::Stdin(Stdin { pid: 1, data, eof: false }), nonce)
+                    tx(
+                        Body::Stdin(Stdin {
+                            pid: 1,
+                            data,
+                            eof: false,
+                        }),
+                        nonce,
+                    )
                 })
                 .collect();
             let codes = run(&mut core, txs)?;
@@ -72,7 +104,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             total += block_size;
         }
         let secs = start.elapsed().as_secs_f64();
-        println!("block_exec: {block_size:>5} tx/block  {:>9.0} tx/s  ({total} txs in {secs:.2}s)", total as f64 / secs);
+        println!(
+            "block_exec: {block_size:>5} tx/block  {:>9.0} tx/s  ({total} txs in {secs:.2}s)",
+            total as f64 / secs
+        );
     }
     Ok(())
 }

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use tendermint_abci::Application;
 use tendermint_proto::v0_38::abci::{
     RequestApplySnapshotChunk, RequestCheckTx, RequestFinalizeBlock, RequestInfo, RequestInitChain,
-    RequestLoadSnapshotChunk, RequestOfferSnapshot, RequestQuery, ResponseApplySnapshotChunk, ResponseCheckTx,
-    ResponseCommit, ResponseFinalizeBlock, ResponseInfo, ResponseInitChain, ResponseListSnapshots,
-    ResponseLoadSnapshotChunk, ResponseOfferSnapshot, ResponseQuery,
+    RequestLoadSnapshotChunk, RequestOfferSnapshot, RequestQuery, ResponseApplySnapshotChunk,
+    ResponseCheckTx, ResponseCommit, ResponseFinalizeBlock, ResponseInfo, ResponseInitChain,
+    ResponseListSnapshots, ResponseLoadSnapshotChunk, ResponseOfferSnapshot, ResponseQuery,
 };
 
 use crate::driver::{Command, Reply};
@@ -33,7 +33,11 @@ pub struct App {
 
 impl App {
     pub fn new(commands: Sender<Command>, mempool: Mempool, fatal: FatalHook) -> Self {
-        App { commands, mempool, fatal }
+        App {
+            commands,
+            mempool,
+            fatal,
+        }
     }
 
     /// Sends a command to the driver and waits for its answer. A failure is fatal:

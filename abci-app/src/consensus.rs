@@ -30,9 +30,19 @@ pub struct Core<E: Executor> {
 
 impl<E: Executor> Core<E> {
     /// Wraps an executor opened on its store; publishes its committed pids to the mempool.
-    pub fn new(exec: E, validator: Arc<dyn ProgramValidator>, view: SharedView) -> Result<Self, AppError> {
+    pub fn new(
+        exec: E,
+        validator: Arc<dyn ProgramValidator>,
+        view: SharedView,
+    ) -> Result<Self, AppError> {
         let limits = exec.limits()?;
-        let core = Core { exec, validator, view, limits, pending: None };
+        let core = Core {
+            exec,
+            validator,
+            view,
+            limits,
+            pending: None,
+        };
         core.publish_view()?;
         Ok(core)
     }
@@ -40,7 +50,8 @@ impl<E: Executor> Core<E> {
     fn publish_view(&self) -> Result<(), AppError> {
         let committed = self.exec.committed()?;
         let pids = self.exec.live_pids()?;
-        self.view.replace(committed.height, pids, self.limits.fuel_per_tx);
+        self.view
+            .replace(committed.height, pids, self.limits.fuel_per_tx);
         Ok(())
     }
 
@@ -50,22 +61,34 @@ impl<E: Executor> Core<E> {
         // Validate every entry before touching the executor, so a bad genesis
         // fails loudly with the entry's name.
         for program in genesis.programs()? {
-            self.validator.validate(&program.bytes).map_err(|reason| crate::genesis::GenesisError::Entry {
-                what: "program",
-                path: program.path.clone(),
-                reason,
+            self.validator.validate(&program.bytes).map_err(|reason| {
+                crate::genesis::GenesisError::Entry {
+                    what: "program",
+                    path: program.path.clone(),
+                    reason,
+                }
             })?;
         }
         genesis.files()?;
         genesis.spawns()?;
-        let ctx = block_context(req.initial_height.saturating_sub(1), req.time.as_ref(), req.chain_id.as_bytes());
+        let ctx = block_context(
+            req.initial_height.saturating_sub(1),
+            req.time.as_ref(),
+            req.chain_id.as_bytes(),
+        );
         let app_hash = self.exec.init_chain(&genesis, &ctx)?;
         self.limits = genesis.limits.clone();
-        Ok(ResponseInitChain { app_hash: Bytes::from(app_hash), ..Default::default() })
+        Ok(ResponseInitChain {
+            app_hash: Bytes::from(app_hash),
+            ..Default::default()
+        })
     }
 
     /// Executes the block's transactions in order.
-    pub fn finalize_block(&mut self, req: RequestFinalizeBlock) -> Result<ResponseFinalizeBlock, AppError> {
+    pub fn finalize_block(
+        &mut self,
+        req: RequestFinalizeBlock,
+    ) -> Result<ResponseFinalizeBlock, AppError> {
         if let Some(pending) = self.pending {
             return Err(AppError::Protocol {
                 request: "FinalizeBlock",
@@ -80,19 +103,29 @@ impl<E: Executor> Core<E> {
         }
         let app_hash = self.exec.end_block()?;
         self.pending = Some(ctx.height);
-        Ok(ResponseFinalizeBlock { tx_results, app_hash: Bytes::from(app_hash), ..Default::default() })
+        Ok(ResponseFinalizeBlock {
+            tx_results,
+            app_hash: Bytes::from(app_hash),
+            ..Default::default()
+        })
     }
 
     /// Makes the finalized block durable; a failure here stops the node.
     pub fn commit(&mut self) -> Result<ResponseCommit, AppError> {
         let Some(height) = self.pending.take() else {
-            return Err(AppError::Protocol { request: "Commit", reason: "no block was finalized".into() });
+            return Err(AppError::Protocol {
+                request: "Commit",
+                reason: "no block was finalized".into(),
+            });
         };
         let committed = self.exec.commit()?;
         if committed.height != height {
             return Err(AppError::Protocol {
                 request: "Commit",
-                reason: format!("executor committed height {} for block {height}", committed.height),
+                reason: format!(
+                    "executor committed height {} for block {height}",
+                    committed.height
+                ),
             });
         }
         self.publish_view()?;
@@ -107,18 +140,34 @@ impl<E: Executor> Core<E> {
         };
         if let Body::Install(install) = &body {
             if let Err(reason) = self.validator.validate(&install.wasm) {
-                let refusal = Refusal::new(Code::InvalidProgram, format!("{}: {reason}", install.path));
+                let refusal =
+                    Refusal::new(Code::InvalidProgram, format!("{}: {reason}", install.path));
                 return Ok(refused(&refusal, "install"));
             }
         }
         let env: Vec<(String, String)> = match &body {
-            Body::Spawn(s) => s.env.iter().map(|v| (v.key.clone(), v.value.clone())).collect(),
+            Body::Spawn(s) => s
+                .env
+                .iter()
+                .map(|v| (v.key.clone(), v.value.clone()))
+                .collect(),
             _ => Vec::new(),
         };
         let input = match &body {
-            Body::Install(i) => Input::Install { path: &i.path, wasm: &i.wasm },
-            Body::Spawn(s) => Input::Spawn { path: &s.path, args: &s.args, env: &env },
-            Body::Stdin(s) => Input::Stdin { pid: s.pid, data: &s.data, eof: s.eof },
+            Body::Install(i) => Input::Install {
+                path: &i.path,
+                wasm: &i.wasm,
+            },
+            Body::Spawn(s) => Input::Spawn {
+                path: &s.path,
+                args: &s.args,
+                env: &env,
+            },
+            Body::Stdin(s) => Input::Stdin {
+                pid: s.pid,
+                data: &s.data,
+                eof: s.eof,
+            },
             Body::Kill(k) => Input::Kill { pid: k.pid },
         };
         let outcome = self.exec.execute(&input, self.limits.fuel_per_tx)?;
@@ -138,16 +187,30 @@ fn refused(refusal: &Refusal, kind: &str) -> ExecTxResult {
 fn executed(kind: &str, outcome: Outcome, fuel_limit: u64) -> ExecTxResult {
     let (code, log) = match &outcome.status {
         Status::Ok => (Code::Ok, String::new()),
-        Status::OutOfFuel => (Code::OutOfFuel, format!("pid {} ran out of fuel ({fuel_limit} per transaction)", outcome.pid)),
+        Status::OutOfFuel => (
+            Code::OutOfFuel,
+            format!(
+                "pid {} ran out of fuel ({fuel_limit} per transaction)",
+                outcome.pid
+            ),
+        ),
         Status::Trap(reason) => (Code::Trap, format!("pid {} trapped: {reason}", outcome.pid)),
         Status::Refused(code, reason) => (*code, reason.clone()),
     };
     let mut events = vec![tx_event(kind, outcome.pid, code)];
     events.extend(outcome.exits.iter().map(|exit| Event {
         r#type: "replicode.exit".into(),
-        attributes: vec![attr("pid", exit.pid.to_string()), attr("status", exit.code.to_string())],
+        attributes: vec![
+            attr("pid", exit.pid.to_string()),
+            attr("status", exit.code.to_string()),
+        ],
     }));
-    let data = TxOutput { pid: outcome.pid, writes: outcome.writes, exits: outcome.exits }.to_bytes();
+    let data = TxOutput {
+        pid: outcome.pid,
+        writes: outcome.writes,
+        exits: outcome.exits,
+    }
+    .to_bytes();
     ExecTxResult {
         code: code.value(),
         data: Bytes::from(data),
@@ -162,10 +225,18 @@ fn executed(kind: &str, outcome: Outcome, fuel_limit: u64) -> ExecTxResult {
 fn tx_event(kind: &str, pid: u64, code: Code) -> Event {
     Event {
         r#type: "replicode.tx".into(),
-        attributes: vec![attr("kind", kind.into()), attr("pid", pid.to_string()), attr("code", code.name().into())],
+        attributes: vec![
+            attr("kind", kind.into()),
+            attr("pid", pid.to_string()),
+            attr("code", code.name().into()),
+        ],
     }
 }
 
 fn attr(key: &str, value: String) -> EventAttribute {
-    EventAttribute { key: key.into(), value, index: true }
+    EventAttribute {
+        key: key.into(),
+        value,
+        index: true,
+    }
 }

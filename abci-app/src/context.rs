@@ -30,7 +30,11 @@ pub fn seed(height: u64, block_hash: &[u8]) -> [u8; 32] {
 /// The context of one block.
 pub fn block_context(height: i64, time: Option<&Timestamp>, block_hash: &[u8]) -> BlockContext {
     let height = u64::try_from(height).unwrap_or(0);
-    BlockContext { height, time_unix_nanos: unix_nanos(time), seed: seed(height, block_hash) }
+    BlockContext {
+        height,
+        time_unix_nanos: unix_nanos(time),
+        seed: seed(height, block_hash),
+    }
 }
 
 #[cfg(test)]
@@ -46,7 +50,19 @@ mod tests {
 
     #[test]
     fn negative_time_clamps() {
-        assert_eq!(unix_nanos(Some(&Timestamp { seconds: -5, nanos: 0 })), 0);
-        assert_eq!(unix_nanos(Some(&Timestamp { seconds: 2, nanos: 3 })), 2_000_000_003);
+        assert_eq!(
+            unix_nanos(Some(&Timestamp {
+                seconds: -5,
+                nanos: 0
+            })),
+            0
+        );
+        assert_eq!(
+            unix_nanos(Some(&Timestamp {
+                seconds: 2,
+                nanos: 3
+            })),
+            2_000_000_003
+        );
     }
 }

@@ -6,8 +6,8 @@
 use std::sync::mpsc::{channel, Receiver, Sender};
 
 use tendermint_proto::v0_38::abci::{
-    RequestFinalizeBlock, RequestInfo, RequestInitChain, RequestQuery, ResponseCommit, ResponseFinalizeBlock,
-    ResponseInfo, ResponseInitChain, ResponseQuery,
+    RequestFinalizeBlock, RequestInfo, RequestInitChain, RequestQuery, ResponseCommit,
+    ResponseFinalizeBlock, ResponseInfo, ResponseInitChain, ResponseQuery,
 };
 
 use crate::consensus::Core;
@@ -51,7 +51,10 @@ impl<E: Executor> Driver<E> {
                 Command::Query(req, reply) => answer(&reply, self.core.query(req)),
             };
             if let Some(message) = failed {
-                return Err(AppError::Protocol { request: "driver", reason: message });
+                return Err(AppError::Protocol {
+                    request: "driver",
+                    reason: message,
+                });
             }
         }
         Ok(())

@@ -12,7 +12,10 @@ pub enum AppError {
     #[error("InitChain refused the genesis app state: {0}")]
     Genesis(#[from] GenesisError),
     #[error("CometBFT sent {request} out of order: {reason}")]
-    Protocol { request: &'static str, reason: String },
+    Protocol {
+        request: &'static str,
+        reason: String,
+    },
     #[error("the consensus thread has stopped after an earlier fatal error")]
     DriverGone,
 }

@@ -30,10 +30,23 @@ pub struct BlockContext {
 /// One syscall input, already decoded and checked for syntax.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Input<'a> {
-    Install { path: &'a str, wasm: &'a [u8] },
-    Spawn { path: &'a str, args: &'a [String], env: &'a [(String, String)] },
-    Stdin { pid: u64, data: &'a [u8], eof: bool },
-    Kill { pid: u64 },
+    Install {
+        path: &'a str,
+        wasm: &'a [u8],
+    },
+    Spawn {
+        path: &'a str,
+        args: &'a [String],
+        env: &'a [(String, String)],
+    },
+    Stdin {
+        pid: u64,
+        data: &'a [u8],
+        eof: bool,
+    },
+    Kill {
+        pid: u64,
+    },
 }
 
 /// How an input ended.
@@ -99,7 +112,10 @@ pub struct ExecError {
 
 impl ExecError {
     pub fn new(operation: &'static str, reason: impl std::fmt::Display) -> Self {
-        ExecError { operation, reason: reason.to_string() }
+        ExecError {
+            operation,
+            reason: reason.to_string(),
+        }
     }
 }
 
@@ -110,7 +126,11 @@ pub trait Executor: Send + 'static {
 
     /// Applies the genesis state to an empty working set and returns its root.
     /// Nothing is durable until [`Executor::commit`].
-    fn init_chain(&mut self, genesis: &GenesisState, ctx: &BlockContext) -> Result<AppHash, ExecError>;
+    fn init_chain(
+        &mut self,
+        genesis: &GenesisState,
+        ctx: &BlockContext,
+    ) -> Result<AppHash, ExecError>;
 
     /// The limits fixed at genesis (read from committed or working state).
     fn limits(&self) -> Result<Limits, ExecError>;
@@ -133,7 +153,12 @@ pub trait Executor: Send + 'static {
     fn live_pids(&self) -> Result<Vec<u64>, ExecError>;
 
     /// A file at a committed height (`None` = latest), with a proof if asked.
-    fn read_file(&self, path: &str, height: Option<u64>, prove: bool) -> Result<FileRead, ExecError>;
+    fn read_file(
+        &self,
+        path: &str,
+        height: Option<u64>,
+        prove: bool,
+    ) -> Result<FileRead, ExecError>;
 
     /// Every process in committed state, by pid.
     fn processes(&self) -> Result<Vec<ProcessInfo>, ExecError>;
@@ -150,7 +175,11 @@ impl Executor for Box<dyn Executor> {
     fn committed(&self) -> Result<Committed, ExecError> {
         (**self).committed()
     }
-    fn init_chain(&mut self, genesis: &GenesisState, ctx: &BlockContext) -> Result<AppHash, ExecError> {
+    fn init_chain(
+        &mut self,
+        genesis: &GenesisState,
+        ctx: &BlockContext,
+    ) -> Result<AppHash, ExecError> {
         (**self).init_chain(genesis, ctx)
     }
     fn limits(&self) -> Result<Limits, ExecError> {
@@ -171,7 +200,12 @@ impl Executor for Box<dyn Executor> {
     fn live_pids(&self) -> Result<Vec<u64>, ExecError> {
         (**self).live_pids()
     }
-    fn read_file(&self, path: &str, height: Option<u64>, prove: bool) -> Result<FileRead, ExecError> {
+    fn read_file(
+        &self,
+        path: &str,
+        height: Option<u64>,
+        prove: bool,
+    ) -> Result<FileRead, ExecError> {
         (**self).read_file(path, height, prove)
     }
     fn processes(&self) -> Result<Vec<ProcessInfo>, ExecError> {

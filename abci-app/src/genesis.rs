@@ -92,7 +92,11 @@ pub enum GenesisError {
     #[error("genesis app_state is not valid JSON for RepliCode: {0}")]
     Json(#[from] serde_json::Error),
     #[error("genesis {what} {path:?}: {reason}")]
-    Entry { what: &'static str, path: String, reason: String },
+    Entry {
+        what: &'static str,
+        path: String,
+        reason: String,
+    },
 }
 
 /// A genesis program or file with its bytes decoded.
@@ -116,16 +120,27 @@ impl GenesisState {
         self.programs
             .iter()
             .map(|p| {
-                let err = |reason: String| GenesisError::Entry { what: "program", path: p.path.clone(), reason };
+                let err = |reason: String| GenesisError::Entry {
+                    what: "program",
+                    path: p.path.clone(),
+                    reason,
+                };
                 check(&p.path).map_err(|r| err(r.reason))?;
                 if !p.path.starts_with(crate::limits::INSTALL_DIR) {
                     return Err(err(format!("is not below {}", crate::limits::INSTALL_DIR)));
                 }
                 let hex_text = p.wasm_hex.as_deref().ok_or_else(|| {
-                    err("has no wasm_hex (a template `file` must be resolved by `replicode init`)".into())
+                    err(
+                        "has no wasm_hex (a template `file` must be resolved by `replicode init`)"
+                            .into(),
+                    )
                 })?;
-                let bytes = hex::decode(hex_text).map_err(|e| err(format!("wasm_hex is not hex: {e}")))?;
-                Ok(ResolvedFile { path: p.path.clone(), bytes })
+                let bytes =
+                    hex::decode(hex_text).map_err(|e| err(format!("wasm_hex is not hex: {e}")))?;
+                Ok(ResolvedFile {
+                    path: p.path.clone(),
+                    bytes,
+                })
             })
             .collect()
     }
@@ -135,14 +150,23 @@ impl GenesisState {
         self.files
             .iter()
             .map(|f| {
-                let err = |reason: String| GenesisError::Entry { what: "file", path: f.path.clone(), reason };
+                let err = |reason: String| GenesisError::Entry {
+                    what: "file",
+                    path: f.path.clone(),
+                    reason,
+                };
                 check(&f.path).map_err(|r| err(r.reason))?;
                 let bytes = match (&f.text, &f.hex) {
                     (Some(text), None) => text.clone().into_bytes(),
-                    (None, Some(h)) => hex::decode(h).map_err(|e| err(format!("hex is not hex: {e}")))?,
+                    (None, Some(h)) => {
+                        hex::decode(h).map_err(|e| err(format!("hex is not hex: {e}")))?
+                    }
                     _ => return Err(err("needs exactly one of `text` or `hex`".into())),
                 };
-                Ok(ResolvedFile { path: f.path.clone(), bytes })
+                Ok(ResolvedFile {
+                    path: f.path.clone(),
+                    bytes,
+                })
             })
             .collect()
     }
@@ -152,17 +176,28 @@ impl GenesisState {
         self.spawn
             .iter()
             .map(|s| {
-                let err = |reason: String| GenesisError::Entry { what: "spawn", path: s.path.clone(), reason };
+                let err = |reason: String| GenesisError::Entry {
+                    what: "spawn",
+                    path: s.path.clone(),
+                    reason,
+                };
                 let env = s
                     .env
                     .iter()
                     .map(|kv| {
                         kv.split_once('=')
-                            .map(|(k, v)| tx::EnvVar { key: k.to_string(), value: v.to_string() })
+                            .map(|(k, v)| tx::EnvVar {
+                                key: k.to_string(),
+                                value: v.to_string(),
+                            })
                             .ok_or_else(|| err(format!("env entry {kv:?} is not KEY=VALUE")))
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                let spawn = tx::Spawn { path: s.path.clone(), args: s.args.clone(), env };
+                let spawn = tx::Spawn {
+                    path: s.path.clone(),
+                    args: s.args.clone(),
+                    env,
+                };
                 let body = tx::Body::Spawn(spawn.clone());
                 tx::decode(&tx::Tx::new(body, 0).to_bytes()).map_err(|r| err(r.reason))?;
                 Ok(spawn)
@@ -181,7 +216,10 @@ mod tests {
 
     #[test]
     fn empty_app_state_is_defaults() {
-        assert_eq!(GenesisState::from_bytes(b"").expect("empty ok"), GenesisState::default());
+        assert_eq!(
+            GenesisState::from_bytes(b"").expect("empty ok"),
+            GenesisState::default()
+        );
     }
 
     #[test]
@@ -193,7 +231,8 @@ mod tests {
     #[test]
     fn unresolved_template_program_is_named() {
         let g: GenesisState =
-            serde_json::from_str(r#"{"programs":[{"path":"/bin/kv","file":"kv.wasm"}]}"#).expect("parses");
+            serde_json::from_str(r#"{"programs":[{"path":"/bin/kv","file":"kv.wasm"}]}"#)
+                .expect("parses");
         let err = g.programs().expect_err("no wasm_hex");
         assert!(err.to_string().contains("/bin/kv"), "{err}");
     }
@@ -201,7 +240,8 @@ mod tests {
     #[test]
     fn spawn_env_must_be_key_value() {
         let g: GenesisState =
-            serde_json::from_str(r#"{"spawn":[{"path":"/bin/kv","env":["NOEQUALS"]}]}"#).expect("parses");
+            serde_json::from_str(r#"{"spawn":[{"path":"/bin/kv","env":["NOEQUALS"]}]}"#)
+                .expect("parses");
         assert!(g.spawns().is_err());
     }
 }

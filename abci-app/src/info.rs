@@ -49,8 +49,14 @@ impl<E: Executor> Core<E> {
                 Ok(json_answer(&procs, self.exec.committed()?.height))
             }
             paths::PROC => {
-                let Some(pid) = std::str::from_utf8(&req.data).ok().and_then(|s| s.trim().parse::<u64>().ok()) else {
-                    return Ok(bad_request(format!("{} wants a decimal pid in data", paths::PROC)));
+                let Some(pid) = std::str::from_utf8(&req.data)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u64>().ok())
+                else {
+                    return Ok(bad_request(format!(
+                        "{} wants a decimal pid in data",
+                        paths::PROC
+                    )));
                 };
                 let height = self.exec.committed()?.height;
                 match self.exec.processes()?.into_iter().find(|p| p.pid == pid) {
@@ -83,16 +89,26 @@ impl<E: Executor> Core<E> {
         let committed = self.exec.committed()?;
         if let Some(h) = height {
             if h > committed.height {
-                return Ok(bad_request(format!("height {h} is above the last committed height {}", committed.height)));
+                return Ok(bad_request(format!(
+                    "height {h} is above the last committed height {}",
+                    committed.height
+                )));
             }
         }
         let read = self.exec.read_file(path, height, req.prove)?;
         let proof_ops = read.proof.map(|data| ProofOps {
-            ops: vec![ProofOp { r#type: paths::FILE_PROOF_TYPE.into(), key: path.as_bytes().to_vec(), data }],
+            ops: vec![ProofOp {
+                r#type: paths::FILE_PROOF_TYPE.into(),
+                key: path.as_bytes().to_vec(),
+                data,
+            }],
         });
         let (code, log) = match &read.contents {
             Some(_) => (paths::CODE_OK, String::new()),
-            None => (paths::CODE_NOT_FOUND, format!("{path} does not exist at height {}", read.height)),
+            None => (
+                paths::CODE_NOT_FOUND,
+                format!("{path} does not exist at height {}", read.height),
+            ),
         };
         Ok(ResponseQuery {
             code,
@@ -119,5 +135,9 @@ fn json_answer<T: serde::Serialize>(value: &T, height: u64) -> ResponseQuery {
 }
 
 fn bad_request(log: String) -> ResponseQuery {
-    ResponseQuery { code: paths::CODE_BAD_REQUEST, log, ..Default::default() }
+    ResponseQuery {
+        code: paths::CODE_BAD_REQUEST,
+        log,
+        ..Default::default()
+    }
 }

@@ -10,8 +10,8 @@ use sha2::{Digest, Sha256};
 
 use crate::codes::Code;
 use crate::executor::{
-    AppHash, BlockContext, Committed, ExecError, Executor, FileRead, Input, Outcome, ProcessInfo, ProgramValidator,
-    Status,
+    AppHash, BlockContext, Committed, ExecError, Executor, FileRead, Input, Outcome, ProcessInfo,
+    ProgramValidator, Status,
 };
 use crate::genesis::{GenesisState, Limits};
 use crate::result::{Exit, Write};
@@ -58,21 +58,55 @@ impl MemoryExecutor {
 
 impl Executor for MemoryExecutor {
     fn committed(&self) -> Result<Committed, ExecError> {
-        Ok(self.last().map(|(h, w)| Committed { height: *h, app_hash: w.root() }).unwrap_or_default())
+        Ok(self
+            .last()
+            .map(|(h, w)| Committed {
+                height: *h,
+                app_hash: w.root(),
+            })
+            .unwrap_or_default())
     }
 
-    fn init_chain(&mut self, genesis: &GenesisState, _ctx: &BlockContext) -> Result<AppHash, ExecError> {
-        let mut world = World { next_pid: 1, limits: Some(genesis.limits.clone()), ..World::default() };
-        for f in genesis.files().map_err(|e| ExecError::new("init_chain", e))? {
+    fn init_chain(
+        &mut self,
+        genesis: &GenesisState,
+        _ctx: &BlockContext,
+    ) -> Result<AppHash, ExecError> {
+        let mut world = World {
+            next_pid: 1,
+            limits: Some(genesis.limits.clone()),
+            ..World::default()
+        };
+        for f in genesis
+            .files()
+            .map_err(|e| ExecError::new("init_chain", e))?
+        {
             world.files.insert(f.path, f.bytes);
         }
-        for p in genesis.programs().map_err(|e| ExecError::new("init_chain", e))? {
+        for p in genesis
+            .programs()
+            .map_err(|e| ExecError::new("init_chain", e))?
+        {
             world.files.insert(p.path, p.bytes);
         }
         self.working = world;
-        for s in genesis.spawns().map_err(|e| ExecError::new("init_chain", e))? {
-            let env: Vec<(String, String)> = s.env.iter().map(|v| (v.key.clone(), v.value.clone())).collect();
-            self.execute(&Input::Spawn { path: &s.path, args: &s.args, env: &env }, u64::MAX)?;
+        for s in genesis
+            .spawns()
+            .map_err(|e| ExecError::new("init_chain", e))?
+        {
+            let env: Vec<(String, String)> = s
+                .env
+                .iter()
+                .map(|v| (v.key.clone(), v.value.clone()))
+                .collect();
+            self.execute(
+                &Input::Spawn {
+                    path: &s.path,
+                    args: &s.args,
+                    env: &env,
+                },
+                u64::MAX,
+            )?;
         }
         Ok(self.working.root())
     }
@@ -87,8 +121,17 @@ impl Executor for MemoryExecutor {
     }
 
     fn execute(&mut self, input: &Input<'_>, fuel: u64) -> Result<Outcome, ExecError> {
-        let ok = |pid| Outcome { status: Status::Ok, pid, writes: vec![], exits: vec![], fuel_used: 0 };
-        let refuse = |pid, code, why: String| Outcome { status: Status::Refused(code, why), ..ok(pid) };
+        let ok = |pid| Outcome {
+            status: Status::Ok,
+            pid,
+            writes: vec![],
+            exits: vec![],
+            fuel_used: 0,
+        };
+        let refuse = |pid, code, why: String| Outcome {
+            status: Status::Refused(code, why),
+            ..ok(pid)
+        };
         let w = &mut self.working;
         Ok(match input {
             Input::Install { path, wasm } => {
@@ -97,7 +140,11 @@ impl Executor for MemoryExecutor {
             }
             Input::Spawn { path, args, .. } => {
                 if !w.files.contains_key(*path) {
-                    return Ok(refuse(0, Code::ProgramNotFound, format!("{path} does not exist")));
+                    return Ok(refuse(
+                        0,
+                        Code::ProgramNotFound,
+                        format!("{path} does not exist"),
+                    ));
                 }
                 let pid = w.next_pid.max(1);
                 w.next_pid = pid + 1;
@@ -118,17 +165,29 @@ impl Executor for MemoryExecutor {
                     return Ok(refuse(*pid, Code::UnknownPid, format!("no process {pid}")));
                 };
                 if p.exit_code.is_some() {
-                    return Ok(refuse(*pid, Code::NotRunning, format!("process {pid} has exited")));
+                    return Ok(refuse(
+                        *pid,
+                        Code::NotRunning,
+                        format!("process {pid} has exited"),
+                    ));
                 }
                 if *data == b"loop" {
                     p.fuel_used += fuel;
-                    return Ok(Outcome { status: Status::OutOfFuel, fuel_used: fuel, ..ok(*pid) });
+                    return Ok(Outcome {
+                        status: Status::OutOfFuel,
+                        fuel_used: fuel,
+                        ..ok(*pid)
+                    });
                 }
                 let out = data.to_ascii_uppercase();
                 p.fuel_used += data.len() as u64;
                 p.recent_output = out.clone();
                 Outcome {
-                    writes: vec![Write { pid: *pid, fd: 1, data: out }],
+                    writes: vec![Write {
+                        pid: *pid,
+                        fd: 1,
+                        data: out,
+                    }],
                     fuel_used: data.len() as u64,
                     ..ok(*pid)
                 }
@@ -139,7 +198,13 @@ impl Executor for MemoryExecutor {
                 };
                 p.state = "killed".into();
                 p.exit_code = Some(137);
-                Outcome { exits: vec![Exit { pid: *pid, code: 137 }], ..ok(*pid) }
+                Outcome {
+                    exits: vec![Exit {
+                        pid: *pid,
+                        code: 137,
+                    }],
+                    ..ok(*pid)
+                }
             }
         })
     }
@@ -149,7 +214,11 @@ impl Executor for MemoryExecutor {
     }
 
     fn commit(&mut self) -> Result<Committed, ExecError> {
-        let height = self.block.as_ref().map(|b| b.height).ok_or_else(|| ExecError::new("commit", "no block"))?;
+        let height = self
+            .block
+            .as_ref()
+            .map(|b| b.height)
+            .ok_or_else(|| ExecError::new("commit", "no block"))?;
         self.history.push((height, self.working.clone()));
         self.committed()
     }
@@ -157,25 +226,46 @@ impl Executor for MemoryExecutor {
     fn live_pids(&self) -> Result<Vec<u64>, ExecError> {
         Ok(self
             .last()
-            .map(|(_, w)| w.procs.values().filter(|p| p.exit_code.is_none()).map(|p| p.pid).collect())
+            .map(|(_, w)| {
+                w.procs
+                    .values()
+                    .filter(|p| p.exit_code.is_none())
+                    .map(|p| p.pid)
+                    .collect()
+            })
             .unwrap_or_default())
     }
 
-    fn read_file(&self, path: &str, height: Option<u64>, prove: bool) -> Result<FileRead, ExecError> {
+    fn read_file(
+        &self,
+        path: &str,
+        height: Option<u64>,
+        prove: bool,
+    ) -> Result<FileRead, ExecError> {
         let entry = match height {
             Some(h) => self.history.iter().find(|(hh, _)| *hh == h),
             None => self.last(),
         };
         let Some((h, world)) = entry else {
-            return Err(ExecError::new("read_file", format!("no committed state at {height:?}")));
+            return Err(ExecError::new(
+                "read_file",
+                format!("no committed state at {height:?}"),
+            ));
         };
         let contents = world.files.get(path).cloned();
         let proof = prove.then(|| world.root());
-        Ok(FileRead { height: *h, contents, proof })
+        Ok(FileRead {
+            height: *h,
+            contents,
+            proof,
+        })
     }
 
     fn processes(&self) -> Result<Vec<ProcessInfo>, ExecError> {
-        Ok(self.last().map(|(_, w)| w.procs.values().cloned().collect()).unwrap_or_default())
+        Ok(self
+            .last()
+            .map(|(_, w)| w.procs.values().cloned().collect())
+            .unwrap_or_default())
     }
 }
 

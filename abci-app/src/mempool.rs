@@ -28,7 +28,11 @@ pub struct SharedView(Arc<RwLock<MempoolView>>);
 impl SharedView {
     /// Installs the state of a new commit.
     pub fn replace(&self, height: u64, pids: Vec<u64>, fuel_per_tx: u64) {
-        let view = MempoolView { height, live_pids: pids.into_iter().collect(), fuel_per_tx };
+        let view = MempoolView {
+            height,
+            live_pids: pids.into_iter().collect(),
+            fuel_per_tx,
+        };
         // A poisoned lock only means a reader panicked; the data is a plain value.
         let mut guard = self.0.write().unwrap_or_else(|p| p.into_inner());
         *guard = view;
@@ -73,10 +77,9 @@ impl Mempool {
         let (_, body) = tx::decode(bytes)?;
         let view = self.view.get();
         match &body {
-            Body::Install(install) => self
-                .validator
-                .validate(&install.wasm)
-                .map_err(|reason| Refusal::new(Code::InvalidProgram, format!("{}: {reason}", install.path)))?,
+            Body::Install(install) => self.validator.validate(&install.wasm).map_err(|reason| {
+                Refusal::new(Code::InvalidProgram, format!("{}: {reason}", install.path))
+            })?,
             Body::Stdin(tx::Stdin { pid, .. }) | Body::Kill(tx::Kill { pid }) => {
                 if !view.live_pids.contains(pid) {
                     return Err(Refusal::new(

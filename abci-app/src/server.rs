@@ -53,7 +53,10 @@ pub fn serve<E: Executor>(
     let app = App::new(commands, Mempool::new(view, validator), fatal);
     let server = tendermint_abci::ServerBuilder::default()
         .bind(addr, app)
-        .map_err(|e| ServeError::Bind { addr: addr.to_string(), reason: e.to_string() })?;
+        .map_err(|e| ServeError::Bind {
+            addr: addr.to_string(),
+            reason: e.to_string(),
+        })?;
     let local_addr = server.local_addr();
     let listener = std::thread::Builder::new()
         .name("abci-listener".into())
@@ -63,5 +66,9 @@ pub fn serve<E: Executor>(
             }
         })
         .map_err(|e| ServeError::Thread("abci-listener", e))?;
-    Ok(Running { local_addr, driver, listener })
+    Ok(Running {
+        local_addr,
+        driver,
+        listener,
+    })
 }

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use prost::bytes::Bytes;
 use tendermint_proto::google::protobuf::Timestamp;
 use tendermint_proto::v0_38::abci::{
-    RequestCheckTx, RequestFinalizeBlock, RequestInfo, RequestInitChain, RequestQuery, ResponseFinalizeBlock,
+    RequestCheckTx, RequestFinalizeBlock, RequestInfo, RequestInitChain, RequestQuery,
+    ResponseFinalizeBlock,
 };
 
 use crate::codes::Code;
@@ -44,7 +45,10 @@ fn block(core: &mut Core<MemoryExecutor>, height: i64, txs: Vec<Vec<u8>>) -> Res
             txs: txs.into_iter().map(Bytes::from).collect(),
             height,
             hash: Bytes::from(vec![height as u8; 32]),
-            time: Some(Timestamp { seconds: 1_700_000_000 + height, nanos: 0 }),
+            time: Some(Timestamp {
+                seconds: 1_700_000_000 + height,
+                nanos: 0,
+            }),
             ..Default::default()
         })
         .expect("finalize");
@@ -57,32 +61,67 @@ fn tx(body: Body) -> Vec<u8> {
 }
 
 fn install() -> Vec<u8> {
-    tx(Body::Install(Install { path: "/bin/echo".into(), wasm: WASM.to_vec() }))
+    tx(Body::Install(Install {
+        path: "/bin/echo".into(),
+        wasm: WASM.to_vec(),
+    }))
 }
 
 fn spawn() -> Vec<u8> {
-    tx(Body::Spawn(Spawn { path: "/bin/echo".into(), args: vec![], env: vec![] }))
+    tx(Body::Spawn(Spawn {
+        path: "/bin/echo".into(),
+        args: vec![],
+        env: vec![],
+    }))
 }
 
 fn stdin(pid: u64, data: &[u8]) -> Vec<u8> {
-    tx(Body::Stdin(Stdin { pid, data: data.to_vec(), eof: false }))
+    tx(Body::Stdin(Stdin {
+        pid,
+        data: data.to_vec(),
+        eof: false,
+    }))
 }
 
 #[test]
 fn block_executes_in_order_with_codes_and_output() {
     let (mut core, _) = core();
     genesis(&mut core);
-    let res = block(&mut core, 1, vec![install(), spawn(), stdin(1, b"hi"), vec![0xff, 0x01], stdin(9, b"x")]);
+    let res = block(
+        &mut core,
+        1,
+        vec![
+            install(),
+            spawn(),
+            stdin(1, b"hi"),
+            vec![0xff, 0x01],
+            stdin(9, b"x"),
+        ],
+    );
     let codes: Vec<u32> = res.tx_results.iter().map(|r| r.code).collect();
     assert_eq!(
         codes,
-        vec![Code::Ok.value(), Code::Ok.value(), Code::Ok.value(), Code::Malformed.value(), Code::UnknownPid.value()]
+        vec![
+            Code::Ok.value(),
+            Code::Ok.value(),
+            Code::Ok.value(),
+            Code::Malformed.value(),
+            Code::UnknownPid.value()
+        ]
     );
     let out = TxOutput::from_bytes(&res.tx_results[2].data).expect("output decodes");
     assert_eq!(out.stdout_of(1), b"HI");
     assert_eq!(res.tx_results[2].gas_used, 2);
-    assert!(res.tx_results[4].log.contains("9"), "log names the pid: {}", res.tx_results[4].log);
-    let kinds: Vec<&str> = res.tx_results.iter().map(|r| r.events[0].attributes[0].value.as_str()).collect();
+    assert!(
+        res.tx_results[4].log.contains("9"),
+        "log names the pid: {}",
+        res.tx_results[4].log
+    );
+    let kinds: Vec<&str> = res
+        .tx_results
+        .iter()
+        .map(|r| r.events[0].attributes[0].value.as_str())
+        .collect();
     assert_eq!(kinds, vec!["install", "spawn", "stdin", "invalid", "stdin"]);
 }
 
@@ -132,9 +171,17 @@ fn out_of_fuel_is_reported_and_the_process_keeps_answering() {
 fn check_tx_uses_committed_state_only() {
     let (mut core, mempool) = core();
     genesis(&mut core);
-    let check = |bytes: Vec<u8>| mempool.check_tx(&RequestCheckTx { tx: Bytes::from(bytes), ..Default::default() });
+    let check = |bytes: Vec<u8>| {
+        mempool.check_tx(&RequestCheckTx {
+            tx: Bytes::from(bytes),
+            ..Default::default()
+        })
+    };
     assert_eq!(check(stdin(1, b"x")).code, Code::UnknownPid.value());
-    let bad = tx(Body::Install(Install { path: "/bin/x".into(), wasm: b"nope".to_vec() }));
+    let bad = tx(Body::Install(Install {
+        path: "/bin/x".into(),
+        wasm: b"nope".to_vec(),
+    }));
     let res = check(bad);
     assert_eq!(res.code, Code::InvalidProgram.value());
     assert!(res.log.contains("/bin/x"), "{}", res.log);
@@ -149,7 +196,10 @@ fn check_tx_uses_committed_state_only() {
 fn invalid_program_in_a_block_is_refused_deterministically() {
     let (mut core, _) = core();
     genesis(&mut core);
-    let bad = tx(Body::Install(Install { path: "/bin/x".into(), wasm: b"nope".to_vec() }));
+    let bad = tx(Body::Install(Install {
+        path: "/bin/x".into(),
+        wasm: b"nope".to_vec(),
+    }));
     let res = block(&mut core, 1, vec![bad]);
     assert_eq!(res.tx_results[0].code, Code::InvalidProgram.value());
 }
@@ -161,14 +211,22 @@ fn file_query_at_height_with_proof() {
     block(&mut core, 1, vec![install()]);
     block(&mut core, 2, vec![]);
     let q = |path: &str, height: i64, prove: bool| {
-        core.query(RequestQuery { data: Bytes::from(path.as_bytes().to_vec()), path: paths::FILE.into(), height, prove })
-            .expect("query")
+        core.query(RequestQuery {
+            data: Bytes::from(path.as_bytes().to_vec()),
+            path: paths::FILE.into(),
+            height,
+            prove,
+        })
+        .expect("query")
     };
     let res = q("/bin/echo", 1, true);
     assert_eq!(res.code, paths::CODE_OK);
     assert_eq!(res.value.as_ref(), WASM);
     assert_eq!(res.height, 1);
-    assert_eq!(res.proof_ops.expect("proof").ops[0].r#type, paths::FILE_PROOF_TYPE);
+    assert_eq!(
+        res.proof_ops.expect("proof").ops[0].r#type,
+        paths::FILE_PROOF_TYPE
+    );
     assert_eq!(q("/bin/none", 0, false).code, paths::CODE_NOT_FOUND);
     assert_eq!(q("relative", 0, false).code, paths::CODE_BAD_REQUEST);
     assert_eq!(q("/bin/echo", 99, false).code, paths::CODE_BAD_REQUEST);
@@ -180,13 +238,21 @@ fn process_queries_are_json() {
     genesis(&mut core);
     block(&mut core, 1, vec![install(), spawn(), stdin(1, b"abc")]);
     let res = core
-        .query(RequestQuery { data: Bytes::from_static(b"1"), path: paths::PROC.into(), ..Default::default() })
+        .query(RequestQuery {
+            data: Bytes::from_static(b"1"),
+            path: paths::PROC.into(),
+            ..Default::default()
+        })
         .expect("query");
     let info: crate::executor::ProcessInfo = serde_json::from_slice(&res.value).expect("json");
     assert_eq!(info.pid, 1);
     assert_eq!(info.recent_output, b"ABC");
     let res = core
-        .query(RequestQuery { data: Bytes::from_static(b"7"), path: paths::PROC.into(), ..Default::default() })
+        .query(RequestQuery {
+            data: Bytes::from_static(b"7"),
+            path: paths::PROC.into(),
+            ..Default::default()
+        })
         .expect("query");
     assert_eq!(res.code, paths::CODE_NOT_FOUND);
 }
@@ -196,7 +262,9 @@ fn bad_genesis_is_refused_with_the_entry_named() {
     let (mut core, _) = core();
     let err = core
         .init_chain(RequestInitChain {
-            app_state_bytes: Bytes::from_static(br#"{"programs":[{"path":"/bin/p","wasm_hex":"00"}]}"#),
+            app_state_bytes: Bytes::from_static(
+                br#"{"programs":[{"path":"/bin/p","wasm_hex":"00"}]}"#,
+            ),
             ..Default::default()
         })
         .expect_err("invalid program");

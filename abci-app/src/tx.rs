@@ -96,14 +96,21 @@ pub struct Refusal {
 
 impl Refusal {
     pub fn new(code: Code, reason: impl Into<String>) -> Self {
-        Refusal { code, reason: reason.into() }
+        Refusal {
+            code,
+            reason: reason.into(),
+        }
     }
 }
 
 impl Tx {
     /// An envelope of the current version.
     pub fn new(body: Body, nonce: u64) -> Tx {
-        Tx { version: TX_VERSION, body: Some(body), nonce }
+        Tx {
+            version: TX_VERSION,
+            body: Some(body),
+            nonce,
+        }
     }
 
     /// The canonical bytes.
@@ -139,7 +146,11 @@ pub fn decode(bytes: &[u8]) -> Result<(Tx, Body), Refusal> {
     if bytes.len() > limits::MAX_TX_BYTES {
         return Err(Refusal::new(
             Code::TooLarge,
-            format!("transaction is {} bytes; the limit is {}", bytes.len(), limits::MAX_TX_BYTES),
+            format!(
+                "transaction is {} bytes; the limit is {}",
+                bytes.len(),
+                limits::MAX_TX_BYTES
+            ),
         ));
     }
     let tx = Tx::decode(bytes)
@@ -153,13 +164,18 @@ pub fn decode(bytes: &[u8]) -> Result<(Tx, Body), Refusal> {
     if tx.version != TX_VERSION {
         return Err(Refusal::new(
             Code::UnsupportedVersion,
-            format!("Tx version {} is not supported; this node speaks version {TX_VERSION}", tx.version),
+            format!(
+                "Tx version {} is not supported; this node speaks version {TX_VERSION}",
+                tx.version
+            ),
         ));
     }
-    let body = tx
-        .body
-        .clone()
-        .ok_or_else(|| Refusal::new(Code::InvalidField, "Tx has no body (install, spawn, stdin or kill)"))?;
+    let body = tx.body.clone().ok_or_else(|| {
+        Refusal::new(
+            Code::InvalidField,
+            "Tx has no body (install, spawn, stdin or kill)",
+        )
+    })?;
     check_body(&body)?;
     Ok((tx, body))
 }
@@ -171,7 +187,11 @@ fn check_body(body: &Body) -> Result<(), Refusal> {
             if !install.path.starts_with(limits::INSTALL_DIR) {
                 return Err(Refusal::new(
                     Code::InvalidField,
-                    format!("install.path {:?} is not below {}", install.path, limits::INSTALL_DIR),
+                    format!(
+                        "install.path {:?} is not below {}",
+                        install.path,
+                        limits::INSTALL_DIR
+                    ),
                 ));
             }
             if install.wasm.is_empty() {
@@ -202,7 +222,11 @@ fn check_body(body: &Body) -> Result<(), Refusal> {
             if stdin.data.len() > limits::MAX_STDIN_BYTES {
                 return Err(Refusal::new(
                     Code::TooLarge,
-                    format!("stdin.data is {} bytes; the limit is {}", stdin.data.len(), limits::MAX_STDIN_BYTES),
+                    format!(
+                        "stdin.data is {} bytes; the limit is {}",
+                        stdin.data.len(),
+                        limits::MAX_STDIN_BYTES
+                    ),
                 ));
             }
             check_pid("stdin.pid", stdin.pid)
@@ -213,14 +237,20 @@ fn check_body(body: &Body) -> Result<(), Refusal> {
 
 fn check_pid(field: &str, pid: u64) -> Result<(), Refusal> {
     if pid == 0 {
-        return Err(Refusal::new(Code::UnknownPid, format!("{field} is 0; pids start at 1")));
+        return Err(Refusal::new(
+            Code::UnknownPid,
+            format!("{field} is 0; pids start at 1"),
+        ));
     }
     Ok(())
 }
 
 fn check_count(field: &str, count: usize, limit: usize) -> Result<(), Refusal> {
     if count > limit {
-        return Err(Refusal::new(Code::TooLarge, format!("{field} has {count} entries; the limit is {limit}")));
+        return Err(Refusal::new(
+            Code::TooLarge,
+            format!("{field} has {count} entries; the limit is {limit}"),
+        ));
     }
     Ok(())
 }
@@ -229,11 +259,18 @@ fn check_text(field: &str, text: &str) -> Result<(), Refusal> {
     if text.len() > limits::MAX_ARG_BYTES {
         return Err(Refusal::new(
             Code::TooLarge,
-            format!("{field} is {} bytes; the limit is {}", text.len(), limits::MAX_ARG_BYTES),
+            format!(
+                "{field} is {} bytes; the limit is {}",
+                text.len(),
+                limits::MAX_ARG_BYTES
+            ),
         ));
     }
     if text.contains('\0') {
-        return Err(Refusal::new(Code::InvalidField, format!("{field} contains a NUL byte")));
+        return Err(Refusal::new(
+            Code::InvalidField,
+            format!("{field} contains a NUL byte"),
+        ));
     }
     Ok(())
 }
@@ -245,7 +282,11 @@ pub fn check_path(field: &str, path: &str) -> Result<(), Refusal> {
     if path.len() > limits::MAX_PATH_BYTES {
         return Err(Refusal::new(
             Code::TooLarge,
-            format!("{field} is {} bytes; the limit is {}", path.len(), limits::MAX_PATH_BYTES),
+            format!(
+                "{field} is {} bytes; the limit is {}",
+                path.len(),
+                limits::MAX_PATH_BYTES
+            ),
         ));
     }
     if !path.starts_with('/') {
@@ -262,7 +303,9 @@ pub fn check_path(field: &str, path: &str) -> Result<(), Refusal> {
         match component {
             "" => return Err(bad("has an empty component or a trailing '/'")),
             "." | ".." => return Err(bad("has a '.' or '..' component")),
-            c if c.len() > limits::MAX_NAME_BYTES => return Err(bad("has a component longer than 255 bytes")),
+            c if c.len() > limits::MAX_NAME_BYTES => {
+                return Err(bad("has a component longer than 255 bytes"))
+            }
             _ => {}
         }
     }
@@ -274,19 +317,36 @@ mod tests {
     use super::*;
 
     fn stdin(pid: u64, data: &[u8]) -> Tx {
-        Tx::new(Body::Stdin(Stdin { pid, data: data.to_vec(), eof: false }), 7)
+        Tx::new(
+            Body::Stdin(Stdin {
+                pid,
+                data: data.to_vec(),
+                eof: false,
+            }),
+            7,
+        )
     }
 
     #[test]
     fn roundtrip_every_kind() {
         let bodies = vec![
-            Body::Install(Install { path: "/bin/kv".into(), wasm: b"\0asm\x01\0\0\0".to_vec() }),
+            Body::Install(Install {
+                path: "/bin/kv".into(),
+                wasm: b"\0asm\x01\0\0\0".to_vec(),
+            }),
             Body::Spawn(Spawn {
                 path: "/bin/kv".into(),
                 args: vec!["-v".into()],
-                env: vec![EnvVar { key: "A".into(), value: "1".into() }],
+                env: vec![EnvVar {
+                    key: "A".into(),
+                    value: "1".into(),
+                }],
             }),
-            Body::Stdin(Stdin { pid: 3, data: b"SET a 1\n".to_vec(), eof: true }),
+            Body::Stdin(Stdin {
+                pid: 3,
+                data: b"SET a 1\n".to_vec(),
+                eof: true,
+            }),
             Body::Kill(Kill { pid: 3 }),
         ];
         for body in bodies {
@@ -308,41 +368,84 @@ mod tests {
         let mut bytes = stdin(1, b"x").to_bytes();
         // field 9, varint 1: a field this version does not define.
         bytes.extend_from_slice(&[0x48, 0x01]);
-        assert_eq!(decode(&bytes).expect_err("unknown field").code, Code::Malformed);
+        assert_eq!(
+            decode(&bytes).expect_err("unknown field").code,
+            Code::Malformed
+        );
     }
 
     #[test]
     fn wrong_version_is_refused() {
         let mut tx = stdin(1, b"x");
         tx.version = 2;
-        assert_eq!(decode(&tx.to_bytes()).expect_err("v2").code, Code::UnsupportedVersion);
+        assert_eq!(
+            decode(&tx.to_bytes()).expect_err("v2").code,
+            Code::UnsupportedVersion
+        );
     }
 
     #[test]
     fn missing_body_is_invalid() {
-        let tx = Tx { version: TX_VERSION, body: None, nonce: 0 };
-        assert_eq!(decode(&tx.to_bytes()).expect_err("no body").code, Code::InvalidField);
+        let tx = Tx {
+            version: TX_VERSION,
+            body: None,
+            nonce: 0,
+        };
+        assert_eq!(
+            decode(&tx.to_bytes()).expect_err("no body").code,
+            Code::InvalidField
+        );
     }
 
     #[test]
     fn oversized_is_too_large() {
-        let tx = Tx::new(Body::Install(Install { path: "/bin/big".into(), wasm: vec![0; limits::MAX_TX_BYTES] }), 0);
-        assert_eq!(decode(&tx.to_bytes()).expect_err("too big").code, Code::TooLarge);
+        let tx = Tx::new(
+            Body::Install(Install {
+                path: "/bin/big".into(),
+                wasm: vec![0; limits::MAX_TX_BYTES],
+            }),
+            0,
+        );
+        assert_eq!(
+            decode(&tx.to_bytes()).expect_err("too big").code,
+            Code::TooLarge
+        );
         let tx = stdin(1, &vec![b'a'; limits::MAX_STDIN_BYTES + 1]);
-        assert_eq!(decode(&tx.to_bytes()).expect_err("stdin too big").code, Code::TooLarge);
+        assert_eq!(
+            decode(&tx.to_bytes()).expect_err("stdin too big").code,
+            Code::TooLarge
+        );
     }
 
     #[test]
     fn install_outside_bin_is_refused() {
-        let tx = Tx::new(Body::Install(Install { path: "/etc/kv".into(), wasm: vec![1] }), 0);
+        let tx = Tx::new(
+            Body::Install(Install {
+                path: "/etc/kv".into(),
+                wasm: vec![1],
+            }),
+            0,
+        );
         let err = decode(&tx.to_bytes()).expect_err("outside /bin");
         assert_eq!(err.code, Code::InvalidField);
-        assert!(err.reason.contains("/etc/kv"), "reason names the path: {}", err.reason);
+        assert!(
+            err.reason.contains("/etc/kv"),
+            "reason names the path: {}",
+            err.reason
+        );
     }
 
     #[test]
     fn paths_are_normalized() {
-        for bad in ["bin/kv", "/", "/bin//kv", "/bin/../etc", "/bin/./kv", "/bin/kv/", "/bin/k\0v"] {
+        for bad in [
+            "bin/kv",
+            "/",
+            "/bin//kv",
+            "/bin/../etc",
+            "/bin/./kv",
+            "/bin/kv/",
+            "/bin/k\0v",
+        ] {
             assert!(check_path("p", bad).is_err(), "{bad:?} must be refused");
         }
         assert!(check_path("p", "/bin/kv_server").is_ok());
@@ -350,15 +453,28 @@ mod tests {
 
     #[test]
     fn pid_zero_is_unknown() {
-        assert_eq!(decode(&stdin(0, b"x").to_bytes()).expect_err("pid 0").code, Code::UnknownPid);
+        assert_eq!(
+            decode(&stdin(0, b"x").to_bytes()).expect_err("pid 0").code,
+            Code::UnknownPid
+        );
     }
 
     #[test]
     fn env_key_with_equals_is_invalid() {
         let tx = Tx::new(
-            Body::Spawn(Spawn { path: "/bin/kv".into(), args: vec![], env: vec![EnvVar { key: "A=B".into(), value: String::new() }] }),
+            Body::Spawn(Spawn {
+                path: "/bin/kv".into(),
+                args: vec![],
+                env: vec![EnvVar {
+                    key: "A=B".into(),
+                    value: String::new(),
+                }],
+            }),
             0,
         );
-        assert_eq!(decode(&tx.to_bytes()).expect_err("bad env").code, Code::InvalidField);
+        assert_eq!(
+            decode(&tx.to_bytes()).expect_err("bad env").code,
+            Code::InvalidField
+        );
     }
 }

@@ -17,11 +17,16 @@ const SMALL: usize = 256;
 const BLOCK_FILES: u64 = 10_000;
 
 fn opts() -> StoreOptions {
-    StoreOptions { sync: true, ..StoreOptions::default() }
+    StoreOptions {
+        sync: true,
+        ..StoreOptions::default()
+    }
 }
 
 fn content(i: u64, h: u64) -> Vec<u8> {
-    (0..SMALL).map(|k| (k as u64 ^ i ^ (h << 3)) as u8).collect()
+    (0..SMALL)
+        .map(|k| (k as u64 ^ i ^ (h << 3)) as u8)
+        .collect()
 }
 
 /// Small-file authenticated writes per second vs raw RocksDB puts of the same bytes.
@@ -39,9 +44,13 @@ fn small_file_writes(c: &mut Criterion) {
                 let h = store.latest_height() + 1;
                 let t = Instant::now();
                 let mut ws = store.working_set();
-                let d = ws.mkdir(ROOT_INO, format!("b{h}").as_bytes(), h).expect("mkdir");
+                let d = ws
+                    .mkdir(ROOT_INO, format!("b{h}").as_bytes(), h)
+                    .expect("mkdir");
                 for i in 0..BLOCK_FILES {
-                    let f = ws.create_file(d, format!("f{i}").as_bytes(), h).expect("create");
+                    let f = ws
+                        .create_file(d, format!("f{i}").as_bytes(), h)
+                        .expect("create");
                     ws.write(f, 0, &content(i, h), h).expect("write");
                 }
                 ws.commit(h).expect("commit");
@@ -59,7 +68,9 @@ fn small_file_writes(c: &mut Criterion) {
         let mut ws = store2.working_set();
         let d = ws.mkdir(ROOT_INO, b"d", 1).expect("mkdir");
         for i in 0..BLOCK_FILES {
-            let f = ws.create_file(d, format!("f{i}").as_bytes(), 1).expect("create");
+            let f = ws
+                .create_file(d, format!("f{i}").as_bytes(), 1)
+                .expect("create");
             ws.write(f, 0, &content(i, 0), 1).expect("write");
             files.push(f);
         }
@@ -110,7 +121,9 @@ fn big_state_dir() -> PathBuf {
     if let Ok(d) = std::env::var("MERKLE_FS_BENCH_DIR") {
         return PathBuf::from(d);
     }
-    let base = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| std::env::temp_dir());
+    let base = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| std::env::temp_dir());
     base.join("merkle-fs-bench-1m")
 }
 
@@ -119,20 +132,36 @@ const PER_DIR: u64 = 1000;
 
 /// Builds (once) a state of DIRS × PER_DIR small files.
 fn big_state(path: &Path) -> Store {
-    let store = Store::open_with(path, StoreOptions { sync: false, ..opts() }).expect("open big state");
+    let store = Store::open_with(
+        path,
+        StoreOptions {
+            sync: false,
+            ..opts()
+        },
+    )
+    .expect("open big state");
     if store.latest_height() >= DIRS / 50 {
         return store;
     }
-    eprintln!("building the {}-file state in {} (once)...", DIRS * PER_DIR, path.display());
+    eprintln!(
+        "building the {}-file state in {} (once)...",
+        DIRS * PER_DIR,
+        path.display()
+    );
     let t = Instant::now();
     for batch in 0..DIRS / 50 {
         let h = batch + 1;
         let mut ws = store.working_set();
         for d in batch * 50..(batch + 1) * 50 {
-            let dino = ws.mkdir(ROOT_INO, format!("d{d}").as_bytes(), h).expect("mkdir");
+            let dino = ws
+                .mkdir(ROOT_INO, format!("d{d}").as_bytes(), h)
+                .expect("mkdir");
             for i in 0..PER_DIR {
-                let f = ws.create_file(dino, format!("f{i}").as_bytes(), h).expect("create");
-                ws.write(f, 0, &content(d * PER_DIR + i, 0), h).expect("write");
+                let f = ws
+                    .create_file(dino, format!("f{i}").as_bytes(), h)
+                    .expect("create");
+                ws.write(f, 0, &content(d * PER_DIR + i, 0), h)
+                    .expect("write");
             }
         }
         ws.commit(h).expect("commit");
@@ -170,9 +199,12 @@ fn commit_latency(c: &mut Criterion) {
                 for _ in 0..BLOCK_FILES {
                     let d = rng.gen_range(0..DIRS);
                     let i = rng.gen_range(0..PER_DIR);
-                    let dino = ws.lookup(ROOT_INO, format!("d{d}").as_bytes()).expect("dir");
+                    let dino = ws
+                        .lookup(ROOT_INO, format!("d{d}").as_bytes())
+                        .expect("dir");
                     let f = ws.lookup(dino, format!("f{i}").as_bytes()).expect("file");
-                    ws.write(f, 0, &content(d * PER_DIR + i, h), h).expect("write");
+                    ws.write(f, 0, &content(d * PER_DIR + i, h), h)
+                        .expect("write");
                 }
                 let t1 = Instant::now();
                 ws.commit(h).expect("commit");
@@ -212,15 +244,21 @@ fn proofs(c: &mut Criterion) {
     let root = store.root().expect("root");
     let mut g = c.benchmark_group("proofs_1m_state");
     let path = b"/d517/f333";
-    g.bench_function("prove_small_file", |b| b.iter(|| store.prove_file_range(h, path, 0, u64::MAX).expect("prove")));
+    g.bench_function("prove_small_file", |b| {
+        b.iter(|| store.prove_file_range(h, path, 0, u64::MAX).expect("prove"))
+    });
     let p = store.prove_file_range(h, path, 0, u64::MAX).expect("prove");
     g.bench_function("verify_small_file", |b| {
         b.iter(|| proof::verify_file_range(&root, path, 0, u64::MAX, &p).expect("verify"))
     });
     let absent = store.prove_path(h, b"/d517/nope").expect("prove absent");
-    g.bench_function("verify_absence", |b| b.iter(|| proof::verify_absent(&root, b"/d517/nope", &absent).expect("verify")));
+    g.bench_function("verify_absence", |b| {
+        b.iter(|| proof::verify_absent(&root, b"/d517/nope", &absent).expect("verify"))
+    });
     let listing = store.prove_listing(h, b"/d517").expect("prove listing");
-    g.bench_function("prove_listing_1000", |b| b.iter(|| store.prove_listing(h, b"/d517").expect("prove listing")));
+    g.bench_function("prove_listing_1000", |b| {
+        b.iter(|| store.prove_listing(h, b"/d517").expect("prove listing"))
+    });
     g.bench_function("verify_listing_1000", |b| {
         b.iter(|| proof::verify_listing(&root, b"/d517", &listing).expect("verify listing"))
     });
@@ -237,7 +275,13 @@ fn proofs(c: &mut Criterion) {
 
 fn dir_size(p: &Path) -> u64 {
     std::fs::read_dir(p)
-        .map(|rd| rd.filter_map(Result::ok).filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum())
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
         .unwrap_or(0)
 }
 
@@ -292,5 +336,11 @@ fn storage_bound(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, small_file_writes, commit_latency, proofs, storage_bound);
+criterion_group!(
+    benches,
+    small_file_writes,
+    commit_latency,
+    proofs,
+    storage_bound
+);
 criterion_main!(benches);

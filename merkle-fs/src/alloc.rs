@@ -21,7 +21,10 @@ pub struct Alloc {
 impl Alloc {
     /// An allocator with no live inodes (the first allocation is 1, the root).
     pub fn new() -> Alloc {
-        Alloc { high: 1, free: BTreeSet::new() }
+        Alloc {
+            high: 1,
+            free: BTreeSet::new(),
+        }
     }
 
     /// Takes the lowest unused inode number.

@@ -42,7 +42,11 @@ pub enum InodeBody {
     /// A directory inside `parent` (itself for the root) with `entries` names whose
     /// sorted listing hashes to `listing_root`. The parent is kept so `rename` can refuse
     /// to move a directory into its own subtree without a search.
-    Dir { entries: u64, parent: Ino, listing_root: [u8; 32] },
+    Dir {
+        entries: u64,
+        parent: Ino,
+        listing_root: [u8; 32],
+    },
     /// A symlink with its target bytes.
     Symlink { target: Vec<u8> },
 }
@@ -75,7 +79,13 @@ impl Inode {
             InodeBody::Dir { .. } => V_DIR,
             InodeBody::Symlink { .. } => V_SYMLINK,
         });
-        for n in [self.nlink, self.open, self.atime_ns, self.mtime_ns, self.ctime_ns] {
+        for n in [
+            self.nlink,
+            self.open,
+            self.atime_ns,
+            self.mtime_ns,
+            self.ctime_ns,
+        ] {
             v.extend_from_slice(&n.to_be_bytes());
         }
         match &self.body {
@@ -83,7 +93,11 @@ impl Inode {
                 v.extend_from_slice(&size.to_be_bytes());
                 v.extend_from_slice(inline);
             }
-            InodeBody::Dir { entries, parent, listing_root } => {
+            InodeBody::Dir {
+                entries,
+                parent,
+                listing_root,
+            } => {
                 v.extend_from_slice(&entries.to_be_bytes());
                 v.extend_from_slice(&parent.to_be_bytes());
                 v.extend_from_slice(listing_root);
@@ -117,12 +131,25 @@ impl Inode {
                 let parent = r.u64()?;
                 let listing_root = r.array32()?;
                 r.end()?;
-                InodeBody::Dir { entries, parent, listing_root }
+                InodeBody::Dir {
+                    entries,
+                    parent,
+                    listing_root,
+                }
             }
-            V_SYMLINK => InodeBody::Symlink { target: r.0.to_vec() },
+            V_SYMLINK => InodeBody::Symlink {
+                target: r.0.to_vec(),
+            },
             _ => return None,
         };
-        Some(Inode { body, nlink, open, atime_ns, mtime_ns, ctime_ns })
+        Some(Inode {
+            body,
+            nlink,
+            open,
+            atime_ns,
+            mtime_ns,
+            ctime_ns,
+        })
     }
 }
 
@@ -200,12 +227,31 @@ mod tests {
     #[test]
     fn inode_round_trips_every_kind() {
         for body in [
-            InodeBody::File { size: 3, inline: b"abc".to_vec() },
-            InodeBody::File { size: 1 << 20, inline: vec![] },
-            InodeBody::Dir { entries: 3, parent: 1, listing_root: [9; 32] },
-            InodeBody::Symlink { target: b"../x".to_vec() },
+            InodeBody::File {
+                size: 3,
+                inline: b"abc".to_vec(),
+            },
+            InodeBody::File {
+                size: 1 << 20,
+                inline: vec![],
+            },
+            InodeBody::Dir {
+                entries: 3,
+                parent: 1,
+                listing_root: [9; 32],
+            },
+            InodeBody::Symlink {
+                target: b"../x".to_vec(),
+            },
         ] {
-            let i = Inode { body, nlink: 2, open: 1, atime_ns: 3, mtime_ns: 4, ctime_ns: 5 };
+            let i = Inode {
+                body,
+                nlink: 2,
+                open: 1,
+                atime_ns: 3,
+                mtime_ns: 4,
+                ctime_ns: 5,
+            };
             assert_eq!(Inode::decode(&i.encode()), Some(i));
         }
         assert_eq!(Inode::decode(&[V_FILE, 1, 2]), None);
@@ -213,7 +259,10 @@ mod tests {
 
     #[test]
     fn dirent_round_trips() {
-        let d = Dirent { ino: 12, kind: FileKind::Symlink };
+        let d = Dirent {
+            ino: 12,
+            kind: FileKind::Symlink,
+        };
         assert_eq!(Dirent::decode(&d.encode()), Some(d));
         assert_eq!(Dirent::decode(&[V_DIRENT]), None);
     }

@@ -43,7 +43,11 @@ pub enum Error {
     Corrupt { what: String, height: Height },
     /// The height is outside the retained window.
     #[error("height {height} is not readable: retained heights are {oldest}..={latest}")]
-    HeightNotRetained { height: Height, oldest: Height, latest: Height },
+    HeightNotRetained {
+        height: Height,
+        oldest: Height,
+        latest: Height,
+    },
     /// Commits must be at consecutive heights.
     #[error("commit at height {got} refused: the next height is {expected}")]
     HeightOutOfOrder { expected: Height, got: Height },
@@ -55,7 +59,10 @@ pub enum Error {
     UnknownSavepoint(u64),
     /// RocksDB failed.
     #[error("rocksdb {context}: {source}")]
-    Db { context: String, source: rocksdb::Error },
+    Db {
+        context: String,
+        source: rocksdb::Error,
+    },
     /// The Merkle tree failed (missing or undecodable node).
     #[error("merkle tree at height {height}: {message}")]
     Tree { height: Height, message: String },

@@ -45,7 +45,10 @@ pub fn listing_root(leaves: &[[u8; 32]]) -> [u8; 32] {
 
 /// Listing root of sorted `(name, entry)` pairs.
 pub fn listing_root_of<'a>(entries: impl IntoIterator<Item = (&'a [u8], &'a Dirent)>) -> [u8; 32] {
-    let leaves: Vec<[u8; 32]> = entries.into_iter().map(|(n, e)| listing_leaf(n, e)).collect();
+    let leaves: Vec<[u8; 32]> = entries
+        .into_iter()
+        .map(|(n, e)| listing_leaf(n, e))
+        .collect();
     listing_root(&leaves)
 }
 

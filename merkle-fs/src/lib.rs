@@ -107,7 +107,11 @@ pub struct Limits {
 impl Default for Limits {
     /// No limits: the node sets its own from genesis.
     fn default() -> Self {
-        Limits { max_file_size: u64::MAX, max_total_bytes: u64::MAX, max_inodes: u64::MAX }
+        Limits {
+            max_file_size: u64::MAX,
+            max_total_bytes: u64::MAX,
+            max_inodes: u64::MAX,
+        }
     }
 }
 

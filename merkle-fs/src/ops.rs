@@ -14,10 +14,17 @@ fn show(name: &[u8]) -> String {
 /// Checks one name component: not empty, not "." or "..", no '/' or NUL, ≤ NAME_MAX.
 pub fn check_name(name: &[u8]) -> Result<()> {
     if name.len() > NAME_MAX {
-        return Err(Error::NameTooLong { len: name.len(), max: NAME_MAX });
+        return Err(Error::NameTooLong {
+            len: name.len(),
+            max: NAME_MAX,
+        });
     }
-    if name.is_empty() || name == b"." || name == b".." || name.iter().any(|&b| b == b'/' || b == 0) {
-        return Err(Error::Invalid(format!("bad name component {:?}", show(name))));
+    if name.is_empty() || name == b"." || name == b".." || name.iter().any(|&b| b == b'/' || b == 0)
+    {
+        return Err(Error::Invalid(format!(
+            "bad name component {:?}",
+            show(name)
+        )));
     }
     Ok(())
 }
@@ -37,14 +44,22 @@ impl WorkingSet {
     fn live_dir(&self, dir: Ino) -> Result<Inode> {
         let d = self.dir_inode(dir)?;
         if d.nlink == 0 {
-            return Err(Error::NotFound(format!("directory inode {dir} was removed")));
+            return Err(Error::NotFound(format!(
+                "directory inode {dir} was removed"
+            )));
         }
         Ok(d)
     }
 
     /// Adjusts a directory's entry count and link count, stamps its times, and marks its
     /// listing for rehashing.
-    fn touch_dir(&mut self, dir: Ino, entries_delta: i64, nlink_delta: i64, now_ns: u64) -> Result<()> {
+    fn touch_dir(
+        &mut self,
+        dir: Ino,
+        entries_delta: i64,
+        nlink_delta: i64,
+        now_ns: u64,
+    ) -> Result<()> {
         let mut d = self.dir_inode(dir)?;
         if let InodeBody::Dir { entries, .. } = &mut d.body {
             *entries = entries.saturating_add_signed(entries_delta);
@@ -62,17 +77,26 @@ impl WorkingSet {
         check_name(name)?;
         self.live_dir(dir)?;
         if self.entry(dir, name)?.is_some() {
-            return Err(Error::Exists { dir, name: show(name) });
+            return Err(Error::Exists {
+                dir,
+                name: show(name),
+            });
         }
         if self.usage.inodes >= self.limits.max_inodes {
-            return Err(Error::NoSpace(format!("inode limit {} reached", self.limits.max_inodes)));
+            return Err(Error::NoSpace(format!(
+                "inode limit {} reached",
+                self.limits.max_inodes
+            )));
         }
         let bytes = match &body {
             InodeBody::Symlink { target } => target.len() as u64,
             _ => 0,
         };
         if self.usage.bytes.saturating_add(bytes) > self.limits.max_total_bytes {
-            return Err(Error::NoSpace(format!("byte quota {} reached", self.limits.max_total_bytes)));
+            return Err(Error::NoSpace(format!(
+                "byte quota {} reached",
+                self.limits.max_total_bytes
+            )));
         }
         let is_dir = matches!(body, InodeBody::Dir { .. });
         let ino = self.alloc.alloc();
@@ -98,18 +122,37 @@ impl WorkingSet {
 
     /// Creates an empty regular file.
     pub fn create_file(&mut self, dir: Ino, name: &[u8], now_ns: u64) -> Result<Ino> {
-        self.create(dir, name, InodeBody::File { size: 0, inline: Vec::new() }, now_ns)
+        self.create(
+            dir,
+            name,
+            InodeBody::File {
+                size: 0,
+                inline: Vec::new(),
+            },
+            now_ns,
+        )
     }
 
     /// Creates an empty directory.
     pub fn mkdir(&mut self, dir: Ino, name: &[u8], now_ns: u64) -> Result<Ino> {
-        let body = InodeBody::Dir { entries: 0, parent: dir, listing_root: crate::hash::listing_root(&[]) };
+        let body = InodeBody::Dir {
+            entries: 0,
+            parent: dir,
+            listing_root: crate::hash::listing_root(&[]),
+        };
         self.create(dir, name, body, now_ns)
     }
 
     /// Creates a symlink holding `target` verbatim.
     pub fn symlink(&mut self, dir: Ino, name: &[u8], target: &[u8], now_ns: u64) -> Result<Ino> {
-        self.create(dir, name, InodeBody::Symlink { target: target.to_vec() }, now_ns)
+        self.create(
+            dir,
+            name,
+            InodeBody::Symlink {
+                target: target.to_vec(),
+            },
+            now_ns,
+        )
     }
 
     /// Adds a hard link to a non-directory.
@@ -117,11 +160,16 @@ impl WorkingSet {
         check_name(name)?;
         let mut i = self.inode(ino)?;
         if i.kind() == FileKind::Directory {
-            return Err(Error::NotPermitted(format!("hard link to directory inode {ino}")));
+            return Err(Error::NotPermitted(format!(
+                "hard link to directory inode {ino}"
+            )));
         }
         self.live_dir(dir)?;
         if self.entry(dir, name)?.is_some() {
-            return Err(Error::Exists { dir, name: show(name) });
+            return Err(Error::Exists {
+                dir,
+                name: show(name),
+            });
         }
         i.nlink += 1;
         i.ctime_ns = now_ns;
@@ -173,9 +221,14 @@ impl WorkingSet {
 
     /// Removes a non-directory entry.
     pub fn unlink(&mut self, dir: Ino, name: &[u8], now_ns: u64) -> Result<()> {
-        let e = self.entry(dir, name)?.ok_or_else(|| Error::NotFound(format!("entry {:?} in directory inode {dir}", show(name))))?;
+        let e = self.entry(dir, name)?.ok_or_else(|| {
+            Error::NotFound(format!("entry {:?} in directory inode {dir}", show(name)))
+        })?;
         if e.kind == FileKind::Directory {
-            return Err(Error::IsDir(format!("entry {:?} in directory inode {dir}", show(name))));
+            return Err(Error::IsDir(format!(
+                "entry {:?} in directory inode {dir}",
+                show(name)
+            )));
         }
         self.put(keys::dirent(dir, name), None);
         self.touch_dir(dir, -1, 0, now_ns)?;
@@ -184,9 +237,14 @@ impl WorkingSet {
 
     /// Removes an empty directory.
     pub fn rmdir(&mut self, dir: Ino, name: &[u8], now_ns: u64) -> Result<()> {
-        let e = self.entry(dir, name)?.ok_or_else(|| Error::NotFound(format!("entry {:?} in directory inode {dir}", show(name))))?;
+        let e = self.entry(dir, name)?.ok_or_else(|| {
+            Error::NotFound(format!("entry {:?} in directory inode {dir}", show(name)))
+        })?;
         if e.kind != FileKind::Directory {
-            return Err(Error::NotDir(format!("entry {:?} in directory inode {dir}", show(name))));
+            return Err(Error::NotDir(format!(
+                "entry {:?} in directory inode {dir}",
+                show(name)
+            )));
         }
         if self.inode(e.ino)?.size() != 0 {
             return Err(Error::NotEmpty(format!("directory inode {}", e.ino)));
@@ -211,15 +269,28 @@ impl WorkingSet {
                 _ => return Ok(false),
             };
         }
-        Err(Error::Corrupt { what: format!("parent chain of directory inode {dir} has a cycle"), height: self.base })
+        Err(Error::Corrupt {
+            what: format!("parent chain of directory inode {dir} has a cycle"),
+            height: self.base,
+        })
     }
 
     /// Renames with POSIX replace rules.
-    pub fn rename(&mut self, from_dir: Ino, from: &[u8], to_dir: Ino, to: &[u8], now_ns: u64) -> Result<()> {
+    pub fn rename(
+        &mut self,
+        from_dir: Ino,
+        from: &[u8],
+        to_dir: Ino,
+        to: &[u8],
+        now_ns: u64,
+    ) -> Result<()> {
         check_name(to)?;
-        let src = self
-            .entry(from_dir, from)?
-            .ok_or_else(|| Error::NotFound(format!("entry {:?} in directory inode {from_dir}", show(from))))?;
+        let src = self.entry(from_dir, from)?.ok_or_else(|| {
+            Error::NotFound(format!(
+                "entry {:?} in directory inode {from_dir}",
+                show(from)
+            ))
+        })?;
         self.live_dir(to_dir)?;
         let dst = self.entry(to_dir, to)?;
         if let Some(d) = dst {
@@ -229,13 +300,26 @@ impl WorkingSet {
         }
         let src_is_dir = src.kind == FileKind::Directory;
         if src_is_dir && self.is_ancestor(src.ino, to_dir)? {
-            return Err(Error::Invalid(format!("moving directory inode {} into its own subtree", src.ino)));
+            return Err(Error::Invalid(format!(
+                "moving directory inode {} into its own subtree",
+                src.ino
+            )));
         }
         if let Some(d) = dst {
             let dst_is_dir = d.kind == FileKind::Directory;
             match (src_is_dir, dst_is_dir) {
-                (true, false) => return Err(Error::NotDir(format!("rename target {:?} in directory inode {to_dir}", show(to)))),
-                (false, true) => return Err(Error::IsDir(format!("rename target {:?} in directory inode {to_dir}", show(to)))),
+                (true, false) => {
+                    return Err(Error::NotDir(format!(
+                        "rename target {:?} in directory inode {to_dir}",
+                        show(to)
+                    )))
+                }
+                (false, true) => {
+                    return Err(Error::IsDir(format!(
+                        "rename target {:?} in directory inode {to_dir}",
+                        show(to)
+                    )))
+                }
                 (true, true) => {
                     if self.inode(d.ino)?.size() != 0 {
                         return Err(Error::NotEmpty(format!("directory inode {}", d.ino)));
@@ -249,7 +333,16 @@ impl WorkingSet {
         }
         self.put(keys::dirent(from_dir, from), None);
         self.touch_dir(from_dir, -1, if src_is_dir { -1 } else { 0 }, now_ns)?;
-        self.put(keys::dirent(to_dir, to), Some(Dirent { ino: src.ino, kind: src.kind }.encode()));
+        self.put(
+            keys::dirent(to_dir, to),
+            Some(
+                Dirent {
+                    ino: src.ino,
+                    kind: src.kind,
+                }
+                .encode(),
+            ),
+        );
         self.touch_dir(to_dir, 1, if src_is_dir { 1 } else { 0 }, now_ns)?;
         let mut moved = self.inode(src.ino)?;
         moved.ctime_ns = now_ns;
@@ -273,7 +366,11 @@ impl WorkingSet {
     /// Checks that file `ino` may grow from `old` to `new` bytes.
     fn check_growth(&self, ino: Ino, old: u64, new: u64) -> Result<()> {
         if new > self.limits.max_file_size {
-            return Err(Error::FileTooBig { ino, size: new, max: self.limits.max_file_size });
+            return Err(Error::FileTooBig {
+                ino,
+                size: new,
+                max: self.limits.max_file_size,
+            });
         }
         let grow = new.saturating_sub(old);
         if self.usage.bytes.saturating_add(grow) > self.limits.max_total_bytes {
@@ -317,14 +414,21 @@ impl WorkingSet {
         }
         let end = offset
             .checked_add(data.len() as u64)
-            .ok_or_else(|| Error::FileTooBig { ino, size: u64::MAX, max: self.limits.max_file_size })?;
+            .ok_or_else(|| Error::FileTooBig {
+                ino,
+                size: u64::MAX,
+                max: self.limits.max_file_size,
+            })?;
         let new_size = size.max(end);
         self.check_growth(ino, size, new_size)?;
         if new_size <= INLINE_MAX {
             let mut content = Self::inline_of(&inode);
             content.resize(new_size as usize, 0);
             content[offset as usize..end as usize].copy_from_slice(data);
-            inode.body = InodeBody::File { size: new_size, inline: content };
+            inode.body = InodeBody::File {
+                size: new_size,
+                inline: content,
+            };
         } else {
             self.materialize(ino, &inode, size);
             // Chunks from the old end (zero fill) or the write start, whichever is lower.
@@ -342,7 +446,10 @@ impl WorkingSet {
                 }
                 self.put(keys::chunk(ino, idx), Some(chunk));
             }
-            inode.body = InodeBody::File { size: new_size, inline: Vec::new() };
+            inode.body = InodeBody::File {
+                size: new_size,
+                inline: Vec::new(),
+            };
         }
         inode.mtime_ns = now_ns;
         inode.ctime_ns = now_ns;
@@ -366,7 +473,10 @@ impl WorkingSet {
                 c
             };
             content.resize(new_size as usize, 0);
-            inode.body = InodeBody::File { size: new_size, inline: content };
+            inode.body = InodeBody::File {
+                size: new_size,
+                inline: content,
+            };
         } else {
             self.materialize(ino, &inode, size);
             let stored = |s: u64| s.div_ceil(CHUNK_SIZE);
@@ -388,7 +498,10 @@ impl WorkingSet {
                     self.put(keys::chunk(ino, idx), Some(c));
                 }
             }
-            inode.body = InodeBody::File { size: new_size, inline: Vec::new() };
+            inode.body = InodeBody::File {
+                size: new_size,
+                inline: Vec::new(),
+            };
         }
         inode.mtime_ns = now_ns;
         inode.ctime_ns = now_ns;
@@ -398,7 +511,13 @@ impl WorkingSet {
     }
 
     /// Sets access and/or modification time; ctime becomes `now_ns`.
-    pub fn set_times(&mut self, ino: Ino, atime_ns: Option<u64>, mtime_ns: Option<u64>, now_ns: u64) -> Result<()> {
+    pub fn set_times(
+        &mut self,
+        ino: Ino,
+        atime_ns: Option<u64>,
+        mtime_ns: Option<u64>,
+        now_ns: u64,
+    ) -> Result<()> {
         let mut i = self.inode(ino)?;
         if let Some(a) = atime_ns {
             i.atime_ns = a;
@@ -423,7 +542,9 @@ impl WorkingSet {
     pub fn release(&mut self, ino: Ino) -> Result<()> {
         let mut i = self.inode(ino)?;
         if i.open == 0 {
-            return Err(Error::Invalid(format!("release of inode {ino} which has no open handle")));
+            return Err(Error::Invalid(format!(
+                "release of inode {ino} which has no open handle"
+            )));
         }
         i.open -= 1;
         if i.open == 0 && i.nlink == 0 {

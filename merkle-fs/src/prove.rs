@@ -25,7 +25,10 @@ impl Store {
             let entry = match &step.value {
                 None => None,
                 Some(raw) => Some(Dirent::decode(raw).ok_or_else(|| Error::Corrupt {
-                    what: format!("entry {:?} of directory inode {dir}", String::from_utf8_lossy(comp)),
+                    what: format!(
+                        "entry {:?} of directory inode {dir}",
+                        String::from_utf8_lossy(comp)
+                    ),
                     height,
                 })?),
             };
@@ -51,12 +54,25 @@ impl Store {
     }
 
     /// Proves bytes `[offset, offset + len)` of the regular file at `path`.
-    pub fn prove_file_range(&self, height: Height, path: &[u8], offset: u64, len: u64) -> Result<FileRangeProof> {
+    pub fn prove_file_range(
+        &self,
+        height: Height,
+        path: &[u8],
+        offset: u64,
+        len: u64,
+    ) -> Result<FileRangeProof> {
         let (proof, resolved) = self.prove_resolution(height, path)?;
         let ino = match resolved {
             Resolved::Found(ino, FileKind::Regular) => ino,
-            Resolved::Found(ino, _) => return Err(Error::Invalid(format!("inode {ino} is not a regular file"))),
-            Resolved::Absent => return Err(Error::NotFound(format!("path {:?}", String::from_utf8_lossy(path)))),
+            Resolved::Found(ino, _) => {
+                return Err(Error::Invalid(format!("inode {ino} is not a regular file")))
+            }
+            Resolved::Absent => {
+                return Err(Error::NotFound(format!(
+                    "path {:?}",
+                    String::from_utf8_lossy(path)
+                )))
+            }
         };
         let inode = self.prove_key(&keys::inode(ino), height)?;
         let size = match self.at(height)?.inode(ino)?.body {
@@ -70,7 +86,11 @@ impl Store {
                 chunks.push(self.prove_key(&keys::chunk(ino, idx), height)?);
             }
         }
-        Ok(FileRangeProof { path: proof, inode, chunks })
+        Ok(FileRangeProof {
+            path: proof,
+            inode,
+            chunks,
+        })
     }
 
     /// Proves the complete listing of the directory at `path`.
@@ -79,15 +99,33 @@ impl Store {
         let ino = match resolved {
             Resolved::Found(ino, FileKind::Directory) => ino,
             Resolved::Found(ino, _) => return Err(Error::NotDir(format!("inode {ino}"))),
-            Resolved::Absent => return Err(Error::NotFound(format!("path {:?}", String::from_utf8_lossy(path)))),
+            Resolved::Absent => {
+                return Err(Error::NotFound(format!(
+                    "path {:?}",
+                    String::from_utf8_lossy(path)
+                )))
+            }
         };
         let inode = self.prove_key(&keys::inode(ino), height)?;
         let entries = self
             .at(height)?
             .readdir(ino)?
             .into_iter()
-            .map(|e| (e.name, Dirent { ino: e.ino, kind: e.kind }.encode()))
+            .map(|e| {
+                (
+                    e.name,
+                    Dirent {
+                        ino: e.ino,
+                        kind: e.kind,
+                    }
+                    .encode(),
+                )
+            })
             .collect();
-        Ok(ListingProof { path: proof, inode, entries })
+        Ok(ListingProof {
+            path: proof,
+            inode,
+            entries,
+        })
     }
 }

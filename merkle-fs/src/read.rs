@@ -21,7 +21,9 @@ pub trait StateRead {
 pub trait FsRead: StateRead {
     /// The decoded inode record of `ino`.
     fn inode(&self, ino: Ino) -> Result<Inode> {
-        let raw = self.get(&keys::inode(ino))?.ok_or_else(|| Error::NotFound(format!("inode {ino}")))?;
+        let raw = self
+            .get(&keys::inode(ino))?
+            .ok_or_else(|| Error::NotFound(format!("inode {ino}")))?;
         Inode::decode(&raw).ok_or_else(|| Error::Corrupt {
             what: format!("inode {ino} record is undecodable"),
             height: self.height(),
@@ -50,17 +52,25 @@ pub trait FsRead: StateRead {
         }
         match self.get(&keys::dirent(dir, name))? {
             None => Ok(None),
-            Some(raw) => Dirent::decode(&raw).map(Some).ok_or_else(|| Error::Corrupt {
-                what: format!("entry {:?} of directory inode {dir} is undecodable", String::from_utf8_lossy(name)),
-                height: self.height(),
-            }),
+            Some(raw) => Dirent::decode(&raw)
+                .map(Some)
+                .ok_or_else(|| Error::Corrupt {
+                    what: format!(
+                        "entry {:?} of directory inode {dir} is undecodable",
+                        String::from_utf8_lossy(name)
+                    ),
+                    height: self.height(),
+                }),
         }
     }
 
     /// The inode named `name` in `dir`.
     fn lookup(&self, dir: Ino, name: &[u8]) -> Result<Ino> {
         self.entry(dir, name)?.map(|e| e.ino).ok_or_else(|| {
-            Error::NotFound(format!("entry {:?} in directory inode {dir}", String::from_utf8_lossy(name)))
+            Error::NotFound(format!(
+                "entry {:?} in directory inode {dir}",
+                String::from_utf8_lossy(name)
+            ))
         })
     }
 
@@ -77,8 +87,15 @@ pub trait FsRead: StateRead {
                 let name = keys::dirent_name(&k);
                 let e = Dirent::decode(&v);
                 match (name, e) {
-                    (Some(name), Some(e)) => Ok(DirEntry { name, ino: e.ino, kind: e.kind }),
-                    _ => Err(Error::Corrupt { what: format!("an entry of directory inode {dir} is undecodable"), height }),
+                    (Some(name), Some(e)) => Ok(DirEntry {
+                        name,
+                        ino: e.ino,
+                        kind: e.kind,
+                    }),
+                    _ => Err(Error::Corrupt {
+                        what: format!("an entry of directory inode {dir} is undecodable"),
+                        height,
+                    }),
                 }
             })
             .collect()
@@ -90,7 +107,9 @@ pub trait FsRead: StateRead {
         let (size, inline) = match i.body {
             InodeBody::File { size, inline } => (size, inline),
             InodeBody::Dir { .. } => return Err(Error::IsDir(format!("inode {ino}"))),
-            InodeBody::Symlink { .. } => return Err(Error::Invalid(format!("inode {ino} is a symlink"))),
+            InodeBody::Symlink { .. } => {
+                return Err(Error::Invalid(format!("inode {ino} is a symlink")))
+            }
         };
         if offset >= size || buf.is_empty() {
             return Ok(0);
@@ -117,13 +136,18 @@ pub trait FsRead: StateRead {
     /// Chunk `idx` of file `ino` of `size` bytes, checked to have its exact length.
     fn chunk(&self, ino: Ino, idx: u64, size: u64) -> Result<Vec<u8>> {
         let expected = chunk_len(size, idx);
-        let c = self.get(&keys::chunk(ino, idx))?.ok_or_else(|| Error::Corrupt {
-            what: format!("chunk {idx} of file inode {ino} (size {size}) is missing"),
-            height: self.height(),
-        })?;
+        let c = self
+            .get(&keys::chunk(ino, idx))?
+            .ok_or_else(|| Error::Corrupt {
+                what: format!("chunk {idx} of file inode {ino} (size {size}) is missing"),
+                height: self.height(),
+            })?;
         if c.len() as u64 != expected {
             return Err(Error::Corrupt {
-                what: format!("chunk {idx} of file inode {ino} has {} bytes, expected {expected}", c.len()),
+                what: format!(
+                    "chunk {idx} of file inode {ino} has {} bytes, expected {expected}",
+                    c.len()
+                ),
                 height: self.height(),
             });
         }
@@ -151,7 +175,8 @@ pub trait FsRead: StateRead {
     fn read_path(&self, path: &[u8]) -> Result<Vec<u8>> {
         let ino = self.resolve(path)?;
         let size = self.getattr(ino)?.size;
-        let len = usize::try_from(size).map_err(|_| Error::Invalid(format!("file inode {ino} too large to read at once")))?;
+        let len = usize::try_from(size)
+            .map_err(|_| Error::Invalid(format!("file inode {ino} too large to read at once")))?;
         let mut buf = vec![0u8; len];
         let n = self.read(ino, 0, &mut buf)?;
         buf.truncate(n);

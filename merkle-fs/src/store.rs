@@ -6,7 +6,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use jmt::JellyfishMerkleTree;
-use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, Direction, IteratorMode, Options,
+    ReadOptions, WriteBatch, WriteOptions, DB,
+};
 use sha2::Sha256;
 
 use crate::alloc::Alloc;
@@ -44,7 +47,11 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { sync: true, block_cache_bytes: 256 << 20, limits: Limits::default() }
+        StoreOptions {
+            sync: true,
+            block_cache_bytes: 256 << 20,
+            limits: Limits::default(),
+        }
     }
 }
 
@@ -114,7 +121,11 @@ pub(crate) fn describe(key: &[u8]) -> String {
             word(&key[1..9])
         ),
         Some(&keys::TAG_CHUNK) if key.len() == 17 => {
-            format!("chunk {} of file inode {}", word(&key[9..17]), word(&key[1..9]))
+            format!(
+                "chunk {} of file inode {}",
+                word(&key[9..17]),
+                word(&key[1..9])
+            )
         }
         Some(&keys::TAG_META) => format!(
             "node state key {:?}",
@@ -188,7 +199,11 @@ impl Store {
         let root = alloc.alloc();
         debug_assert_eq!(root, ROOT_INO);
         let inode = Inode {
-            body: InodeBody::Dir { entries: 0, parent: ROOT_INO, listing_root: hash::listing_root(&[]) },
+            body: InodeBody::Dir {
+                entries: 0,
+                parent: ROOT_INO,
+                listing_root: hash::listing_root(&[]),
+            },
             nlink: 2,
             open: 0,
             atime_ns: 0,
@@ -197,7 +212,16 @@ impl Store {
         };
         let mut changes = BTreeMap::new();
         changes.insert(keys::inode(ROOT_INO), Some(inode.encode()));
-        self.apply(None, 0, changes, alloc, Usage { bytes: 0, inodes: 1 })?;
+        self.apply(
+            None,
+            0,
+            changes,
+            alloc,
+            Usage {
+                bytes: 0,
+                inodes: 1,
+            },
+        )?;
         Ok(())
     }
 
@@ -226,8 +250,14 @@ impl Store {
             .db
             .get_cf(cf, keys::root(height))
             .map_err(Error::db(format!("read root at height {height}")))?
-            .ok_or_else(|| Error::Corrupt { what: "missing root record".into(), height })?;
-        v.try_into().map_err(|_| Error::Corrupt { what: "root record is not 32 bytes".into(), height })
+            .ok_or_else(|| Error::Corrupt {
+                what: "missing root record".into(),
+                height,
+            })?;
+        v.try_into().map_err(|_| Error::Corrupt {
+            what: "root record is not 32 bytes".into(),
+            height,
+        })
     }
 
     /// The latest root (the current app hash).
@@ -238,24 +268,40 @@ impl Store {
     /// A fresh working set on top of the latest height.
     pub fn working_set(&self) -> crate::WorkingSet {
         let head = self.head().clone();
-        crate::WorkingSet::new(self.clone(), head.latest, head.alloc, head.usage, self.inner.opts.limits)
+        crate::WorkingSet::new(
+            self.clone(),
+            head.latest,
+            head.alloc,
+            head.usage,
+            self.inner.opts.limits,
+        )
     }
 
     /// A read-only view at `height`.
     pub fn at(&self, height: Height) -> Result<Snapshot> {
         self.check_height(height)?;
-        Ok(Snapshot { store: self.clone(), height })
+        Ok(Snapshot {
+            store: self.clone(),
+            height,
+        })
     }
 
     /// A read-only view at the latest height.
     pub fn latest(&self) -> Snapshot {
-        Snapshot { store: self.clone(), height: self.latest_height() }
+        Snapshot {
+            store: self.clone(),
+            height: self.latest_height(),
+        }
     }
 
     pub(crate) fn check_height(&self, height: Height) -> Result<()> {
         let h = self.head();
         if height < h.retained || height > h.latest {
-            return Err(Error::HeightNotRetained { height, oldest: h.retained, latest: h.latest });
+            return Err(Error::HeightNotRetained {
+                height,
+                oldest: h.retained,
+                latest: h.latest,
+            });
         }
         Ok(())
     }
@@ -275,10 +321,13 @@ impl Store {
         let mut it = self.inner.db.raw_iterator_cf_opt(cf, ro);
         it.seek_for_prev(keys::versioned(key, height));
         if !it.valid() {
-            it.status().map_err(Error::db(format!("read {}", describe(key))))?;
+            it.status()
+                .map_err(Error::db(format!("read {}", describe(key))))?;
             return Ok(None);
         }
-        let (Some(k), Some(e)) = (it.key(), it.value()) else { return Ok(None) };
+        let (Some(k), Some(e)) = (it.key(), it.value()) else {
+            return Ok(None);
+        };
         match keys::split_versioned(k) {
             Some((lk, _)) if lk == key => decode_entry(e).map_err(|()| Error::Corrupt {
                 what: format!("{} fails its checksum", describe(key)),
@@ -296,7 +345,10 @@ impl Store {
         if let Some(upper) = prefix_upper_bound(prefix) {
             ro.set_iterate_upper_bound(upper);
         }
-        let it = self.inner.db.iterator_cf_opt(cf, ro, IteratorMode::From(prefix, Direction::Forward));
+        let it =
+            self.inner
+                .db
+                .iterator_cf_opt(cf, ro, IteratorMode::From(prefix, Direction::Forward));
         let mut out: Vec<(LKey, Vec<u8>)> = Vec::new();
         // The newest version <= height of the key being scanned (None = deleted).
         let mut current: Option<(LKey, Option<Vec<u8>>)> = None;
@@ -307,7 +359,9 @@ impl Store {
         };
         for item in it {
             let (k, e) = item.map_err(Error::db(format!("scan {}", describe(prefix))))?;
-            let Some((lk, h)) = keys::split_versioned(&k) else { continue };
+            let Some((lk, h)) = keys::split_versioned(&k) else {
+                continue;
+            };
             if h > height {
                 continue;
             }
@@ -342,10 +396,16 @@ impl Store {
         let mut head = self.head();
         match base {
             Some(b) if b != head.latest => {
-                return Err(Error::StaleWorkingSet { base: b, latest: head.latest })
+                return Err(Error::StaleWorkingSet {
+                    base: b,
+                    latest: head.latest,
+                })
             }
             Some(b) if height != b + 1 => {
-                return Err(Error::HeightOutOfOrder { expected: b + 1, got: height })
+                return Err(Error::HeightOutOfOrder {
+                    expected: b + 1,
+                    got: height,
+                })
             }
             _ => {}
         }
@@ -374,12 +434,20 @@ impl Store {
             });
             let reader = NodeReader { db, known: None };
             let tree = JellyfishMerkleTree::<_, Sha256>::new(&reader);
-            let value_set = effective.iter().map(|(k, v)| (keys::key_hash(k), v.clone()));
+            let value_set = effective
+                .iter()
+                .map(|(k, v)| (keys::key_hash(k), v.clone()));
             let tree_result = tree.put_value_set(value_set, height);
             (tree_result, entries.join())
         });
-        let (root, update) = tree_result.map_err(|e| Error::Tree { height, message: format!("{e:#}") })?;
-        let value_entries = value_entries.map_err(|_| Error::Tree { height, message: "value encoder thread panicked".into() })?;
+        let (root, update) = tree_result.map_err(|e| Error::Tree {
+            height,
+            message: format!("{e:#}"),
+        })?;
+        let value_entries = value_entries.map_err(|_| Error::Tree {
+            height,
+            message: "value encoder thread panicked".into(),
+        })?;
 
         let mut batch = WriteBatch::default();
         let nodes = self.cf(CF_NODES)?;
@@ -388,17 +456,32 @@ impl Store {
         let roots = self.cf(CF_ROOTS)?;
         let state = self.cf(CF_STATE)?;
         for (nk, node) in update.node_batch.nodes() {
-            let bytes = borsh::to_vec(node).map_err(|e| Error::Tree { height, message: format!("encode node: {e}") })?;
+            let bytes = borsh::to_vec(node).map_err(|e| Error::Tree {
+                height,
+                message: format!("encode node: {e}"),
+            })?;
             batch.put_cf(nodes, keys::node_key(nk), bytes);
         }
         for s in &update.stale_node_index_batch {
-            batch.put_cf(stale, keys::stale(s.stale_since_version, keys::STALE_NODE, &keys::node_key(&s.node_key)), []);
+            batch.put_cf(
+                stale,
+                keys::stale(
+                    s.stale_since_version,
+                    keys::STALE_NODE,
+                    &keys::node_key(&s.node_key),
+                ),
+                [],
+            );
         }
         if effective.is_empty() && height > 0 {
             // jmt copies the root to the new version; the old copy is then unreachable.
             let empty_path: jmt::storage::NibblePath = std::iter::empty().collect();
             let old_root = jmt::storage::NodeKey::new(height - 1, empty_path);
-            batch.put_cf(stale, keys::stale(height, keys::STALE_NODE, &keys::node_key(&old_root)), []);
+            batch.put_cf(
+                stale,
+                keys::stale(height, keys::STALE_NODE, &keys::node_key(&old_root)),
+                [],
+            );
         }
         for ((k, _), (vk, entry)) in effective.iter().zip(value_entries) {
             batch.put_cf(values, vk, entry);
@@ -406,10 +489,15 @@ impl Store {
         }
         batch.put_cf(roots, keys::root(height), root.0);
         batch.put_cf(state, keys::state::LATEST, height.to_be_bytes());
-        batch.put_cf(state, keys::state::ALLOC, encode_alloc_usage(&alloc, &usage));
+        batch.put_cf(
+            state,
+            keys::state::ALLOC,
+            encode_alloc_usage(&alloc, &usage),
+        );
         let mut wo = WriteOptions::default();
         wo.set_sync(self.inner.opts.sync);
-        db.write_opt(batch, &wo).map_err(Error::db(format!("commit height {height}")))?;
+        db.write_opt(batch, &wo)
+            .map_err(Error::db(format!("commit height {height}")))?;
         head.latest = height;
         head.alloc = alloc;
         head.usage = usage;
@@ -421,7 +509,11 @@ impl Store {
     pub fn prune(&self, retain: Height) -> Result<u64> {
         let latest = self.latest_height();
         if retain > latest {
-            return Err(Error::HeightNotRetained { height: retain, oldest: self.retained_height(), latest });
+            return Err(Error::HeightNotRetained {
+                height: retain,
+                oldest: self.retained_height(),
+                latest,
+            });
         }
         let db = &self.inner.db;
         let nodes = self.cf(CF_NODES)?;
@@ -451,9 +543,16 @@ impl Store {
                     let mut ro = ReadOptions::default();
                     ro.set_iterate_upper_bound(keys::versioned(what, since + 1));
                     let from = keys::versioned(what, 0);
-                    for v in db.iterator_cf_opt(values, ro, IteratorMode::From(&from, Direction::Forward)) {
-                        let (vk, e) = v.map_err(Error::db(format!("scan versions of {}", describe(what))))?;
-                        let Some((lk, h)) = keys::split_versioned(&vk) else { continue };
+                    for v in db.iterator_cf_opt(
+                        values,
+                        ro,
+                        IteratorMode::From(&from, Direction::Forward),
+                    ) {
+                        let (vk, e) =
+                            v.map_err(Error::db(format!("scan versions of {}", describe(what))))?;
+                        let Some((lk, h)) = keys::split_versioned(&vk) else {
+                            continue;
+                        };
                         if lk != what {
                             continue;
                         }
@@ -473,7 +572,8 @@ impl Store {
         batch.put_cf(state, keys::state::RETAINED, retain.to_be_bytes());
         let mut wo = WriteOptions::default();
         wo.set_sync(self.inner.opts.sync);
-        db.write_opt(batch, &wo).map_err(Error::db(format!("prune below height {retain}")))?;
+        db.write_opt(batch, &wo)
+            .map_err(Error::db(format!("prune below height {retain}")))?;
         let mut head = self.head();
         head.retained = head.retained.max(retain);
         Ok(removed)
@@ -483,8 +583,13 @@ impl Store {
     pub fn compact(&self) -> Result<()> {
         for name in [CF_NODES, CF_VALUES, CF_STALE, CF_ROOTS, CF_STATE] {
             let cf = self.cf(name)?;
-            self.inner.db.flush_cf(&cf).map_err(Error::db(format!("flush {name}")))?;
-            self.inner.db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+            self.inner
+                .db
+                .flush_cf(&cf)
+                .map_err(Error::db(format!("flush {name}")))?;
+            self.inner
+                .db
+                .compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
         }
         Ok(())
     }
@@ -493,11 +598,15 @@ impl Store {
     pub(crate) fn prove_key(&self, key: &[u8], height: Height) -> Result<crate::proof::KeyProof> {
         let value = self.get_at(key, height)?;
         let kh = keys::key_hash(key);
-        let reader = NodeReader { db: &self.inner.db, known: Some((kh, value)) };
+        let reader = NodeReader {
+            db: &self.inner.db,
+            known: Some((kh, value)),
+        };
         let tree = JellyfishMerkleTree::<_, Sha256>::new(&reader);
-        let (value, proof) = tree
-            .get_with_proof(kh, height)
-            .map_err(|e| Error::Tree { height, message: format!("prove {}: {e:#}", describe(key)) })?;
+        let (value, proof) = tree.get_with_proof(kh, height).map_err(|e| Error::Tree {
+            height,
+            message: format!("prove {}: {e:#}", describe(key)),
+        })?;
         Ok(crate::proof::KeyProof { value, proof })
     }
 }
@@ -523,7 +632,9 @@ fn encode_alloc_usage(alloc: &Alloc, usage: &Usage) -> Vec<u8> {
 }
 
 fn read_u64(db: &DB, cf: &rocksdb::ColumnFamily, key: &[u8]) -> Result<Option<u64>> {
-    let v = db.get_cf(cf, key).map_err(Error::db("read store bookkeeping"))?;
+    let v = db
+        .get_cf(cf, key)
+        .map_err(Error::db("read store bookkeeping"))?;
     match v {
         None => Ok(None),
         Some(b) => {
@@ -537,11 +648,22 @@ fn read_u64(db: &DB, cf: &rocksdb::ColumnFamily, key: &[u8]) -> Result<Option<u6
 }
 
 fn read_head(db: &DB) -> Result<Option<Head>> {
-    let cf = db.cf_handle(CF_STATE).ok_or_else(|| Error::Tree { height: 0, message: "column family state missing".into() })?;
-    let Some(latest) = read_u64(db, cf, keys::state::LATEST)? else { return Ok(None) };
+    let cf = db.cf_handle(CF_STATE).ok_or_else(|| Error::Tree {
+        height: 0,
+        message: "column family state missing".into(),
+    })?;
+    let Some(latest) = read_u64(db, cf, keys::state::LATEST)? else {
+        return Ok(None);
+    };
     let retained = read_u64(db, cf, keys::state::RETAINED)?.unwrap_or(0);
-    let corrupt = || Error::Corrupt { what: "allocator record".into(), height: latest };
-    let raw = db.get_cf(cf, keys::state::ALLOC).map_err(Error::db("read allocator"))?.ok_or_else(corrupt)?;
+    let corrupt = || Error::Corrupt {
+        what: "allocator record".into(),
+        height: latest,
+    };
+    let raw = db
+        .get_cf(cf, keys::state::ALLOC)
+        .map_err(Error::db("read allocator"))?
+        .ok_or_else(corrupt)?;
     if raw.len() < 16 {
         return Err(corrupt());
     }
@@ -550,9 +672,17 @@ fn read_head(db: &DB) -> Result<Option<Head>> {
         a.copy_from_slice(b);
         u64::from_be_bytes(a)
     };
-    let usage = Usage { bytes: word(&raw[0..8]), inodes: word(&raw[8..16]) };
+    let usage = Usage {
+        bytes: word(&raw[0..8]),
+        inodes: word(&raw[8..16]),
+    };
     let alloc = Alloc::decode(&raw[16..]).ok_or_else(corrupt)?;
-    Ok(Some(Head { latest, retained, alloc, usage }))
+    Ok(Some(Head {
+        latest,
+        retained,
+        alloc,
+        usage,
+    }))
 }
 
 /// A read-only view of the filesystem at one retained height.

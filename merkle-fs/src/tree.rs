@@ -28,9 +28,8 @@ impl TreeReader for NodeReader<'_> {
         match self.db.get_pinned_cf(cf, keys::node_key(node_key))? {
             None => Ok(None),
             Some(bytes) => {
-                let node: Node = borsh::from_slice(&bytes).map_err(|e| {
-                    anyhow::anyhow!("undecodable jmt node {node_key:?}: {e}")
-                })?;
+                let node: Node = borsh::from_slice(&bytes)
+                    .map_err(|e| anyhow::anyhow!("undecodable jmt node {node_key:?}: {e}"))?;
                 Ok(Some(node))
             }
         }
@@ -43,11 +42,15 @@ impl TreeReader for NodeReader<'_> {
     ) -> anyhow::Result<Option<OwnedValue>> {
         match &self.known {
             Some((k, v)) if *k == key_hash => Ok(v.clone()),
-            _ => Err(anyhow::anyhow!("value for key hash {key_hash:?} not available to the tree")),
+            _ => Err(anyhow::anyhow!(
+                "value for key hash {key_hash:?} not available to the tree"
+            )),
         }
     }
 
     fn get_rightmost_leaf(&self) -> anyhow::Result<Option<(NodeKey, LeafNode)>> {
-        Err(anyhow::anyhow!("tree restore is not supported by merkle-fs"))
+        Err(anyhow::anyhow!(
+            "tree restore is not supported by merkle-fs"
+        ))
     }
 }

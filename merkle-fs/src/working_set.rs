@@ -43,7 +43,13 @@ pub struct WorkingSet {
 }
 
 impl WorkingSet {
-    pub(crate) fn new(store: Store, base: Height, alloc: Alloc, usage: Usage, limits: Limits) -> WorkingSet {
+    pub(crate) fn new(
+        store: Store,
+        base: Height,
+        alloc: Alloc,
+        usage: Usage,
+        limits: Limits,
+    ) -> WorkingSet {
         WorkingSet {
             store,
             base,
@@ -109,7 +115,10 @@ impl WorkingSet {
             .map(|(k, v)| {
                 keys::meta_name(&k)
                     .map(|name| (name, v))
-                    .ok_or_else(|| Error::Corrupt { what: "undecodable node state key".into(), height })
+                    .ok_or_else(|| Error::Corrupt {
+                        what: "undecodable node state key".into(),
+                        height,
+                    })
             })
             .collect()
     }
@@ -118,12 +127,20 @@ impl WorkingSet {
     pub fn savepoint(&mut self) -> Savepoint {
         let id = self.next_mark;
         self.next_mark += 1;
-        self.marks.push(Mark { id, undo_len: self.undo.len(), alloc: self.alloc.clone(), usage: self.usage });
+        self.marks.push(Mark {
+            id,
+            undo_len: self.undo.len(),
+            alloc: self.alloc.clone(),
+            usage: self.usage,
+        });
         Savepoint(id)
     }
 
     fn mark_index(&self, sp: Savepoint) -> Result<usize> {
-        self.marks.iter().position(|m| m.id == sp.0).ok_or(Error::UnknownSavepoint(sp.0))
+        self.marks
+            .iter()
+            .position(|m| m.id == sp.0)
+            .ok_or(Error::UnknownSavepoint(sp.0))
     }
 
     /// Undoes everything since `sp` and drops the savepoints taken after it (`sp`
@@ -132,7 +149,9 @@ impl WorkingSet {
         let idx = self.mark_index(sp)?;
         let undo_len = self.marks[idx].undo_len;
         while self.undo.len() > undo_len {
-            let Some((key, prev)) = self.undo.pop() else { break };
+            let Some((key, prev)) = self.undo.pop() else {
+                break;
+            };
             match prev {
                 Some(v) => {
                     self.overlay.insert(key, v);
@@ -170,7 +189,15 @@ impl WorkingSet {
             let entries = self.readdir(dir)?;
             let pairs: Vec<(Vec<u8>, crate::codec::Dirent)> = entries
                 .into_iter()
-                .map(|e| (e.name, crate::codec::Dirent { ino: e.ino, kind: e.kind }))
+                .map(|e| {
+                    (
+                        e.name,
+                        crate::codec::Dirent {
+                            ino: e.ino,
+                            kind: e.kind,
+                        },
+                    )
+                })
                 .collect();
             let root = hash::listing_root_of(pairs.iter().map(|(n, d)| (n.as_slice(), d)));
             if let InodeBody::Dir { listing_root, .. } = &mut inode.body {
@@ -191,7 +218,14 @@ impl WorkingSet {
         self.marks.clear();
         self.undo.clear();
         self.seal_listings()?;
-        let WorkingSet { store, base, overlay, alloc, usage, .. } = self;
+        let WorkingSet {
+            store,
+            base,
+            overlay,
+            alloc,
+            usage,
+            ..
+        } = self;
         store.apply(Some(base), height, overlay, alloc, usage)
     }
 
@@ -212,7 +246,11 @@ impl StateRead for WorkingSet {
     fn scan(&self, prefix: &[u8]) -> Result<Vec<(LKey, Vec<u8>)>> {
         let base = self.store.scan_at(prefix, self.base)?;
         let mut merged: BTreeMap<LKey, Vec<u8>> = base.into_iter().collect();
-        for (k, v) in self.overlay.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)) {
+        for (k, v) in self
+            .overlay
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+        {
             match v {
                 Some(v) => {
                     merged.insert(k.clone(), v.clone());

@@ -43,8 +43,17 @@ fn block(ws: &mut WorkingSet, h: u64) {
 #[test]
 #[ignore = "helper: run as a child process by crash_at_random_points_never_tears"]
 fn crash_child() {
-    let Ok(dir) = std::env::var(CHILD_ENV) else { return };
-    let store = Store::open_with(&dir, StoreOptions { sync: true, ..StoreOptions::default() }).expect("child open");
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let store = Store::open_with(
+        &dir,
+        StoreOptions {
+            sync: true,
+            ..StoreOptions::default()
+        },
+    )
+    .expect("child open");
     loop {
         let h = store.latest_height() + 1;
         let mut ws = store.working_set();
@@ -77,18 +86,38 @@ impl Reference {
 fn crash_at_random_points_never_tears() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ref_dir = tempfile::tempdir().expect("tempdir");
-    let ref_store = Store::open_with(ref_dir.path(), StoreOptions { sync: false, ..StoreOptions::default() }).expect("ref open");
+    let ref_store = Store::open_with(
+        ref_dir.path(),
+        StoreOptions {
+            sync: false,
+            ..StoreOptions::default()
+        },
+    )
+    .expect("ref open");
     let genesis = ref_store.root().expect("genesis");
-    let mut reference = Reference { store: ref_store, _dir: ref_dir, roots: vec![genesis] };
+    let mut reference = Reference {
+        store: ref_store,
+        _dir: ref_dir,
+        roots: vec![genesis],
+    };
     let exe = std::env::current_exe().expect("test binary path");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x5eed);
     let kills = 60;
     let deadline = Instant::now() + Duration::from_secs(240);
     let mut max_height = 0;
     for round in 0..kills {
-        assert!(Instant::now() < deadline, "crash test exceeded its time bound at round {round}");
+        assert!(
+            Instant::now() < deadline,
+            "crash test exceeded its time bound at round {round}"
+        );
         let mut child = Command::new(&exe)
-            .args(["--ignored", "--exact", "crash_child", "--nocapture", "--test-threads=1"])
+            .args([
+                "--ignored",
+                "--exact",
+                "crash_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -125,17 +154,37 @@ fn crash_at_random_points_never_tears() {
         child.wait().expect("reap child");
         // Any acknowledgements printed after we stopped counting.
         for l in lines.map_while(Result::ok) {
-            if let Some(h) = l.strip_prefix("committed ").and_then(|h| h.parse::<u64>().ok()) {
+            if let Some(h) = l
+                .strip_prefix("committed ")
+                .and_then(|h| h.parse::<u64>().ok())
+            {
                 acked = acked.max(h);
             }
         }
 
-        let store = Store::open_with(dir.path(), StoreOptions { sync: false, ..StoreOptions::default() }).expect("reopen after kill");
+        let store = Store::open_with(
+            dir.path(),
+            StoreOptions {
+                sync: false,
+                ..StoreOptions::default()
+            },
+        )
+        .expect("reopen after kill");
         let h = store.latest_height();
-        assert!(h >= acked, "round {round}: acknowledged height {acked} lost (reopened at {h})");
-        assert!(h >= max_height, "round {round}: went back from {max_height} to {h}");
+        assert!(
+            h >= acked,
+            "round {round}: acknowledged height {acked} lost (reopened at {h})"
+        );
+        assert!(
+            h >= max_height,
+            "round {round}: went back from {max_height} to {h}"
+        );
         max_height = h;
-        assert_eq!(store.root().expect("root"), reference.root(h), "round {round}: root at height {h} differs from the reference");
+        assert_eq!(
+            store.root().expect("root"),
+            reference.root(h),
+            "round {round}: root at height {h} differs from the reference"
+        );
         // Content reads back whole and verified.
         let snap = store.latest();
         if h > 0 {
@@ -143,9 +192,15 @@ fn crash_at_random_points_never_tears() {
             for e in snap.readdir(d).expect("readdir") {
                 let size = snap.getattr(e.ino).expect("attr").size as usize;
                 let mut buf = vec![0u8; size];
-                assert_eq!(snap.read(e.ino, 0, &mut buf).expect("read after crash"), size);
+                assert_eq!(
+                    snap.read(e.ino, 0, &mut buf).expect("read after crash"),
+                    size
+                );
             }
         }
     }
-    assert!(max_height > 10, "the child made too little progress ({max_height}) for the test to mean anything");
+    assert!(
+        max_height > 10,
+        "the child made too little progress ({max_height}) for the test to mean anything"
+    );
 }

@@ -4,11 +4,20 @@ use merkle_fs::proof::{self, PathOutcome, ProofError};
 use merkle_fs::{Error, FileKind, FsRead, Limits, Store, StoreOptions, CHUNK_SIZE, ROOT_INO};
 
 fn store(dir: &tempfile::TempDir) -> Store {
-    Store::open_with(dir.path(), StoreOptions { sync: false, ..StoreOptions::default() }).expect("open store")
+    Store::open_with(
+        dir.path(),
+        StoreOptions {
+            sync: false,
+            ..StoreOptions::default()
+        },
+    )
+    .expect("open store")
 }
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
 #[test]
@@ -28,11 +37,24 @@ fn writes_are_visible_in_the_working_set_and_after_commit_and_reopen() {
     let s = store(&dir);
     assert_eq!(s.latest_height(), 1);
     assert_eq!(s.root().expect("root"), root1);
-    assert_eq!(s.latest().read_path(b"etc/motd").expect("read after reopen"), data);
+    assert_eq!(
+        s.latest()
+            .read_path(b"etc/motd")
+            .expect("read after reopen"),
+        data
+    );
     let attr = s.latest().getattr(f).expect("getattr");
-    assert_eq!((attr.kind, attr.size, attr.nlink, attr.mtime_ns), (FileKind::Regular, data.len() as u64, 1, 12));
+    assert_eq!(
+        (attr.kind, attr.size, attr.nlink, attr.mtime_ns),
+        (FileKind::Regular, data.len() as u64, 1, 12)
+    );
     // Height 0 still shows the empty root.
-    assert!(s.at(0).expect("height 0").readdir(ROOT_INO).expect("readdir").is_empty());
+    assert!(s
+        .at(0)
+        .expect("height 0")
+        .readdir(ROOT_INO)
+        .expect("readdir")
+        .is_empty());
 }
 
 #[test]
@@ -47,7 +69,11 @@ fn discarded_working_set_leaves_no_trace() {
     assert_eq!(s.root().expect("root"), root);
     let mut ws = s.working_set();
     assert!(ws.lookup(ROOT_INO, b"x").is_err());
-    assert_eq!(ws.create_file(ROOT_INO, b"y", 1).expect("create"), 2, "ino 2 was never committed");
+    assert_eq!(
+        ws.create_file(ROOT_INO, b"y", 1).expect("create"),
+        2,
+        "ino 2 was never committed"
+    );
 }
 
 #[test]
@@ -66,7 +92,10 @@ fn nested_savepoints_roll_back_exactly() {
     assert_eq!(ws.read_path(b"a").expect("a"), b"one");
     ws.rollback_to(sp1).expect("rollback sp1");
     assert_eq!(ws.read_path(b"a").expect("a"), b"");
-    assert!(matches!(ws.rollback_to(sp2), Err(Error::UnknownSavepoint(_))));
+    assert!(matches!(
+        ws.rollback_to(sp2),
+        Err(Error::UnknownSavepoint(_))
+    ));
     // The allocator rolled back too: the next inode is the lowest free one again.
     assert_eq!(ws.create_file(ROOT_INO, b"c", 4).expect("create c"), a + 1);
     ws.release_savepoint(sp1).expect("release");
@@ -100,26 +129,56 @@ fn posix_rename_and_remove_rules() {
     let a = ws.mkdir(ROOT_INO, b"a", 1).expect("mkdir a");
     let b = ws.mkdir(a, b"b", 1).expect("mkdir b");
     let f = ws.create_file(ROOT_INO, b"f", 1).expect("create f");
-    assert!(matches!(ws.rename(ROOT_INO, b"a", b, b"x", 2), Err(Error::Invalid(_))));
-    assert!(matches!(ws.rename(ROOT_INO, b"a", a, b"x", 2), Err(Error::Invalid(_))));
-    assert!(matches!(ws.rename(ROOT_INO, b"f", a, b"b", 2), Err(Error::IsDir(_))));
-    assert!(matches!(ws.rename(a, b"b", ROOT_INO, b"f", 2), Err(Error::NotDir(_))));
-    assert!(matches!(ws.rmdir(ROOT_INO, b"a", 2), Err(Error::NotEmpty(_))));
+    assert!(matches!(
+        ws.rename(ROOT_INO, b"a", b, b"x", 2),
+        Err(Error::Invalid(_))
+    ));
+    assert!(matches!(
+        ws.rename(ROOT_INO, b"a", a, b"x", 2),
+        Err(Error::Invalid(_))
+    ));
+    assert!(matches!(
+        ws.rename(ROOT_INO, b"f", a, b"b", 2),
+        Err(Error::IsDir(_))
+    ));
+    assert!(matches!(
+        ws.rename(a, b"b", ROOT_INO, b"f", 2),
+        Err(Error::NotDir(_))
+    ));
+    assert!(matches!(
+        ws.rmdir(ROOT_INO, b"a", 2),
+        Err(Error::NotEmpty(_))
+    ));
     assert!(matches!(ws.unlink(ROOT_INO, b"a", 2), Err(Error::IsDir(_))));
     assert!(matches!(ws.rmdir(ROOT_INO, b"f", 2), Err(Error::NotDir(_))));
-    assert!(matches!(ws.link(a, ROOT_INO, b"l", 2), Err(Error::NotPermitted(_))));
+    assert!(matches!(
+        ws.link(a, ROOT_INO, b"l", 2),
+        Err(Error::NotPermitted(_))
+    ));
     ws.link(f, a, b"g", 3).expect("link");
     assert_eq!(ws.getattr(f).expect("attr").nlink, 2);
     // Renaming onto another name of the same inode is a no-op.
-    ws.rename(ROOT_INO, b"f", a, b"g", 4).expect("rename onto own link");
+    ws.rename(ROOT_INO, b"f", a, b"g", 4)
+        .expect("rename onto own link");
     assert_eq!(ws.getattr(f).expect("attr").nlink, 2);
     ws.rename(a, b"b", ROOT_INO, b"b2", 5).expect("move dir up");
     assert_eq!(ws.getattr(a).expect("a").nlink, 2);
     assert_eq!(ws.getattr(ROOT_INO).expect("root").nlink, 4);
-    let names: Vec<Vec<u8>> = ws.readdir(ROOT_INO).expect("readdir").into_iter().map(|e| e.name).collect();
+    let names: Vec<Vec<u8>> = ws
+        .readdir(ROOT_INO)
+        .expect("readdir")
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
     assert_eq!(names, vec![b"a".to_vec(), b"b2".to_vec(), b"f".to_vec()]);
-    assert!(matches!(ws.create_file(ROOT_INO, b"a/b", 6), Err(Error::Invalid(_))));
-    assert!(matches!(ws.create_file(ROOT_INO, &[b'n'; 256], 6), Err(Error::NameTooLong { .. })));
+    assert!(matches!(
+        ws.create_file(ROOT_INO, b"a/b", 6),
+        Err(Error::Invalid(_))
+    ));
+    assert!(matches!(
+        ws.create_file(ROOT_INO, &[b'n'; 256], 6),
+        Err(Error::NameTooLong { .. })
+    ));
 }
 
 #[test]
@@ -127,17 +186,31 @@ fn limits_refuse_without_writing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = Store::open_with(
         dir.path(),
-        StoreOptions { sync: false, limits: Limits { max_file_size: 100, max_total_bytes: 150, max_inodes: 3 }, ..StoreOptions::default() },
+        StoreOptions {
+            sync: false,
+            limits: Limits {
+                max_file_size: 100,
+                max_total_bytes: 150,
+                max_inodes: 3,
+            },
+            ..StoreOptions::default()
+        },
     )
     .expect("open");
     let mut ws = s.working_set();
     let f = ws.create_file(ROOT_INO, b"f", 1).expect("create");
-    assert!(matches!(ws.write(f, 90, &[1; 20], 2), Err(Error::FileTooBig { .. })));
+    assert!(matches!(
+        ws.write(f, 90, &[1; 20], 2),
+        Err(Error::FileTooBig { .. })
+    ));
     assert_eq!(ws.getattr(f).expect("attr").size, 0);
     ws.write(f, 0, &[1; 100], 2).expect("write");
     let g = ws.create_file(ROOT_INO, b"g", 3).expect("create g");
     assert!(matches!(ws.set_size(g, 60, 4), Err(Error::NoSpace(_))));
-    assert!(matches!(ws.create_file(ROOT_INO, b"h", 5), Err(Error::NoSpace(_))));
+    assert!(matches!(
+        ws.create_file(ROOT_INO, b"h", 5),
+        Err(Error::NoSpace(_))
+    ));
 }
 
 #[test]
@@ -153,7 +226,10 @@ fn sparse_writes_and_truncation_keep_zeros() {
     assert!(content[..far as usize].iter().all(|&b| b == 0));
     ws.set_size(f, 5, 3).expect("truncate");
     ws.set_size(f, CHUNK_SIZE + 1, 4).expect("extend");
-    assert_eq!(ws.read_path(b"f").expect("read"), vec![0u8; CHUNK_SIZE as usize + 1]);
+    assert_eq!(
+        ws.read_path(b"f").expect("read"),
+        vec![0u8; CHUNK_SIZE as usize + 1]
+    );
 }
 
 #[test]
@@ -171,12 +247,19 @@ fn proofs_verify_against_the_root_and_reject_tampering() {
 
     // A byte range spanning three chunks.
     let (off, len) = (CHUNK_SIZE - 10, 2 * CHUNK_SIZE);
-    let p = s.prove_file_range(1, b"/data/big", off, len).expect("prove range");
+    let p = s
+        .prove_file_range(1, b"/data/big", off, len)
+        .expect("prove range");
     let got = proof::verify_file_range(&root, b"/data/big", off, len, &p).expect("verify range");
     assert_eq!(got, &data[off as usize..(off + len) as usize]);
     // Whole file, and a range past the end.
-    let p = s.prove_file_range(1, b"data/big", 0, u64::MAX).expect("prove whole");
-    assert_eq!(proof::verify_file_range(&root, b"data/big", 0, u64::MAX, &p).expect("verify whole"), data);
+    let p = s
+        .prove_file_range(1, b"data/big", 0, u64::MAX)
+        .expect("prove whole");
+    assert_eq!(
+        proof::verify_file_range(&root, b"data/big", 0, u64::MAX, &p).expect("verify whole"),
+        data
+    );
     let bytes = borsh::to_vec(&p).expect("serialize");
     let p2: proof::FileRangeProof = borsh::from_slice(&bytes).expect("deserialize");
     assert_eq!(p2, p);
@@ -186,7 +269,10 @@ fn proofs_verify_against_the_root_and_reject_tampering() {
     if let Some(v) = bad.chunks[2].value.as_mut() {
         v[0] ^= 1;
     }
-    assert!(matches!(proof::verify_file_range(&root, b"data/big", 0, u64::MAX, &bad), Err(ProofError::Mismatch { .. })));
+    assert!(matches!(
+        proof::verify_file_range(&root, b"data/big", 0, u64::MAX, &bad),
+        Err(ProofError::Mismatch { .. })
+    ));
     let mut other_root = root;
     other_root[0] ^= 1;
     assert!(proof::verify_file_range(&other_root, b"data/big", 0, u64::MAX, &p).is_err());
@@ -199,7 +285,13 @@ fn proofs_verify_against_the_root_and_reject_tampering() {
         proof::verify_absent(&root, missing, &p).expect("verify absence");
     }
     let p = s.prove_path(1, b"/data/big").expect("prove presence");
-    assert_eq!(proof::verify_path(&root, b"/data/big", &p).expect("verify"), PathOutcome::Found { ino: f, kind: FileKind::Regular });
+    assert_eq!(
+        proof::verify_path(&root, b"/data/big", &p).expect("verify"),
+        PathOutcome::Found {
+            ino: f,
+            kind: FileKind::Regular
+        }
+    );
     assert!(proof::verify_absent(&root, b"/data/big", &p).is_err());
 
     // Complete listing; dropping an entry is caught.
@@ -214,7 +306,12 @@ fn proofs_verify_against_the_root_and_reject_tampering() {
     forged.entries[0].0 = b"bag".to_vec();
     assert!(proof::verify_listing(&root, b"/data", &forged).is_err());
     let p = s.prove_listing(1, b"/").expect("prove root listing");
-    assert_eq!(proof::verify_listing(&root, b"/", &p).expect("root listing").len(), 1);
+    assert_eq!(
+        proof::verify_listing(&root, b"/", &p)
+            .expect("root listing")
+            .len(),
+        1
+    );
 }
 
 #[test]
@@ -228,21 +325,31 @@ fn old_heights_stay_readable_until_pruned() {
             Ok(f) => f,
             Err(_) => ws.create_file(ROOT_INO, b"f", h).expect("create"),
         };
-        ws.write(f, 0, format!("version {h}").as_bytes(), h).expect("write");
+        ws.write(f, 0, format!("version {h}").as_bytes(), h)
+            .expect("write");
         roots.push(ws.commit(h).expect("commit"));
     }
     for h in 1..=5u64 {
-        assert_eq!(s.at(h).expect("at").read_path(b"f").expect("read"), format!("version {h}").as_bytes());
+        assert_eq!(
+            s.at(h).expect("at").read_path(b"f").expect("read"),
+            format!("version {h}").as_bytes()
+        );
         assert_eq!(s.root_at(h).expect("root"), roots[h as usize]);
     }
     let removed = s.prune(4).expect("prune");
     assert!(removed > 0, "pruning must delete stale records");
     assert!(matches!(s.at(3), Err(Error::HeightNotRetained { .. })));
     for h in 4..=5u64 {
-        assert_eq!(s.at(h).expect("at").read_path(b"f").expect("read"), format!("version {h}").as_bytes());
-        let p = s.prove_file_range(h, b"f", 0, 100).expect("prove after prune");
         assert_eq!(
-            proof::verify_file_range(&roots[h as usize], b"f", 0, 100, &p).expect("verify after prune"),
+            s.at(h).expect("at").read_path(b"f").expect("read"),
+            format!("version {h}").as_bytes()
+        );
+        let p = s
+            .prove_file_range(h, b"f", 0, 100)
+            .expect("prove after prune");
+        assert_eq!(
+            proof::verify_file_range(&roots[h as usize], b"f", 0, 100, &p)
+                .expect("verify after prune"),
             format!("version {h}").as_bytes()
         );
     }
@@ -263,7 +370,10 @@ fn node_state_is_committed_under_the_same_root() {
     let root = ws.commit(1).expect("commit");
     assert_ne!(root, before);
     let ws = s.working_set();
-    assert_eq!(ws.get_meta(b"proc/1").expect("get").as_deref(), Some(&b"pid one"[..]));
+    assert_eq!(
+        ws.get_meta(b"proc/1").expect("get").as_deref(),
+        Some(&b"pid one"[..])
+    );
     assert_eq!(ws.list_meta(b"proc").expect("list").len(), 2);
 }
 
@@ -272,11 +382,20 @@ fn commits_must_be_consecutive_and_fresh() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = store(&dir);
     let ws = s.working_set();
-    assert!(matches!(ws.commit(2), Err(Error::HeightOutOfOrder { expected: 1, got: 2 })));
+    assert!(matches!(
+        ws.commit(2),
+        Err(Error::HeightOutOfOrder {
+            expected: 1,
+            got: 2
+        })
+    ));
     let a = s.working_set();
     let b = s.working_set();
     a.commit(1).expect("first");
-    assert!(matches!(b.commit(2), Err(Error::StaleWorkingSet { base: 0, latest: 1 })));
+    assert!(matches!(
+        b.commit(2),
+        Err(Error::StaleWorkingSet { base: 0, latest: 1 })
+    ));
     // An empty block keeps the root and is still a height.
     let r1 = s.root().expect("root");
     assert_eq!(s.working_set().commit(2).expect("empty block"), r1);
@@ -290,7 +409,8 @@ fn corrupted_chunk_is_reported_with_inode_and_height_not_returned() {
         let s = store(&dir);
         let mut ws = s.working_set();
         let f = ws.create_file(ROOT_INO, b"victim", 1).expect("create");
-        ws.write(f, 0, &pattern(2 * CHUNK_SIZE as usize + 5, 3), 1).expect("write");
+        ws.write(f, 0, &pattern(2 * CHUNK_SIZE as usize + 5, 3), 1)
+            .expect("write");
         ws.commit(1).expect("commit");
         s.compact().expect("flush");
         f
@@ -298,17 +418,24 @@ fn corrupted_chunk_is_reported_with_inode_and_height_not_returned() {
     {
         // Flip one byte of the chunk's stored value directly in RocksDB.
         let cfs = ["nodes", "values", "stale", "roots", "state"];
-        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), dir.path(), cfs).expect("raw open");
+        let db =
+            rocksdb::DB::open_cf(&rocksdb::Options::default(), dir.path(), cfs).expect("raw open");
         let cf = db.cf_handle("values").expect("values cf");
         let mut key = merkle_fs::keys::chunk(f, 0);
         key.extend_from_slice(&1u64.to_be_bytes());
-        let mut v = db.get_cf(&cf, &key).expect("get").expect("chunk entry present");
+        let mut v = db
+            .get_cf(&cf, &key)
+            .expect("get")
+            .expect("chunk entry present");
         let last = v.len() - 1;
         v[last] ^= 0x40;
         db.put_cf(&cf, &key, v).expect("corrupt");
     }
     let s = store(&dir);
-    let err = s.latest().read_path(b"victim").expect_err("corruption must not be returned as content");
+    let err = s
+        .latest()
+        .read_path(b"victim")
+        .expect_err("corruption must not be returned as content");
     let msg = err.to_string();
     assert!(matches!(err, Error::Corrupt { height: 1, .. }), "{msg}");
     assert!(msg.contains(&format!("chunk 0 of file inode {f}")), "{msg}");
@@ -345,5 +472,9 @@ fn small_files_are_inline_and_move_to_chunks_when_they_grow() {
     let mut ws = s2.working_set();
     ws.set_size(f, 100, 1).expect("shrink");
     assert_eq!(ws.read_path(b"f").expect("read shrunk"), small);
-    assert_eq!(ws.commit(2).expect("commit"), small_root, "inline/chunked representation must follow the size only");
+    assert_eq!(
+        ws.commit(2).expect("commit"),
+        small_root,
+        "inline/chunked representation must follow the size only"
+    );
 }

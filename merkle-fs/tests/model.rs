@@ -10,7 +10,10 @@ use proptest::prelude::*;
 #[derive(Debug, Clone, PartialEq)]
 enum Body {
     File(Vec<u8>),
-    Dir { entries: BTreeMap<Vec<u8>, Ino>, parent: Ino },
+    Dir {
+        entries: BTreeMap<Vec<u8>, Ino>,
+        parent: Ino,
+    },
     Symlink(Vec<u8>),
 }
 
@@ -64,8 +67,20 @@ fn kind_of(e: &Error) -> &'static str {
 
 impl Model {
     fn new() -> Model {
-        let root = MInode { body: Body::Dir { entries: BTreeMap::new(), parent: ROOT_INO }, nlink: 2, open: 0, atime: 0, mtime: 0, ctime: 0 };
-        Model { inodes: BTreeMap::from([(ROOT_INO, root)]) }
+        let root = MInode {
+            body: Body::Dir {
+                entries: BTreeMap::new(),
+                parent: ROOT_INO,
+            },
+            nlink: 2,
+            open: 0,
+            atime: 0,
+            mtime: 0,
+            ctime: 0,
+        };
+        Model {
+            inodes: BTreeMap::from([(ROOT_INO, root)]),
+        }
     }
     fn get(&self, ino: Ino) -> R<&MInode> {
         self.inodes.get(&ino).ok_or("noent")
@@ -99,7 +114,9 @@ impl Model {
         }
     }
     fn alloc(&self) -> Ino {
-        (1..).find(|i| !self.inodes.contains_key(i)).expect("free ino")
+        (1..)
+            .find(|i| !self.inodes.contains_key(i))
+            .expect("free ino")
     }
     fn create(&mut self, dir: Ino, name: &[u8], body: Body, now: u64) -> R<Ino> {
         self.live_dir(dir)?;
@@ -108,7 +125,17 @@ impl Model {
         }
         let is_dir = matches!(body, Body::Dir { .. });
         let ino = self.alloc();
-        self.inodes.insert(ino, MInode { body, nlink: if is_dir { 2 } else { 1 }, open: 0, atime: now, mtime: now, ctime: now });
+        self.inodes.insert(
+            ino,
+            MInode {
+                body,
+                nlink: if is_dir { 2 } else { 1 },
+                open: 0,
+                atime: now,
+                mtime: now,
+                ctime: now,
+            },
+        );
         self.dir_entries_mut(dir).insert(name.to_vec(), ino);
         self.touch(dir, if is_dir { 1 } else { 0 }, now);
         Ok(ino)
@@ -326,7 +353,12 @@ const NAMES: [&[u8]; 4] = [b"a", b"b", b"c", b"d"];
 
 fn pick(model: &Model, sel: u8) -> Ino {
     // Includes one number past the live set so "no such inode" is exercised too.
-    let inos: Vec<Ino> = model.inodes.keys().copied().chain(std::iter::once(99)).collect();
+    let inos: Vec<Ino> = model
+        .inodes
+        .keys()
+        .copied()
+        .chain(std::iter::once(99))
+        .collect();
     inos[sel as usize % inos.len()]
 }
 
@@ -342,8 +374,16 @@ fn cmp<T: PartialEq + std::fmt::Debug>(what: &str, got: merkle_fs::Result<T>, wa
 fn check_state(fs: &impl FsRead, model: &Model) {
     for (&ino, m) in &model.inodes {
         let a = fs.getattr(ino).expect("getattr of live inode");
-        assert_eq!((a.kind, a.size, a.nlink), (m.kind(), m.size(), m.nlink), "attrs of inode {ino}");
-        assert_eq!((a.atime_ns, a.mtime_ns, a.ctime_ns), (m.atime, m.mtime, m.ctime), "times of inode {ino}");
+        assert_eq!(
+            (a.kind, a.size, a.nlink),
+            (m.kind(), m.size(), m.nlink),
+            "attrs of inode {ino}"
+        );
+        assert_eq!(
+            (a.atime_ns, a.mtime_ns, a.ctime_ns),
+            (m.atime, m.mtime, m.ctime),
+            "times of inode {ino}"
+        );
         match &m.body {
             Body::File(d) => {
                 let mut buf = vec![0u8; d.len() + 10];
@@ -352,8 +392,16 @@ fn check_state(fs: &impl FsRead, model: &Model) {
             }
             Body::Symlink(t) => assert_eq!(&fs.readlink(ino).expect("readlink"), t),
             Body::Dir { entries, .. } => {
-                let got: Vec<(Vec<u8>, Ino, FileKind)> = fs.readdir(ino).expect("readdir").into_iter().map(|e| (e.name, e.ino, e.kind)).collect();
-                let want: Vec<(Vec<u8>, Ino, FileKind)> = entries.iter().map(|(n, &i)| (n.clone(), i, model.inodes[&i].kind())).collect();
+                let got: Vec<(Vec<u8>, Ino, FileKind)> = fs
+                    .readdir(ino)
+                    .expect("readdir")
+                    .into_iter()
+                    .map(|e| (e.name, e.ino, e.kind))
+                    .collect();
+                let want: Vec<(Vec<u8>, Ino, FileKind)> = entries
+                    .iter()
+                    .map(|(n, &i)| (n.clone(), i, model.inodes[&i].kind()))
+                    .collect();
                 assert_eq!(got, want, "listing of inode {ino}");
             }
         }
@@ -393,19 +441,39 @@ impl Run {
         match op.clone() {
             Op::Create(d, n) => {
                 let d = pick(m, d);
-                let want = self.model.create(d, NAMES[n as usize], Body::File(vec![]), now);
-                cmp("create", self.ws().create_file(d, NAMES[n as usize], now), want);
+                let want = self
+                    .model
+                    .create(d, NAMES[n as usize], Body::File(vec![]), now);
+                cmp(
+                    "create",
+                    self.ws().create_file(d, NAMES[n as usize], now),
+                    want,
+                );
             }
             Op::Mkdir(d, n) => {
                 let d = pick(m, d);
-                let want = self.model.create(d, NAMES[n as usize], Body::Dir { entries: BTreeMap::new(), parent: d }, now);
+                let want = self.model.create(
+                    d,
+                    NAMES[n as usize],
+                    Body::Dir {
+                        entries: BTreeMap::new(),
+                        parent: d,
+                    },
+                    now,
+                );
                 cmp("mkdir", self.ws().mkdir(d, NAMES[n as usize], now), want);
             }
             Op::Symlink(d, n, t) => {
                 let d = pick(m, d);
                 let target = vec![b'x'; t as usize];
-                let want = self.model.create(d, NAMES[n as usize], Body::Symlink(target.clone()), now);
-                cmp("symlink", self.ws().symlink(d, NAMES[n as usize], &target, now), want);
+                let want =
+                    self.model
+                        .create(d, NAMES[n as usize], Body::Symlink(target.clone()), now);
+                cmp(
+                    "symlink",
+                    self.ws().symlink(d, NAMES[n as usize], &target, now),
+                    want,
+                );
             }
             Op::Link(i, d, n) => {
                 let (i, d) = (pick(m, i), pick(m, d));
@@ -424,8 +492,15 @@ impl Run {
             }
             Op::Rename(a, b, c, d) => {
                 let (a, c) = (pick(m, a), pick(m, c));
-                let want = self.model.rename(a, NAMES[b as usize], c, NAMES[d as usize], now);
-                cmp("rename", self.ws().rename(a, NAMES[b as usize], c, NAMES[d as usize], now), want);
+                let want = self
+                    .model
+                    .rename(a, NAMES[b as usize], c, NAMES[d as usize], now);
+                cmp(
+                    "rename",
+                    self.ws()
+                        .rename(a, NAMES[b as usize], c, NAMES[d as usize], now),
+                    want,
+                );
             }
             Op::Write(i, off, len, byte) => {
                 let i = pick(m, i);
@@ -474,13 +549,29 @@ impl Run {
             }
         }
         let ws = self.ws.as_ref().expect("working set");
-        assert_eq!(ws.usage().inodes, self.model.inodes.len() as u64, "inode usage after {op:?}");
-        assert_eq!(ws.usage().bytes, self.model.usage_bytes(), "byte usage after {op:?}");
+        assert_eq!(
+            ws.usage().inodes,
+            self.model.inodes.len() as u64,
+            "inode usage after {op:?}"
+        );
+        assert_eq!(
+            ws.usage().bytes,
+            self.model.usage_bytes(),
+            "byte usage after {op:?}"
+        );
     }
 }
 
 fn open(dir: &tempfile::TempDir) -> Store {
-    Store::open_with(dir.path(), StoreOptions { sync: false, block_cache_bytes: 8 << 20, ..StoreOptions::default() }).expect("open")
+    Store::open_with(
+        dir.path(),
+        StoreOptions {
+            sync: false,
+            block_cache_bytes: 8 << 20,
+            ..StoreOptions::default()
+        },
+    )
+    .expect("open")
 }
 
 /// Builds the model's state from scratch in a fresh store, in one block, in an order
@@ -512,7 +603,8 @@ fn build_canonical(model: &Model) -> [u8; 32] {
         if let Body::Dir { entries, .. } = &m.body {
             for (name, &child) in entries {
                 if placed.insert(child, true).is_none() {
-                    ws.rename(ROOT_INO, &tmp(child), dir_ino, name, 0).expect("place");
+                    ws.rename(ROOT_INO, &tmp(child), dir_ino, name, 0)
+                        .expect("place");
                 } else {
                     ws.link(child, dir_ino, name, 0).expect("link");
                 }
@@ -536,7 +628,8 @@ fn build_canonical(model: &Model) -> [u8; 32] {
         }
     }
     for (&ino, m) in &model.inodes {
-        ws.set_times(ino, Some(m.atime), Some(m.mtime), m.ctime).expect("times");
+        ws.set_times(ino, Some(m.atime), Some(m.mtime), m.ctime)
+            .expect("times");
     }
     check_state(&ws, model);
     ws.commit(1).expect("commit canonical")

@@ -11,7 +11,9 @@ use crate::home::Home;
 /// Opens the machine for a validator home.
 pub fn open(home: &Home) -> anyhow::Result<(Box<dyn Executor>, Arc<dyn ProgramValidator>)> {
     let dir = home.store_dir();
-    std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
-    let machine = Machine::open(&dir).map_err(|e| anyhow::anyhow!("opening the store in {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    let machine = Machine::open(&dir)
+        .map_err(|e| anyhow::anyhow!("opening the store in {}: {e}", dir.display()))?;
     Ok((Box::new(machine), Machine::validator()))
 }

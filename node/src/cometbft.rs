@@ -49,9 +49,16 @@ pub fn checked_binary() -> anyhow::Result<PathBuf> {
 
 /// Runs cometbft with `args`, failing with its stderr.
 pub fn run(bin: &Path, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new(bin).args(args).output().with_context(|| format!("cannot run cometbft {}", args.join(" ")))?;
+    let out = Command::new(bin)
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run cometbft {}", args.join(" ")))?;
     if !out.status.success() {
-        bail!("cometbft {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "cometbft {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -106,7 +113,8 @@ pub fn get_toml(text: &str, section: &str, key: &str) -> Option<String> {
 /// Strips `tcp://` from a CometBFT listen address.
 pub fn socket_addr(laddr: &str) -> anyhow::Result<std::net::SocketAddr> {
     let bare = laddr.strip_prefix("tcp://").unwrap_or(laddr);
-    bare.parse().with_context(|| format!("{laddr:?} is not a tcp://IP:PORT address"))
+    bare.parse()
+        .with_context(|| format!("{laddr:?} is not a tcp://IP:PORT address"))
 }
 
 #[cfg(test)]
@@ -118,9 +126,18 @@ mod tests {
     #[test]
     fn set_and_get_within_section() {
         let text = set_toml(SAMPLE, "p2p", "laddr", "\"tcp://127.0.0.1:9\"").expect("set");
-        assert_eq!(get_toml(&text, "p2p", "laddr").as_deref(), Some("tcp://127.0.0.1:9"));
-        assert_eq!(get_toml(&text, "rpc", "laddr").as_deref(), Some("tcp://0.0.0.0:26657"));
-        assert_eq!(get_toml(&text, "", "proxy_app").as_deref(), Some("tcp://127.0.0.1:26658"));
+        assert_eq!(
+            get_toml(&text, "p2p", "laddr").as_deref(),
+            Some("tcp://127.0.0.1:9")
+        );
+        assert_eq!(
+            get_toml(&text, "rpc", "laddr").as_deref(),
+            Some("tcp://0.0.0.0:26657")
+        );
+        assert_eq!(
+            get_toml(&text, "", "proxy_app").as_deref(),
+            Some("tcp://127.0.0.1:26658")
+        );
         assert!(text.contains("# c"));
     }
 

@@ -35,8 +35,13 @@ impl Home {
     }
 
     pub fn read_config(&self) -> anyhow::Result<String> {
-        std::fs::read_to_string(self.config_toml())
-            .with_context(|| format!("cannot read {} (hint: replicode init --home {})", self.config_toml().display(), self.0.display()))
+        std::fs::read_to_string(self.config_toml()).with_context(|| {
+            format!(
+                "cannot read {} (hint: replicode init --home {})",
+                self.config_toml().display(),
+                self.0.display()
+            )
+        })
     }
 
     /// The ABCI address CometBFT will dial (`proxy_app`), where `start` listens.
@@ -60,17 +65,37 @@ pub struct Ports {
 pub fn configure(home: &Home, ports: Ports, peers: &str, fast: bool) -> anyhow::Result<()> {
     let mut text = home.read_config()?;
     let q = |s: String| format!("\"{s}\"");
-    text = set_toml(&text, "", "proxy_app", &q(format!("tcp://127.0.0.1:{}", ports.abci)))?;
-    text = set_toml(&text, "rpc", "laddr", &q(format!("tcp://127.0.0.1:{}", ports.rpc)))?;
+    text = set_toml(
+        &text,
+        "",
+        "proxy_app",
+        &q(format!("tcp://127.0.0.1:{}", ports.abci)),
+    )?;
+    text = set_toml(
+        &text,
+        "rpc",
+        "laddr",
+        &q(format!("tcp://127.0.0.1:{}", ports.rpc)),
+    )?;
     text = set_toml(&text, "rpc", "pprof_laddr", "\"\"")?;
     // Room for a maximal transaction hex/base64-encoded in a JSON-RPC body.
     text = set_toml(&text, "rpc", "max_body_bytes", "8388608")?;
-    text = set_toml(&text, "p2p", "laddr", &q(format!("tcp://127.0.0.1:{}", ports.p2p)))?;
+    text = set_toml(
+        &text,
+        "p2p",
+        "laddr",
+        &q(format!("tcp://127.0.0.1:{}", ports.p2p)),
+    )?;
     text = set_toml(&text, "p2p", "persistent_peers", &q(peers.to_string()))?;
     text = set_toml(&text, "p2p", "addr_book_strict", "false")?;
     text = set_toml(&text, "p2p", "allow_duplicate_ip", "true")?;
     text = set_toml(&text, "p2p", "pex", "false")?;
-    text = set_toml(&text, "mempool", "max_tx_bytes", &replicode_abci::limits::COMETBFT_MAX_TX_BYTES.to_string())?;
+    text = set_toml(
+        &text,
+        "mempool",
+        "max_tx_bytes",
+        &replicode_abci::limits::COMETBFT_MAX_TX_BYTES.to_string(),
+    )?;
     text = set_toml(&text, "instrumentation", "prometheus", "false")?;
     if fast {
         text = set_toml(&text, "consensus", "timeout_propose", "\"1s\"")?;
@@ -78,20 +103,28 @@ pub fn configure(home: &Home, ports: Ports, peers: &str, fast: bool) -> anyhow::
         text = set_toml(&text, "consensus", "timeout_precommit", "\"200ms\"")?;
         text = set_toml(&text, "consensus", "timeout_commit", "\"200ms\"")?;
     }
-    std::fs::write(home.config_toml(), text).with_context(|| format!("cannot write {}", home.config_toml().display()))
+    std::fs::write(home.config_toml(), text)
+        .with_context(|| format!("cannot write {}", home.config_toml().display()))
 }
 
 /// Reads a genesis template and resolves each program's `file` (relative to the
 /// template) into `wasm_hex`, so the genesis carries the bytes themselves.
 pub fn resolve_template(template: &Path) -> anyhow::Result<GenesisState> {
-    let text = std::fs::read(template).with_context(|| format!("cannot read genesis template {}", template.display()))?;
-    let mut state = GenesisState::from_bytes(&text).with_context(|| format!("in {}", template.display()))?;
+    let text = std::fs::read(template)
+        .with_context(|| format!("cannot read genesis template {}", template.display()))?;
+    let mut state =
+        GenesisState::from_bytes(&text).with_context(|| format!("in {}", template.display()))?;
     let base = template.parent().unwrap_or(Path::new("."));
     for program in &mut state.programs {
         if let Some(file) = program.file.take() {
             let path = base.join(&file);
-            let bytes = std::fs::read(&path)
-                .with_context(|| format!("genesis program {}: cannot read {}", program.path, path.display()))?;
+            let bytes = std::fs::read(&path).with_context(|| {
+                format!(
+                    "genesis program {}: cannot read {}",
+                    program.path,
+                    path.display()
+                )
+            })?;
             program.wasm_hex = Some(hex::encode(bytes));
         }
     }
@@ -99,17 +132,24 @@ pub fn resolve_template(template: &Path) -> anyhow::Result<GenesisState> {
 }
 
 /// Puts the app state (and optionally a chain id) into a CometBFT genesis.json.
-pub fn write_app_state(home: &Home, state: &GenesisState, chain_id: Option<&str>) -> anyhow::Result<()> {
+pub fn write_app_state(
+    home: &Home,
+    state: &GenesisState,
+    chain_id: Option<&str>,
+) -> anyhow::Result<()> {
     let path = home.genesis_json();
     let text = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut genesis: serde_json::Value =
         serde_json::from_slice(&text).with_context(|| format!("{} is not JSON", path.display()))?;
-    let obj = genesis.as_object_mut().with_context(|| format!("{} is not a JSON object", path.display()))?;
+    let obj = genesis
+        .as_object_mut()
+        .with_context(|| format!("{} is not a JSON object", path.display()))?;
     obj.insert("app_state".into(), serde_json::to_value(state)?);
     if let Some(id) = chain_id {
         obj.insert("chain_id".into(), serde_json::Value::String(id.into()));
     }
-    std::fs::write(&path, serde_json::to_vec_pretty(&genesis)?).with_context(|| format!("cannot write {}", path.display()))
+    std::fs::write(&path, serde_json::to_vec_pretty(&genesis)?)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// `n` distinct free ports.
@@ -119,5 +159,8 @@ pub fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<Vec<_>, _>>()
         .context("cannot bind 127.0.0.1:0 to find free ports")?;
-    listeners.iter().map(|l| Ok(l.local_addr()?.port())).collect()
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect()
 }

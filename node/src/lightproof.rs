@@ -13,7 +13,9 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use tendermint_light_client_verifier::operations::voting_power::{ProdVotingPowerCalculator, VotingPowerCalculator};
+use tendermint_light_client_verifier::operations::voting_power::{
+    ProdVotingPowerCalculator, VotingPowerCalculator,
+};
 use tendermint_light_client_verifier::types::TrustThreshold;
 
 use crate::rpc::Rpc;
@@ -31,12 +33,27 @@ pub struct Verified {
 const NEXT_HEADER_WAIT: Duration = Duration::from_secs(20);
 
 /// Verifies `contents` of `path` at `height` with `proof` (see the module docs).
-pub fn verify_file(rpc: &Rpc, path: &str, contents: &[u8], proof: &[u8], height: u64) -> anyhow::Result<Verified> {
+pub fn verify_file(
+    rpc: &Rpc,
+    path: &str,
+    contents: &[u8],
+    proof: &[u8],
+    height: u64,
+) -> anyhow::Result<Verified> {
     let header_height = height + 1;
     let (app_hash, signed_power, total_power) = verified_app_hash(rpc, header_height)?;
-    crate::fileproof::check(&app_hash, path, contents, proof)
-        .with_context(|| format!("the proof of {path} at height {height} does not match app hash {}", hex::encode_upper(&app_hash)))?;
-    Ok(Verified { app_hash_hex: hex::encode_upper(&app_hash), header_height, signed_power, total_power })
+    crate::fileproof::check(&app_hash, path, contents, proof).with_context(|| {
+        format!(
+            "the proof of {path} at height {height} does not match app hash {}",
+            hex::encode_upper(&app_hash)
+        )
+    })?;
+    Ok(Verified {
+        app_hash_hex: hex::encode_upper(&app_hash),
+        header_height,
+        signed_power,
+        total_power,
+    })
 }
 
 /// The app hash in the header at `height`, after checking the header's signatures.
@@ -45,7 +62,9 @@ pub fn verified_app_hash(rpc: &Rpc, height: u64) -> anyhow::Result<(Vec<u8>, u64
     let signed = loop {
         match rpc.signed_header(height) {
             Ok(sh) => break sh,
-            Err(e) if Instant::now() >= deadline => return Err(e.context(format!("no signed header at height {height}"))),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(e.context(format!("no signed header at height {height}")))
+            }
             Err(_) => std::thread::sleep(Duration::from_millis(200)),
         }
     };
@@ -60,7 +79,15 @@ pub fn verified_app_hash(rpc: &Rpc, height: u64) -> anyhow::Result<(Vec<u8>, u64
         .voting_power_in(&signed, &validators, TrustThreshold::TWO_THIRDS)
         .map_err(|e| anyhow::anyhow!("header {height} signatures: {e}"))?;
     if tally.tallied.saturating_mul(3) <= tally.total.saturating_mul(2) {
-        bail!("header {height} is signed by {}/{} voting power, not more than 2/3", tally.tallied, tally.total);
+        bail!(
+            "header {height} is signed by {}/{} voting power, not more than 2/3",
+            tally.tallied,
+            tally.total
+        );
     }
-    Ok((signed.header.app_hash.as_bytes().to_vec(), tally.tallied, tally.total))
+    Ok((
+        signed.header.app_hash.as_bytes().to_vec(),
+        tally.tallied,
+        tally.total,
+    ))
 }

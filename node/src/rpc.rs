@@ -36,19 +36,35 @@ pub struct Included {
 
 impl Rpc {
     pub fn new(url: &str) -> anyhow::Result<Rpc> {
-        let parsed: HttpClientUrl = url.parse().with_context(|| format!("{url:?} is not an RPC URL"))?;
+        let parsed: HttpClientUrl = url
+            .parse()
+            .with_context(|| format!("{url:?} is not an RPC URL"))?;
         let client = HttpClient::builder(parsed)
             .compat_mode(CompatMode::V0_38)
             .timeout(Duration::from_secs(10))
             .build()
             .with_context(|| format!("cannot make an RPC client for {url}"))?;
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("tokio runtime")?;
-        Ok(Rpc { url: url.to_string(), client, rt })
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("tokio runtime")?;
+        Ok(Rpc {
+            url: url.to_string(),
+            client,
+            rt,
+        })
     }
 
     pub fn status(&self) -> anyhow::Result<NodeStatus> {
-        let status = self.rt.block_on(self.client.status()).with_context(|| format!("status from {}", self.url))?;
-        let peers = self.rt.block_on(self.client.net_info()).map(|n| n.n_peers).unwrap_or(0);
+        let status = self
+            .rt
+            .block_on(self.client.status())
+            .with_context(|| format!("status from {}", self.url))?;
+        let peers = self
+            .rt
+            .block_on(self.client.net_info())
+            .map(|n| n.n_peers)
+            .unwrap_or(0);
         Ok(NodeStatus {
             height: status.sync_info.latest_block_height.value(),
             app_hash: hex::encode_upper(status.sync_info.latest_app_hash.as_bytes()),
@@ -82,7 +98,12 @@ impl Rpc {
         let deadline = Instant::now() + timeout;
         loop {
             match self.rt.block_on(self.client.tx(hash, false)) {
-                Ok(res) => return Ok(Included { height: res.height.value(), result: res.tx_result }),
+                Ok(res) => {
+                    return Ok(Included {
+                        height: res.height.value(),
+                        result: res.tx_result,
+                    })
+                }
                 Err(e) if Instant::now() >= deadline => {
                     bail!("transaction {hash} not committed within {timeout:?} (last answer from {}: {e})", self.url)
                 }
@@ -91,16 +112,31 @@ impl Rpc {
         }
     }
 
-    pub fn abci_query(&self, path: &str, data: Vec<u8>, height: Option<u64>, prove: bool) -> anyhow::Result<AbciQuery> {
+    pub fn abci_query(
+        &self,
+        path: &str,
+        data: Vec<u8>,
+        height: Option<u64>,
+        prove: bool,
+    ) -> anyhow::Result<AbciQuery> {
         let height = height.map(Height::try_from).transpose()?;
         self.rt
-            .block_on(self.client.abci_query(Some(path.to_string()), data, height, prove))
+            .block_on(
+                self.client
+                    .abci_query(Some(path.to_string()), data, height, prove),
+            )
             .with_context(|| format!("abci_query {path} to {}", self.url))
     }
 
-    pub fn signed_header(&self, height: u64) -> anyhow::Result<tendermint::block::signed_header::SignedHeader> {
+    pub fn signed_header(
+        &self,
+        height: u64,
+    ) -> anyhow::Result<tendermint::block::signed_header::SignedHeader> {
         let h = Height::try_from(height)?;
-        let res = self.rt.block_on(self.client.commit(h)).with_context(|| format!("commit {height} from {}", self.url))?;
+        let res = self
+            .rt
+            .block_on(self.client.commit(h))
+            .with_context(|| format!("commit {height} from {}", self.url))?;
         Ok(res.signed_header)
     }
 

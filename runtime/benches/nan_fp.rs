@@ -29,12 +29,42 @@ struct Wasm {
 }
 
 const CONFIGS: &[Wasm] = &[
-    Wasm { name: "wasmtime", eager: false, lazy_pass: false, fuel: false },
-    Wasm { name: "wasmtime+fuel", eager: false, lazy_pass: false, fuel: true },
-    Wasm { name: "eager", eager: true, lazy_pass: false, fuel: false },
-    Wasm { name: "eager+fuel", eager: true, lazy_pass: false, fuel: true },
-    Wasm { name: "lazy pass", eager: false, lazy_pass: true, fuel: false },
-    Wasm { name: "lazy pass+fuel", eager: false, lazy_pass: true, fuel: true },
+    Wasm {
+        name: "wasmtime",
+        eager: false,
+        lazy_pass: false,
+        fuel: false,
+    },
+    Wasm {
+        name: "wasmtime+fuel",
+        eager: false,
+        lazy_pass: false,
+        fuel: true,
+    },
+    Wasm {
+        name: "eager",
+        eager: true,
+        lazy_pass: false,
+        fuel: false,
+    },
+    Wasm {
+        name: "eager+fuel",
+        eager: true,
+        lazy_pass: false,
+        fuel: true,
+    },
+    Wasm {
+        name: "lazy pass",
+        eager: false,
+        lazy_pass: true,
+        fuel: false,
+    },
+    Wasm {
+        name: "lazy pass+fuel",
+        eager: false,
+        lazy_pass: true,
+        fuel: true,
+    },
 ];
 
 fn main() {
@@ -57,7 +87,10 @@ fn main() {
 }
 
 fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn engine(eager: bool, fuel: bool) -> Engine {
@@ -74,7 +107,11 @@ fn bench_program(dir: &Path, name: &str, args: &[String], reps: usize) {
     let wasm = std::fs::read(dir.join(format!("build/{name}.wasm"))).expect("read wasm");
     let (lazy_wasm, stats) = nan::canonicalize_nans_with_stats(&wasm).expect("NaN pass");
     let native = dir.join("build/native").join(name);
-    let expected = Command::new(&native).args(args).output().expect("run native").stdout;
+    let expected = Command::new(&native)
+        .args(args)
+        .output()
+        .expect("run native")
+        .stdout;
 
     let compiled: Vec<(Engine, Module)> = CONFIGS
         .iter()
@@ -88,7 +125,10 @@ fn bench_program(dir: &Path, name: &str, args: &[String], reps: usize) {
     let mut times = vec![Vec::new(); CONFIGS.len()];
     for _ in 0..reps {
         let t = Instant::now();
-        let out = Command::new(&native).args(args).output().expect("run native");
+        let out = Command::new(&native)
+            .args(args)
+            .output()
+            .expect("run native");
         native_times.push(t.elapsed());
         assert_eq!(out.stdout, expected);
         for (i, (engine, module)) in compiled.iter().enumerate() {
@@ -103,7 +143,10 @@ fn bench_program(dir: &Path, name: &str, args: &[String], reps: usize) {
         }
     }
     let base = median(&mut native_times);
-    println!("| {name} | native -O2 | {:.3} s | 1.00x | |", base.as_secs_f64());
+    println!(
+        "| {name} | native -O2 | {:.3} s | 1.00x | |",
+        base.as_secs_f64()
+    );
     for (i, c) in CONFIGS.iter().enumerate() {
         let m = median(&mut times[i]);
         let fixes = if c.lazy_pass {
@@ -126,11 +169,20 @@ fn median(v: &mut [Duration]) -> Duration {
 }
 
 /// Instantiates and runs `_start`; the time excludes compilation (done once above).
-fn run(engine: &Engine, module: &Module, name: &str, args: &[String], fuel: bool) -> (Duration, Vec<u8>) {
+fn run(
+    engine: &Engine,
+    module: &Module,
+    name: &str,
+    args: &[String],
+    fuel: bool,
+) -> (Duration, Vec<u8>) {
     let stdout = MemoryOutputPipe::new(1 << 16);
     let mut argv = vec![name.to_string()];
     argv.extend(args.iter().cloned());
-    let wasi = wasmtime_wasi::WasiCtxBuilder::new().stdout(stdout.clone()).args(&argv).build_p1();
+    let wasi = wasmtime_wasi::WasiCtxBuilder::new()
+        .stdout(stdout.clone())
+        .args(&argv)
+        .build_p1();
     let mut store: Store<WasiP1Ctx> = Store::new(engine, wasi);
     if fuel {
         store.set_fuel(u64::MAX).expect("fuel");
@@ -139,7 +191,9 @@ fn run(engine: &Engine, module: &Module, name: &str, args: &[String], fuel: bool
     p1::add_to_linker_sync(&mut linker, |t| t).expect("linker");
     let t = Instant::now();
     let instance = linker.instantiate(&mut store, module).expect("instantiate");
-    let start = instance.get_typed_func::<(), ()>(&mut store, "_start").expect("_start");
+    let start = instance
+        .get_typed_func::<(), ()>(&mut store, "_start")
+        .expect("_start");
     if let Err(e) = start.call(&mut store, ()) {
         match e.downcast_ref::<wasmtime_wasi::I32Exit>() {
             Some(code) if code.0 == 0 => {}

@@ -25,7 +25,9 @@ fn per_iter(total: Duration, n: u32) -> f64 {
 
 fn echo_round_trip() {
     let (mut t, m) = machine();
-    let (pid, _) = t.spawn(m, &["echo".into()], &[], None, FUEL).expect("spawn");
+    let (pid, _) = t
+        .spawn(m, &["echo".into()], &[], None, FUEL)
+        .expect("spawn");
     let line = b"hello, replicated world\n";
     for _ in 0..1000 {
         t.deliver_stdin(pid, line, false, FUEL).expect("deliver");
@@ -37,14 +39,20 @@ fn echo_round_trip() {
         assert_eq!(out.outputs.len(), 1);
     }
     let us = per_iter(start.elapsed(), n);
-    println!("echo round trip (WAT server, 192 KiB memory)   {us:8.2} µs/input   ({:.0} inputs/s)", 1e6 / us);
+    println!(
+        "echo round trip (WAT server, 192 KiB memory)   {us:8.2} µs/input   ({:.0} inputs/s)",
+        1e6 / us
+    );
     let start = Instant::now();
     let digests = 2000;
     for _ in 0..digests {
         t.deliver_stdin(pid, line, false, FUEL).expect("deliver");
         std::hint::black_box(t.digest().expect("digest"));
     }
-    println!("echo round trip + table digest                  {:8.2} µs/input", per_iter(start.elapsed(), digests));
+    println!(
+        "echo round trip + table digest                  {:8.2} µs/input",
+        per_iter(start.elapsed(), digests)
+    );
 }
 
 /// The same round trip with the C `echo_server` (wasi-libc `getline`) through
@@ -52,17 +60,29 @@ fn echo_round_trip() {
 fn echo_round_trip_c() {
     use replicode_runtime::process::wasi_host::{WasiEnv, WasiProcess};
     use replicode_runtime::process::{ProcessModule, ProcessTable, TableLimits};
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../wasm_programs/build/echo_server.wasm");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../wasm_programs/build/echo_server.wasm"
+    );
     let Ok(wasm) = std::fs::read(path) else {
         println!("echo_server.wasm missing (run make -C wasm_programs); skipped");
         return;
     };
-    let bytes = process_support::asyncify(&wasm, "wasi_snapshot_preview1.fd_read,wasi_snapshot_preview1.poll_oneoff");
+    let bytes = process_support::asyncify(
+        &wasm,
+        "wasi_snapshot_preview1.fd_read,wasi_snapshot_preview1.poll_oneoff",
+    );
     let engine = process_support::new_engine();
-    let m = std::sync::Arc::new(ProcessModule::<WasiProcess>::new(&engine, &bytes).expect("module"));
-    let fs = replicode_runtime::fs::shared(replicode_runtime::fs::mem::MemFs::new(Default::default(), 0));
+    let m =
+        std::sync::Arc::new(ProcessModule::<WasiProcess>::new(&engine, &bytes).expect("module"));
+    let fs = replicode_runtime::fs::shared(replicode_runtime::fs::mem::MemFs::new(
+        Default::default(),
+        0,
+    ));
     let mut t = ProcessTable::new(WasiEnv::new(fs), TableLimits::default());
-    let (pid, _) = t.spawn(m, &["echo_server".into()], &[], None, FUEL).expect("spawn");
+    let (pid, _) = t
+        .spawn(m, &["echo_server".into()], &[], None, FUEL)
+        .expect("spawn");
     let line = b"hello, replicated world\n";
     for _ in 0..1000 {
         t.deliver_stdin(pid, line, false, FUEL).expect("deliver");
@@ -74,7 +94,10 @@ fn echo_round_trip_c() {
         assert_eq!(out.outputs.len(), 1);
     }
     let us = per_iter(start.elapsed(), n);
-    println!("echo round trip (C echo_server, WASI)           {us:8.2} µs/input   ({:.0} inputs/s)", 1e6 / us);
+    println!(
+        "echo round trip (C echo_server, WASI)           {us:8.2} µs/input   ({:.0} inputs/s)",
+        1e6 / us
+    );
 }
 
 /// Deterministic page choice (xorshift) so runs are comparable.
@@ -92,7 +115,9 @@ fn pick_pages(pages: usize, count: usize, seed: &mut u64) -> Vec<usize> {
 fn snapshot_digest_16mib() {
     let size = 16 << 20;
     let pages = size / PAGE_SIZE;
-    let mut mem: Vec<u8> = (0..size).map(|i| (i as u32).wrapping_mul(2654435761) as u8).collect();
+    let mut mem: Vec<u8> = (0..size)
+        .map(|i| (i as u32).wrapping_mul(2654435761) as u8)
+        .collect();
     let mut shadow = MemoryShadow::new(&mem);
     shadow.root();
     let changed = pages / 100;
@@ -119,7 +144,10 @@ fn snapshot_digest_16mib() {
     );
     let start = Instant::now();
     let full = MemoryShadow::new(&mem).root();
-    println!("16 MiB full hash (first digest, for contrast)   {:8.1} µs", start.elapsed().as_secs_f64() * 1e6);
+    println!(
+        "16 MiB full hash (first digest, for contrast)   {:8.1} µs",
+        start.elapsed().as_secs_f64() * 1e6
+    );
     std::hint::black_box(full);
     let start = Instant::now();
     let mut w = replicode_runtime::process::codec::Writer::new();
@@ -138,8 +166,12 @@ fn run_kernel(engine: &wasmtime::Engine, wasm: &[u8], args: &[&str]) -> Duration
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |c| c).expect("link wasi");
     let ctx = wasmtime_wasi::WasiCtxBuilder::new().args(args).build_p1();
     let mut store = wasmtime::Store::new(engine, ctx);
-    let instance = linker.instantiate(&mut store, &module).expect("instantiate kernel");
-    let start_fn = instance.get_typed_func::<(), ()>(&mut store, "_start").expect("_start");
+    let instance = linker
+        .instantiate(&mut store, &module)
+        .expect("instantiate kernel");
+    let start_fn = instance
+        .get_typed_func::<(), ()>(&mut store, "_start")
+        .expect("_start");
     let start = Instant::now();
     if let Err(e) = start_fn.call(&mut store, ()) {
         let code = e.downcast_ref::<wasmtime_wasi::I32Exit>().map(|c| c.0);
@@ -151,19 +183,30 @@ fn run_kernel(engine: &wasmtime::Engine, wasm: &[u8], args: &[&str]) -> Duration
 fn asyncify_slowdown() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../wasm_programs/build");
     let engine = wasmtime::Engine::default();
-    for (name, args) in [("intkernel", &["intkernel", "3000000", "10"][..]), ("nbody", &["nbody", "2000000"][..])] {
+    for (name, args) in [
+        ("intkernel", &["intkernel", "3000000", "10"][..]),
+        ("nbody", &["nbody", "2000000"][..]),
+    ] {
         let Ok(plain) = std::fs::read(format!("{dir}/{name}.wasm")) else {
             println!("{name}: {dir}/{name}.wasm missing (run make -C wasm_programs); skipped");
             continue;
         };
-        let blocking = process_support::asyncify(&plain, "wasi_snapshot_preview1.fd_read,wasi_snapshot_preview1.poll_oneoff");
+        let blocking = process_support::asyncify(
+            &plain,
+            "wasi_snapshot_preview1.fd_read,wasi_snapshot_preview1.poll_oneoff",
+        );
         // Worst case: also treat fd_write as blocking, so printf's paths (and
         // every indirect call) are instrumented.
         let worst = process_support::asyncify(
             &plain,
             "wasi_snapshot_preview1.fd_read,wasi_snapshot_preview1.poll_oneoff,wasi_snapshot_preview1.fd_write",
         );
-        let best = |w: &[u8]| (0..3).map(|_| run_kernel(&engine, w, args)).min().unwrap_or_default();
+        let best = |w: &[u8]| {
+            (0..3)
+                .map(|_| run_kernel(&engine, w, args))
+                .min()
+                .unwrap_or_default()
+        };
         let (p, b, x) = (best(&plain), best(&blocking), best(&worst));
         println!(
             "{name:9} plain {:7.1} ms | asyncified {:7.1} ms ({:.3}x) | fd_write also blocking {:7.1} ms ({:.3}x) | size {} -> {} / {} bytes",

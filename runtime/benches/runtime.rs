@@ -16,13 +16,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{criterion_group, criterion_main, Criterion};
 use replicode_runtime::config::RuntimeConfig;
 use replicode_runtime::engine::GuestEngine;
 use replicode_runtime::exec::{self, GuestInstance, RunOutcome};
 use replicode_runtime::run::{self, DirMapping, RunSpec};
-use replicode_runtime::wasi::WasiCtxBuilder;
 use replicode_runtime::wasi::stdio::{NullSink, Pipe};
+use replicode_runtime::wasi::WasiCtxBuilder;
 
 const INTKERNEL_ARGS: [&str; 2] = ["2000000", "10"];
 const NBODY_ARGS: [&str; 1] = ["1000000"];
@@ -47,7 +47,10 @@ fn wasm(name: &str) -> Vec<u8> {
 }
 
 fn native(name: &str, args: &[&str]) {
-    let out = Command::new(programs_dir().join(format!("build/native/{name}"))).args(args).output().expect("native runs");
+    let out = Command::new(programs_dir().join(format!("build/native/{name}")))
+        .args(args)
+        .output()
+        .expect("native runs");
     assert!(out.status.success(), "native {name} failed");
 }
 
@@ -60,7 +63,9 @@ impl Wasmtime {
     fn new(nan_canonicalization: bool) -> Self {
         let mut config = wasmtime::Config::new();
         config.cranelift_nan_canonicalization(nan_canonicalization);
-        Wasmtime { engine: wasmtime::Engine::new(&config).expect("engine") }
+        Wasmtime {
+            engine: wasmtime::Engine::new(&config).expect("engine"),
+        }
     }
 
     fn module(&self, bytes: &[u8]) -> wasmtime::Module {
@@ -79,8 +84,12 @@ impl Wasmtime {
         let mut store = wasmtime::Store::new(&self.engine, ctx);
         let mut linker = wasmtime::Linker::new(&self.engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |c| c).expect("link");
-        let instance = linker.instantiate(&mut store, module).expect("instantiates");
-        let start = instance.get_typed_func::<(), ()>(&mut store, "_start").expect("_start");
+        let instance = linker
+            .instantiate(&mut store, module)
+            .expect("instantiates");
+        let start = instance
+            .get_typed_func::<(), ()>(&mut store, "_start")
+            .expect("_start");
         if let Err(e) = start.call(&mut store, ()) {
             let code = e.downcast_ref::<wasmtime_wasi::I32Exit>().map(|c| c.0);
             assert_eq!(code, Some(0), "wasmtime run failed: {e:?}");
@@ -94,7 +103,8 @@ fn replicode_run(engine: &GuestEngine, bytes: &[u8], args: &[&str], dirs: Vec<Di
         dirs,
         ..RunSpec::default()
     };
-    let result = run::run(engine, bytes, &spec, Box::new(NullSink), Box::new(NullSink)).expect("runs");
+    let result =
+        run::run(engine, bytes, &spec, Box::new(NullSink), Box::new(NullSink)).expect("runs");
     assert_eq!(result.outcome, RunOutcome::Exited(0));
 }
 
@@ -108,11 +118,19 @@ fn compute(c: &mut Criterion, name: &str, args: &[&str]) {
     let engine = GuestEngine::new(RuntimeConfig::default()).expect("engine");
     engine.load(&bytes).expect("loads");
     let mut group = c.benchmark_group(format!("compute/{name}"));
-    group.sample_size(10).measurement_time(Duration::from_secs(10));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(10));
     group.bench_function("native-O2", |b| b.iter(|| native(name, args)));
-    group.bench_function("wasmtime", |b| b.iter(|| plain.run(&plain_module, &argv, None)));
-    group.bench_function("wasmtime+nan-canon", |b| b.iter(|| nan.run(&nan_module, &argv, None)));
-    group.bench_function("replicode", |b| b.iter(|| replicode_run(&engine, &bytes, &argv, Vec::new())));
+    group.bench_function("wasmtime", |b| {
+        b.iter(|| plain.run(&plain_module, &argv, None))
+    });
+    group.bench_function("wasmtime+nan-canon", |b| {
+        b.iter(|| nan.run(&nan_module, &argv, None))
+    });
+    group.bench_function("replicode", |b| {
+        b.iter(|| replicode_run(&engine, &bytes, &argv, Vec::new()))
+    });
     group.finish();
 }
 
@@ -125,17 +143,32 @@ fn compute_kernels(c: &mut Criterion) {
 fn file_workload(c: &mut Criterion) {
     build_guests();
     let bytes = wasm("fileworkload");
-    let tmpfs = tempfile::Builder::new().prefix("replicode-bench").tempdir_in("/dev/shm").expect("tmpfs dir");
-    let argv: Vec<&str> = ["fileworkload", "/work"].into_iter().chain(FILE_ARGS).collect();
+    let tmpfs = tempfile::Builder::new()
+        .prefix("replicode-bench")
+        .tempdir_in("/dev/shm")
+        .expect("tmpfs dir");
+    let argv: Vec<&str> = ["fileworkload", "/work"]
+        .into_iter()
+        .chain(FILE_ARGS)
+        .collect();
     let plain = Wasmtime::new(false);
     let module = plain.module(&bytes);
     let empty = tempfile::tempdir().expect("empty dir");
     let engine = GuestEngine::new(RuntimeConfig::default()).expect("engine");
-    let dirs = vec![DirMapping { host: empty.path().to_path_buf(), guest: "/work".into() }];
+    let dirs = vec![DirMapping {
+        host: empty.path().to_path_buf(),
+        guest: "/work".into(),
+    }];
     let mut group = c.benchmark_group("files/fileworkload");
-    group.sample_size(10).measurement_time(Duration::from_secs(10));
-    group.bench_function("wasmtime-wasi-tmpfs", |b| b.iter(|| plain.run(&module, &argv, Some(tmpfs.path()))));
-    group.bench_function("replicode-memfs", |b| b.iter(|| replicode_run(&engine, &bytes, &argv, dirs.clone())));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(10));
+    group.bench_function("wasmtime-wasi-tmpfs", |b| {
+        b.iter(|| plain.run(&module, &argv, Some(tmpfs.path())))
+    });
+    group.bench_function("replicode-memfs", |b| {
+        b.iter(|| replicode_run(&engine, &bytes, &argv, dirs.clone()))
+    });
     group.finish();
 }
 
@@ -146,7 +179,10 @@ fn hello(c: &mut Criterion) {
     let engine = GuestEngine::new(config.clone()).expect("engine");
     let module = engine.load(&bytes).expect("loads");
     let linker = run::wasi_linker(&engine).expect("linker");
-    let spec = RunSpec { args: vec!["hello".into()], ..RunSpec::default() };
+    let spec = RunSpec {
+        args: vec!["hello".into()],
+        ..RunSpec::default()
+    };
     let once = || {
         let (fs, _) = run::build_fs(&engine, &spec).expect("fs");
         let stdin = Pipe::new(0);
@@ -158,7 +194,8 @@ fn hello(c: &mut Criterion) {
             .stderr(Box::new(NullSink))
             .build()
             .expect("ctx");
-        let mut guest = GuestInstance::instantiate(&engine, module.clone(), &linker, ctx).expect("instantiates");
+        let mut guest = GuestInstance::instantiate(&engine, module.clone(), &linker, ctx)
+            .expect("instantiates");
         let report = guest.start(config.limits.fuel).expect("runs");
         assert_eq!(report.outcome, RunOutcome::Exited(0));
     };

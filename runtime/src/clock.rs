@@ -59,7 +59,11 @@ impl LogicalClock {
 
     /// A clock whose realtime starts at `realtime_ns` and monotonic time at 0.
     pub fn new(realtime_ns: u64) -> LogicalClock {
-        LogicalClock { realtime_base_ns: realtime_ns, elapsed_ns: 0, tick_ns: Self::DEFAULT_TICK_NS }
+        LogicalClock {
+            realtime_base_ns: realtime_ns,
+            elapsed_ns: 0,
+            tick_ns: Self::DEFAULT_TICK_NS,
+        }
     }
 
     /// Sets how far each read advances time (0 freezes time between sleeps).

@@ -97,7 +97,12 @@ pub struct RuntimeConfig {
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
-        RuntimeConfig { limits: Limits::default(), nan: NanMode::Lazy, simd: false, module_cache_entries: 64 }
+        RuntimeConfig {
+            limits: Limits::default(),
+            nan: NanMode::Lazy,
+            simd: false,
+            module_cache_entries: 64,
+        }
     }
 }
 
@@ -191,7 +196,13 @@ mod tests {
     fn oversize_stack_is_refused() {
         let mut c = RuntimeConfig::default();
         c.limits.max_stack_slots = MAX_STACK_SLOTS + 1;
-        assert!(matches!(c.validate(), Err(ConfigError::TooLarge { name: "max_stack_slots", .. })));
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::TooLarge {
+                name: "max_stack_slots",
+                ..
+            })
+        ));
     }
 
     #[test]

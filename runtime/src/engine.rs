@@ -23,7 +23,7 @@ use wasmtime::{Config, Engine, Module, OptLevel};
 
 use crate::config::{NanMode, RuntimeConfig};
 use crate::error::{ConfigError, RuntimeError};
-use crate::instrument::{self, Hash, PreparedModule, bulk_fuel};
+use crate::instrument::{self, bulk_fuel, Hash, PreparedModule};
 
 /// A prepared module compiled for this engine.
 #[derive(Debug)]
@@ -41,7 +41,9 @@ pub struct GuestEngine {
 
 impl std::fmt::Debug for GuestEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GuestEngine").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("GuestEngine")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -96,7 +98,11 @@ impl GuestEngine {
         let wt = wasmtime_config(&config)?;
         let engine = Engine::new(&wt).map_err(|e| RuntimeError::wasmtime("engine", e))?;
         let cache = Mutex::new(ModuleCache::new(config.module_cache_entries));
-        Ok(GuestEngine { engine, config, cache })
+        Ok(GuestEngine {
+            engine,
+            config,
+            cache,
+        })
     }
 
     pub fn engine(&self) -> &Engine {
@@ -122,11 +128,15 @@ impl GuestEngine {
     }
 
     /// Compiles an already prepared module (e.g. restored from storage).
-    pub fn compile_prepared(&self, prepared: PreparedModule) -> Result<Arc<CompiledModule>, RuntimeError> {
+    pub fn compile_prepared(
+        &self,
+        prepared: PreparedModule,
+    ) -> Result<Arc<CompiledModule>, RuntimeError> {
         if let Some(hit) = self.lock_cache().by_prepared(&prepared.hash) {
             return Ok(hit);
         }
-        let module = Module::new(&self.engine, &prepared.bytes).map_err(|e| RuntimeError::wasmtime("compile", e))?;
+        let module = Module::new(&self.engine, &prepared.bytes)
+            .map_err(|e| RuntimeError::wasmtime("compile", e))?;
         let compiled = Arc::new(CompiledModule { module, prepared });
         self.lock_cache().insert(compiled.clone());
         Ok(compiled)
@@ -140,7 +150,9 @@ impl GuestEngine {
     fn lock_cache(&self) -> std::sync::MutexGuard<'_, ModuleCache> {
         // The cache holds only immutable compiled modules; a panic elsewhere
         // cannot leave it inconsistent, so a poisoned lock is still usable.
-        self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -155,7 +167,12 @@ struct ModuleCache {
 
 impl ModuleCache {
     fn new(capacity: usize) -> Self {
-        ModuleCache { capacity, clock: 0, modules: BTreeMap::new(), sources: BTreeMap::new() }
+        ModuleCache {
+            capacity,
+            clock: 0,
+            modules: BTreeMap::new(),
+            sources: BTreeMap::new(),
+        }
     }
 
     fn by_source(&mut self, source: &Hash) -> Option<Arc<CompiledModule>> {
@@ -174,13 +191,20 @@ impl ModuleCache {
     fn insert(&mut self, module: Arc<CompiledModule>) {
         self.clock += 1;
         while self.modules.len() >= self.capacity {
-            let Some(oldest) = self.modules.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| *k) else {
+            let Some(oldest) = self
+                .modules
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| *k)
+            else {
                 break;
             };
             self.modules.remove(&oldest);
             self.sources.retain(|_, p| *p != oldest);
         }
-        self.sources.insert(module.prepared.source_hash, module.prepared.hash);
-        self.modules.insert(module.prepared.hash, (module, self.clock));
+        self.sources
+            .insert(module.prepared.source_hash, module.prepared.hash);
+        self.modules
+            .insert(module.prepared.hash, (module, self.clock));
     }
 }

@@ -22,7 +22,9 @@ pub struct ChaChaEntropy {
 impl ChaChaEntropy {
     /// A stream keyed by a full 32-byte seed.
     pub fn from_seed(seed: [u8; 32]) -> ChaChaEntropy {
-        ChaChaEntropy { rng: ChaCha20Rng::from_seed(seed) }
+        ChaChaEntropy {
+            rng: ChaCha20Rng::from_seed(seed),
+        }
     }
 
     /// A stream keyed by a 64-bit seed (little-endian in the first 8 key bytes).
@@ -45,7 +47,11 @@ mod tests {
 
     #[test]
     fn same_seed_same_stream_different_seed_different_stream() {
-        let (mut a, mut b, mut c) = (ChaChaEntropy::from_u64(7), ChaChaEntropy::from_u64(7), ChaChaEntropy::from_u64(8));
+        let (mut a, mut b, mut c) = (
+            ChaChaEntropy::from_u64(7),
+            ChaChaEntropy::from_u64(7),
+            ChaChaEntropy::from_u64(8),
+        );
         let (mut x, mut y, mut z) = ([0u8; 64], [0u8; 64], [0u8; 64]);
         a.fill(&mut x);
         b.fill(&mut y);

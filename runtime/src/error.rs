@@ -16,14 +16,22 @@ pub enum ConfigError {
     Zero(&'static str),
     /// A limit exceeded what the runtime can honour.
     #[error("config: `{name}` is {value}, above the supported maximum {max}")]
-    TooLarge { name: &'static str, value: u64, max: u64 },
+    TooLarge {
+        name: &'static str,
+        value: u64,
+        max: u64,
+    },
     /// The native stack cannot hold the logical stack limit, so a native
     /// overflow (machine-dependent) could fire before the logical one.
     #[error(
         "config: max_wasm_stack ({native} bytes) is below the {needed} bytes the logical stack \
          limit of {slots} slots may use; the native limit would fire first on some machines"
     )]
-    NativeStackTooSmall { native: usize, needed: usize, slots: u32 },
+    NativeStackTooSmall {
+        native: usize,
+        needed: usize,
+        slots: u32,
+    },
     /// Lazy NaN canonicalization was requested but its pass is not available.
     #[error("config: NaN mode `lazy` needs the instrument::nan pass, which is not built in")]
     LazyNanUnavailable,
@@ -43,19 +51,39 @@ pub enum ValidationError {
     TooLarge { size: usize, limit: usize },
     /// An import outside the host API.
     #[error("unknown import `{module}.{name}` ({kind}); only wasi_snapshot_preview1 functions are provided")]
-    UnknownImport { module: String, name: String, kind: &'static str },
+    UnknownImport {
+        module: String,
+        name: String,
+        kind: &'static str,
+    },
     /// A known import name with the wrong signature.
     #[error("import `{module}.{name}` has type {found}, expected {expected}")]
-    ImportSignature { module: String, name: String, found: String, expected: String },
+    ImportSignature {
+        module: String,
+        name: String,
+        found: String,
+        expected: String,
+    },
     /// A post-MVP feature we refuse (see docs/determinism.md for why each).
     #[error("forbidden wasm feature `{feature}` used ({detail})")]
-    ForbiddenFeature { feature: &'static str, detail: String },
+    ForbiddenFeature {
+        feature: &'static str,
+        detail: String,
+    },
     /// An operator we refuse because it would make process state unserializable.
     #[error("forbidden operator `{op}` in function {func}: {why}")]
-    ForbiddenOperator { op: &'static str, func: u32, why: &'static str },
+    ForbiddenOperator {
+        op: &'static str,
+        func: u32,
+        why: &'static str,
+    },
     /// Some count (functions, globals, data segments, ...) is above its limit.
     #[error("module declares {count} {what}, above the limit of {limit}")]
-    TooMany { what: &'static str, count: u64, limit: u64 },
+    TooMany {
+        what: &'static str,
+        count: u64,
+        limit: u64,
+    },
     /// The module's initial memory already exceeds the memory limit.
     #[error("module needs {pages} initial memory pages, above the limit of {limit} pages")]
     InitialMemory { pages: u64, limit: u64 },
@@ -104,7 +132,9 @@ pub enum RuntimeError {
     #[error("prepared module lacks export `{0}`")]
     MissingExport(&'static str),
     /// A guest call was attempted outside [`crate::exec::on_guest_stack`].
-    #[error("guest code must run inside exec::on_guest_stack (the native stack is too small otherwise)")]
+    #[error(
+        "guest code must run inside exec::on_guest_stack (the native stack is too small otherwise)"
+    )]
     NotOnGuestStack,
     /// `start` was called twice.
     #[error("cannot start: the guest is {0}, not fresh")]
@@ -123,6 +153,9 @@ pub enum RuntimeError {
 impl RuntimeError {
     /// Wraps a wasmtime error with what we were doing.
     pub fn wasmtime(what: &'static str, err: impl std::fmt::Display) -> Self {
-        RuntimeError::Wasmtime { what, detail: format!("{err:#}") }
+        RuntimeError::Wasmtime {
+            what,
+            detail: format!("{err:#}"),
+        }
     }
 }

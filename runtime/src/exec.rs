@@ -20,9 +20,7 @@
 use std::cell::Cell;
 use std::sync::Arc;
 
-use wasmtime::{
-    Global, Instance, Linker, Memory, ResourceLimiter, Store, Trap, TypedFunc, Val,
-};
+use wasmtime::{Global, Instance, Linker, Memory, ResourceLimiter, Store, Trap, TypedFunc, Val};
 
 use crate::config::{RuntimeConfig, WASM_PAGE_BYTES};
 use crate::engine::{CompiledModule, GuestEngine};
@@ -106,7 +104,10 @@ pub struct GuestData<H> {
 
 impl<H> GuestData<H> {
     pub fn new(host: H, config: &RuntimeConfig) -> Self {
-        GuestData { host, limiter: GuestLimiter::new(config) }
+        GuestData {
+            host,
+            limiter: GuestLimiter::new(config),
+        }
     }
 }
 
@@ -130,13 +131,23 @@ impl GuestLimiter {
 }
 
 impl ResourceLimiter for GuestLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let allowed = desired <= self.max_memory_bytes;
         self.memory_denied |= !allowed;
         Ok(allowed)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= self.max_table_elements)
     }
 }
@@ -203,21 +214,38 @@ impl<H: GuestHost> GuestInstance<H> {
         let config = engine.config();
         let mut store = Store::new(engine.engine(), GuestData::new(host, config));
         store.limiter(|d| &mut d.limiter);
-        store.set_fuel(INSTANTIATION_FUEL).map_err(|e| RuntimeError::wasmtime("set fuel", e))?;
-        let instance =
-            linker.instantiate(&mut store, &module.module).map_err(|e| RuntimeError::wasmtime("instantiate", e))?;
-        let memory = instance.get_memory(&mut store, "memory").ok_or(RuntimeError::MissingExport("memory"))?;
+        store
+            .set_fuel(INSTANTIATION_FUEL)
+            .map_err(|e| RuntimeError::wasmtime("set fuel", e))?;
+        let instance = linker
+            .instantiate(&mut store, &module.module)
+            .map_err(|e| RuntimeError::wasmtime("instantiate", e))?;
+        let memory = instance
+            .get_memory(&mut store, "memory")
+            .ok_or(RuntimeError::MissingExport("memory"))?;
         let start = instance
             .get_typed_func::<(), ()>(&mut store, "_start")
             .map_err(|_| RuntimeError::MissingExport("_start"))?;
-        let depth = instance.get_global(&mut store, stack::DEPTH_EXPORT).ok_or(RuntimeError::MissingExport(stack::DEPTH_EXPORT))?;
+        let depth = instance
+            .get_global(&mut store, stack::DEPTH_EXPORT)
+            .ok_or(RuntimeError::MissingExport(stack::DEPTH_EXPORT))?;
         let asyncify = if module.prepared.asyncified {
-            Some(Self::setup_asyncify(&mut store, &instance, memory, config.limits.asyncify_pages)?)
+            Some(Self::setup_asyncify(
+                &mut store,
+                &instance,
+                memory,
+                config.limits.asyncify_pages,
+            )?)
         } else {
             None
         };
-        store.data_mut().host.set_asyncify_data_ptr(asyncify.as_ref().map(|a| a.data_ptr));
-        store.set_fuel(0).map_err(|e| RuntimeError::wasmtime("set fuel", e))?;
+        store
+            .data_mut()
+            .host
+            .set_asyncify_data_ptr(asyncify.as_ref().map(|a| a.data_ptr));
+        store
+            .set_fuel(0)
+            .map_err(|e| RuntimeError::wasmtime("set fuel", e))?;
         Ok(GuestInstance {
             store,
             instance,
@@ -239,7 +267,9 @@ impl<H: GuestHost> GuestInstance<H> {
         pages: u32,
     ) -> Result<AsyncifyControl, RuntimeError> {
         let typed = |store: &mut Store<GuestData<H>>, name: &'static str| {
-            instance.get_func(&mut *store, name).ok_or(RuntimeError::MissingExport(name))
+            instance
+                .get_func(&mut *store, name)
+                .ok_or(RuntimeError::MissingExport(name))
         };
         let stop_unwind = typed(store, asyncify::STOP_UNWIND)?
             .typed::<(), ()>(&*store)
@@ -264,7 +294,12 @@ impl<H: GuestHost> GuestInstance<H> {
         memory
             .write(&mut *store, data_ptr as usize, &header)
             .map_err(|_| RuntimeError::AsyncifyBuffer { pages })?;
-        Ok(AsyncifyControl { stop_unwind, start_rewind, get_state, data_ptr })
+        Ok(AsyncifyControl {
+            stop_unwind,
+            start_rewind,
+            get_state,
+            data_ptr,
+        })
     }
 
     /// Calls `_start` with `fuel`. Must run inside [`on_guest_stack`].
@@ -288,24 +323,37 @@ impl<H: GuestHost> GuestInstance<H> {
         if GUEST_STACK.get() < self.required_stack {
             return Err(RuntimeError::NotOnGuestStack);
         }
-        self.store.set_fuel(fuel).map_err(|e| RuntimeError::wasmtime("set fuel", e))?;
+        self.store
+            .set_fuel(fuel)
+            .map_err(|e| RuntimeError::wasmtime("set fuel", e))?;
         let result = match (&self.asyncify, rewind) {
             (Some(a), true) => {
                 let ptr = a.data_ptr as i32;
-                a.start_rewind.call(&mut self.store, ptr).and_then(|()| self.start.call(&mut self.store, ()))
+                a.start_rewind
+                    .call(&mut self.store, ptr)
+                    .and_then(|()| self.start.call(&mut self.store, ()))
             }
             _ => self.start.call(&mut self.store, ()),
         };
-        let remaining = self.store.get_fuel().map_err(|e| RuntimeError::wasmtime("get fuel", e))?;
+        let remaining = self
+            .store
+            .get_fuel()
+            .map_err(|e| RuntimeError::wasmtime("get fuel", e))?;
         let outcome = self.classify(result)?;
         self.state = match outcome {
             RunOutcome::Blocked(_) => GuestState::Blocked,
             _ => GuestState::Finished,
         };
-        Ok(RunReport { outcome, fuel_used: fuel.saturating_sub(remaining) })
+        Ok(RunReport {
+            outcome,
+            fuel_used: fuel.saturating_sub(remaining),
+        })
     }
 
-    fn classify(&mut self, result: wasmtime::Result<()>) -> Result<RunOutcome<H::Blocked>, RuntimeError> {
+    fn classify(
+        &mut self,
+        result: wasmtime::Result<()>,
+    ) -> Result<RunOutcome<H::Blocked>, RuntimeError> {
         if let Some(code) = self.store.data().host.exit_code() {
             return Ok(RunOutcome::Exited(code));
         }
@@ -314,7 +362,10 @@ impl<H: GuestHost> GuestInstance<H> {
             Err(err) => err,
         };
         let Some(trap) = err.downcast_ref::<Trap>().copied() else {
-            return Ok(RunOutcome::Trapped(TrapReason { kind: TrapKind::Host, message: format!("{err:#}") }));
+            return Ok(RunOutcome::Trapped(TrapReason {
+                kind: TrapKind::Host,
+                message: format!("{err:#}"),
+            }));
         };
         if trap == Trap::OutOfFuel {
             return Ok(RunOutcome::OutOfFuel);
@@ -337,7 +388,10 @@ impl<H: GuestHost> GuestInstance<H> {
             Trap::StackOverflow => TrapKind::NativeStackOverflow,
             _ => TrapKind::Other,
         };
-        Ok(RunOutcome::Trapped(TrapReason { kind, message: format!("{err:#}") }))
+        Ok(RunOutcome::Trapped(TrapReason {
+            kind,
+            message: format!("{err:#}"),
+        }))
     }
 
     /// `_start` returned: either the guest finished or it unwound to block.
@@ -345,11 +399,16 @@ impl<H: GuestHost> GuestInstance<H> {
         let Some(a) = &self.asyncify else {
             return Ok(RunOutcome::Exited(0));
         };
-        let state = a.get_state.call(&mut self.store, ()).map_err(|e| RuntimeError::wasmtime("asyncify_get_state", e))?;
+        let state = a
+            .get_state
+            .call(&mut self.store, ())
+            .map_err(|e| RuntimeError::wasmtime("asyncify_get_state", e))?;
         if state != asyncify::STATE_UNWINDING {
             return Ok(RunOutcome::Exited(0));
         }
-        a.stop_unwind.call(&mut self.store, ()).map_err(|e| RuntimeError::wasmtime("asyncify_stop_unwind", e))?;
+        a.stop_unwind
+            .call(&mut self.store, ())
+            .map_err(|e| RuntimeError::wasmtime("asyncify_stop_unwind", e))?;
         match self.store.data().host.blocked() {
             Some(on) => Ok(RunOutcome::Blocked(on)),
             None => Ok(RunOutcome::Trapped(TrapReason {
@@ -418,7 +477,10 @@ thread_local! {
 
 /// Runs `f` on a new thread with the native stack guests need under `config`,
 /// and waits for it. Panics in `f` are propagated.
-pub fn on_guest_stack<R: Send>(config: &RuntimeConfig, f: impl FnOnce() -> R + Send) -> Result<R, RuntimeError> {
+pub fn on_guest_stack<R: Send>(
+    config: &RuntimeConfig,
+    f: impl FnOnce() -> R + Send,
+) -> Result<R, RuntimeError> {
     on_guest_stack_with_headroom(config, 0, f)
 }
 
@@ -431,19 +493,22 @@ pub fn on_guest_stack_with_headroom<R: Send>(
 ) -> Result<R, RuntimeError> {
     let size = config.guest_thread_stack().saturating_add(extra);
     std::thread::scope(|scope| {
-        let spawned = std::thread::Builder::new().name("replicode-guest".into()).stack_size(size).spawn_scoped(
-            scope,
-            move || {
+        let spawned = std::thread::Builder::new()
+            .name("replicode-guest".into())
+            .stack_size(size)
+            .spawn_scoped(scope, move || {
                 GUEST_STACK.set(size);
                 f()
-            },
-        );
+            });
         match spawned {
             Ok(handle) => match handle.join() {
                 Ok(r) => Ok(r),
                 Err(panic) => std::panic::resume_unwind(panic),
             },
-            Err(e) => Err(RuntimeError::GuestThread { stack: size, detail: e.to_string() }),
+            Err(e) => Err(RuntimeError::GuestThread {
+                stack: size,
+                detail: e.to_string(),
+            }),
         }
     })
 }

@@ -18,7 +18,7 @@ use crate::entropy::ChaChaEntropy;
 use crate::errno::Errno;
 use crate::error::RuntimeError;
 use crate::exec::{self, GuestData, GuestHost, GuestInstance, RunOutcome};
-use crate::fs::{self, FileSystem, Ino, ROOT_INO, SharedFs, mem::MemFs};
+use crate::fs::{self, mem::MemFs, FileSystem, Ino, SharedFs, ROOT_INO};
 use crate::wasi::block::BlockOn;
 use crate::wasi::stdio::{OutputSink, Pipe};
 use crate::wasi::{self, WasiCtx, WasiCtxBuilder, WasiCtxError};
@@ -34,8 +34,14 @@ impl DirMapping {
     /// Parses `HOST[::GUEST]`; without `::GUEST` the guest path is `HOST` as written.
     pub fn parse(spec: &str) -> DirMapping {
         match spec.split_once("::") {
-            Some((host, guest)) => DirMapping { host: host.into(), guest: guest.into() },
-            None => DirMapping { host: spec.into(), guest: spec.into() },
+            Some((host, guest)) => DirMapping {
+                host: host.into(),
+                guest: guest.into(),
+            },
+            None => DirMapping {
+                host: spec.into(),
+                guest: spec.into(),
+            },
         }
     }
 }
@@ -78,7 +84,9 @@ pub enum RunError {
     },
     #[error("--dir {path}: cannot copy into the virtual filesystem: {errno}")]
     Copy { path: PathBuf, errno: Errno },
-    #[error("--dir {path}: unsupported file type (only files, directories and symlinks are copied)")]
+    #[error(
+        "--dir {path}: unsupported file type (only files, directories and symlinks are copied)"
+    )]
     FileType { path: PathBuf },
     #[error(transparent)]
     Wasi(#[from] WasiCtxError),
@@ -108,7 +116,10 @@ pub fn wasi_linker(engine: &GuestEngine) -> Result<Linker<GuestData<WasiCtx>>, R
 }
 
 /// Builds the virtual filesystem for `spec`: an empty root plus a copy of each `--dir`.
-pub fn build_fs(engine: &GuestEngine, spec: &RunSpec) -> Result<(SharedFs, Vec<(String, Ino)>), RunError> {
+pub fn build_fs(
+    engine: &GuestEngine,
+    spec: &RunSpec,
+) -> Result<(SharedFs, Vec<(String, Ino)>), RunError> {
     let mut memfs = MemFs::new(engine.config().limits.fs, spec.start_time_ns);
     let mut preopens = Vec::with_capacity(spec.dirs.len());
     for dir in &spec.dirs {
@@ -156,14 +167,21 @@ pub fn run(
         Ok(report)
     })??;
     let fs_digest = shared_fs.lock().map_err(|_| RunError::Poisoned)?.digest();
-    Ok(RunResult { outcome: report.outcome, fuel_used: report.fuel_used, fs_digest })
+    Ok(RunResult {
+        outcome: report.outcome,
+        fuel_used: report.fuel_used,
+        fs_digest,
+    })
 }
 
 /// Creates (or reuses) the directories of `guest` under the root.
 fn mkdir_all(fs: &mut MemFs, guest: &str, now: u64, host: &Path) -> Result<Ino, RunError> {
     let mut ino = ROOT_INO;
     for part in guest.split('/').filter(|p| !p.is_empty() && *p != ".") {
-        let copy_err = |errno| RunError::Copy { path: host.to_path_buf(), errno };
+        let copy_err = |errno| RunError::Copy {
+            path: host.to_path_buf(),
+            errno,
+        };
         ino = match fs.lookup(ino, part.as_bytes()) {
             Ok(existing) => existing,
             Err(Errno::Noent) => fs.mkdir(ino, part.as_bytes(), now).map_err(copy_err)?,
@@ -178,7 +196,10 @@ fn mkdir_all(fs: &mut MemFs, guest: &str, now: u64, host: &Path) -> Result<Ino, 
 fn copy_dir(fs: &mut MemFs, host: &Path, dir: Ino, now: u64) -> Result<(), RunError> {
     let mut pending = vec![(host.to_path_buf(), dir)];
     while let Some((host_dir, dir)) = pending.pop() {
-        let io_err = |source| RunError::HostDir { path: host_dir.clone(), source };
+        let io_err = |source| RunError::HostDir {
+            path: host_dir.clone(),
+            source,
+        };
         let mut entries = std::fs::read_dir(&host_dir)
             .map_err(io_err)?
             .map(|e| e.map(|e| e.path()))
@@ -186,19 +207,35 @@ fn copy_dir(fs: &mut MemFs, host: &Path, dir: Ino, now: u64) -> Result<(), RunEr
             .map_err(io_err)?;
         entries.sort();
         for path in entries {
-            let name = path.file_name().map(|n| n.as_encoded_bytes().to_vec()).unwrap_or_default();
-            let meta = std::fs::symlink_metadata(&path).map_err(|source| RunError::HostDir { path: path.clone(), source })?;
-            let copy_err = |errno| RunError::Copy { path: path.clone(), errno };
+            let name = path
+                .file_name()
+                .map(|n| n.as_encoded_bytes().to_vec())
+                .unwrap_or_default();
+            let meta = std::fs::symlink_metadata(&path).map_err(|source| RunError::HostDir {
+                path: path.clone(),
+                source,
+            })?;
+            let copy_err = |errno| RunError::Copy {
+                path: path.clone(),
+                errno,
+            };
             if meta.is_dir() {
                 let child = fs.mkdir(dir, &name, now).map_err(copy_err)?;
                 pending.push((path.clone(), child));
             } else if meta.is_file() {
-                let data = std::fs::read(&path).map_err(|source| RunError::HostDir { path: path.clone(), source })?;
+                let data = std::fs::read(&path).map_err(|source| RunError::HostDir {
+                    path: path.clone(),
+                    source,
+                })?;
                 let ino = fs.create_file(dir, &name, now).map_err(copy_err)?;
                 fs.write(ino, 0, &data, now).map_err(copy_err)?;
             } else if meta.file_type().is_symlink() {
-                let target = std::fs::read_link(&path).map_err(|source| RunError::HostDir { path: path.clone(), source })?;
-                fs.symlink(dir, &name, target.as_os_str().as_encoded_bytes(), now).map_err(copy_err)?;
+                let target = std::fs::read_link(&path).map_err(|source| RunError::HostDir {
+                    path: path.clone(),
+                    source,
+                })?;
+                fs.symlink(dir, &name, target.as_os_str().as_encoded_bytes(), now)
+                    .map_err(copy_err)?;
             } else {
                 return Err(RunError::FileType { path });
             }

@@ -55,9 +55,17 @@ pub const WASI_FUNCTIONS: &[(&str, &[ValType], &[ValType])] = &[
     ("fd_write", &[I32, I32, I32, I32], &[I32]),
     ("path_create_directory", &[I32, I32, I32], &[I32]),
     ("path_filestat_get", &[I32, I32, I32, I32, I32], &[I32]),
-    ("path_filestat_set_times", &[I32, I32, I32, I32, I64, I64, I32], &[I32]),
+    (
+        "path_filestat_set_times",
+        &[I32, I32, I32, I32, I64, I64, I32],
+        &[I32],
+    ),
     ("path_link", &[I32, I32, I32, I32, I32, I32, I32], &[I32]),
-    ("path_open", &[I32, I32, I32, I32, I32, I64, I64, I32, I32], &[I32]),
+    (
+        "path_open",
+        &[I32, I32, I32, I32, I32, I64, I64, I32, I32],
+        &[I32],
+    ),
     ("path_readlink", &[I32, I32, I32, I32, I32, I32], &[I32]),
     ("path_remove_directory", &[I32, I32, I32], &[I32]),
     ("path_rename", &[I32, I32, I32, I32, I32, I32], &[I32]),
@@ -102,11 +110,16 @@ pub struct ModuleInfo {
 pub fn validate(wasm: &[u8], config: &RuntimeConfig) -> Result<ModuleInfo, ValidationError> {
     let limits = &config.limits;
     if wasm.len() > limits.max_module_bytes {
-        return Err(ValidationError::TooLarge { size: wasm.len(), limit: limits.max_module_bytes });
+        return Err(ValidationError::TooLarge {
+            size: wasm.len(),
+            limit: limits.max_module_bytes,
+        });
     }
     precheck_features(wasm)?;
     let mut validator = Validator::new_with_features(allowed_features(config));
-    validator.validate_all(wasm).map_err(|e| ValidationError::Malformed(e.to_string()))?;
+    validator
+        .validate_all(wasm)
+        .map_err(|e| ValidationError::Malformed(e.to_string()))?;
     inspect(wasm, limits)
 }
 
@@ -132,7 +145,10 @@ fn precheck_features(wasm: &[u8]) -> Result<(), ValidationError> {
                 }
             }
             Payload::TagSection(_) => {
-                return Err(forbidden("exceptions", "the module has a tag section".into()));
+                return Err(forbidden(
+                    "exceptions",
+                    "the module has a tag section".into(),
+                ));
             }
             Payload::StartSection { func, .. } => {
                 return Err(forbidden(
@@ -144,7 +160,10 @@ fn precheck_features(wasm: &[u8]) -> Result<(), ValidationError> {
         }
     }
     if memories > 1 {
-        return Err(forbidden("multi-memory", format!("{memories} memories declared")));
+        return Err(forbidden(
+            "multi-memory",
+            format!("{memories} memories declared"),
+        ));
     }
     Ok(())
 }
@@ -157,7 +176,10 @@ fn check_memory(m: &wasmparser::MemoryType) -> Result<(), ValidationError> {
         return Err(forbidden("memory64", "64-bit linear memory".into()));
     }
     if m.page_size_log2.is_some() {
-        return Err(forbidden("custom-page-sizes", "non-default page size".into()));
+        return Err(forbidden(
+            "custom-page-sizes",
+            "non-default page size".into(),
+        ));
     }
     Ok(())
 }
@@ -198,7 +220,11 @@ fn inspect(wasm: &[u8], limits: &Limits) -> Result<ModuleInfo, ValidationError> 
                 for t in reader {
                     func_types.push(t.map_err(malformed)?);
                 }
-                check_count("functions", func_types.len() as u64, limits.max_functions.into())?;
+                check_count(
+                    "functions",
+                    func_types.len() as u64,
+                    limits.max_functions.into(),
+                )?;
                 func_index = imported_functions;
             }
             Payload::TableSection(reader) => {
@@ -220,7 +246,10 @@ fn inspect(wasm: &[u8], limits: &Limits) -> Result<ModuleInfo, ValidationError> 
             Payload::ExportSection(reader) => {
                 for export in reader {
                     let export = export.map_err(malformed)?;
-                    if RESERVED_EXPORT_PREFIXES.iter().any(|p| export.name.starts_with(p)) {
+                    if RESERVED_EXPORT_PREFIXES
+                        .iter()
+                        .any(|p| export.name.starts_with(p))
+                    {
                         return Err(ValidationError::ReservedName(export.name.to_string()));
                     }
                     match (export.name, export.kind) {
@@ -228,7 +257,8 @@ fn inspect(wasm: &[u8], limits: &Limits) -> Result<ModuleInfo, ValidationError> 
                             let ty = func_types
                                 .get(export.index as usize)
                                 .and_then(|t| types.get(*t as usize));
-                            has_start = ty.is_some_and(|t| t.params().is_empty() && t.results().is_empty());
+                            has_start =
+                                ty.is_some_and(|t| t.params().is_empty() && t.results().is_empty());
                         }
                         ("memory", ExternalKind::Memory) => has_memory_export = true,
                         _ => {}
@@ -236,12 +266,17 @@ fn inspect(wasm: &[u8], limits: &Limits) -> Result<ModuleInfo, ValidationError> 
                 }
             }
             Payload::DataSection(reader) => {
-                check_count("data segments", reader.count().into(), limits.max_data_segments.into())?;
+                check_count(
+                    "data segments",
+                    reader.count().into(),
+                    limits.max_data_segments.into(),
+                )?;
                 for data in reader {
                     if let wasmparser::DataKind::Passive = data.map_err(malformed)?.kind {
                         return Err(forbidden(
                             "passive data segments",
-                            "data.drop state lives outside linear memory and cannot be snapshotted".into(),
+                            "data.drop state lives outside linear memory and cannot be snapshotted"
+                                .into(),
                         ));
                     }
                 }
@@ -254,7 +289,10 @@ fn inspect(wasm: &[u8], limits: &Limits) -> Result<ModuleInfo, ValidationError> 
         }
     }
     if initial_pages > u64::from(limits.max_memory_pages) {
-        return Err(ValidationError::InitialMemory { pages: initial_pages, limit: limits.max_memory_pages.into() });
+        return Err(ValidationError::InitialMemory {
+            pages: initial_pages,
+            limit: limits.max_memory_pages.into(),
+        });
     }
     if !has_memory_export {
         return Err(ValidationError::NoMemory);
@@ -269,7 +307,10 @@ fn inspect(wasm: &[u8], limits: &Limits) -> Result<ModuleInfo, ValidationError> 
     })
 }
 
-fn check_import(import: &wasmparser::Import<'_>, types: &[FuncType]) -> Result<(), ValidationError> {
+fn check_import(
+    import: &wasmparser::Import<'_>,
+    types: &[FuncType],
+) -> Result<(), ValidationError> {
     let unknown = |kind| ValidationError::UnknownImport {
         module: import.module.to_string(),
         name: import.name.to_string(),
@@ -287,11 +328,15 @@ fn check_import(import: &wasmparser::Import<'_>, types: &[FuncType]) -> Result<(
     if import.module != WASI_MODULE {
         return Err(unknown("function"));
     }
-    let Some((_, params, results)) = WASI_FUNCTIONS.iter().find(|(n, _, _)| *n == import.name) else {
+    let Some((_, params, results)) = WASI_FUNCTIONS.iter().find(|(n, _, _)| *n == import.name)
+    else {
         return Err(unknown("function"));
     };
     let found = types.get(type_index as usize).ok_or_else(|| {
-        ValidationError::Malformed(format!("import `{}` uses missing type {type_index}", import.name))
+        ValidationError::Malformed(format!(
+            "import `{}` uses missing type {type_index}",
+            import.name
+        ))
     })?;
     if found.params() != *params || found.results() != *results {
         return Err(ValidationError::ImportSignature {

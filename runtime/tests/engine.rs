@@ -9,7 +9,9 @@ use std::sync::Arc;
 use replicode_runtime::config::RuntimeConfig;
 use replicode_runtime::engine::GuestEngine;
 use replicode_runtime::error::{RuntimeError, ValidationError};
-use replicode_runtime::exec::{self, GuestData, GuestHost, GuestInstance, RunOutcome, RunReport, TrapKind};
+use replicode_runtime::exec::{
+    self, GuestData, GuestHost, GuestInstance, RunOutcome, RunReport, TrapKind,
+};
 use replicode_runtime::instrument;
 use wasmtime::{Caller, Linker};
 
@@ -45,7 +47,11 @@ impl std::fmt::Display for ExitError {
 }
 impl std::error::Error for ExitError {}
 
-fn call_export(caller: &mut Caller<'_, GuestData<FakeHost>>, name: &str, args: &[wasmtime::Val]) -> wasmtime::Result<i32> {
+fn call_export(
+    caller: &mut Caller<'_, GuestData<FakeHost>>,
+    name: &str,
+    args: &[wasmtime::Val],
+) -> wasmtime::Result<i32> {
     let f = caller
         .get_export(name)
         .and_then(|e| e.into_func())
@@ -62,16 +68,29 @@ fn fake_linker(engine: &GuestEngine) -> Linker<GuestData<FakeHost>> {
         .func_wrap(
             "wasi_snapshot_preview1",
             "fd_read",
-            |mut caller: Caller<'_, GuestData<FakeHost>>, fd: i32, _iov: i32, _n: i32, _out: i32| -> wasmtime::Result<i32> {
+            |mut caller: Caller<'_, GuestData<FakeHost>>,
+             fd: i32,
+             _iov: i32,
+             _n: i32,
+             _out: i32|
+             -> wasmtime::Result<i32> {
                 if call_export(&mut caller, "asyncify_get_state", &[])? == 2 {
                     call_export(&mut caller, "asyncify_stop_rewind", &[])?;
                     caller.data_mut().host.blocked = None;
                     caller.data_mut().host.resumes += 1;
                     return Ok(caller.data().host.resumes * 10);
                 }
-                let ptr = caller.data().host.data_ptr.ok_or_else(|| wasmtime::Error::msg("no asyncify buffer"))?;
+                let ptr = caller
+                    .data()
+                    .host
+                    .data_ptr
+                    .ok_or_else(|| wasmtime::Error::msg("no asyncify buffer"))?;
                 caller.data_mut().host.blocked = Some(fd as u32);
-                call_export(&mut caller, "asyncify_start_unwind", &[wasmtime::Val::I32(ptr as i32)])?;
+                call_export(
+                    &mut caller,
+                    "asyncify_start_unwind",
+                    &[wasmtime::Val::I32(ptr as i32)],
+                )?;
                 Ok(0)
             },
         )
@@ -110,7 +129,8 @@ fn run_wat(config: RuntimeConfig, wat: &str, fuel: u64) -> RunReport<u32> {
     let module = engine.load(&wasm(wat)).expect("module loads");
     let linker = fake_linker(&engine);
     exec::on_guest_stack(&config, || {
-        let mut g = GuestInstance::instantiate(&engine, module, &linker, FakeHost::default()).expect("instantiates");
+        let mut g = GuestInstance::instantiate(&engine, module, &linker, FakeHost::default())
+            .expect("instantiates");
         g.start(fuel).expect("runs")
     })
     .expect("guest thread")
@@ -135,7 +155,11 @@ mod validation {
         ));
         assert_eq!(
             e,
-            ValidationError::UnknownImport { module: "env".into(), name: "system".into(), kind: "function" }
+            ValidationError::UnknownImport {
+                module: "env".into(),
+                name: "system".into(),
+                kind: "function"
+            }
         );
         assert!(e.to_string().contains("env.system"), "{e}");
     }
@@ -145,7 +169,10 @@ mod validation {
         let e = refuse(&format!(
             r#"(module (import "wasi_snapshot_preview1" "fd_frobnicate" (func)) {MEM} (func (export "_start")))"#
         ));
-        assert!(matches!(e, ValidationError::UnknownImport { ref name, .. } if name == "fd_frobnicate"), "{e}");
+        assert!(
+            matches!(e, ValidationError::UnknownImport { ref name, .. } if name == "fd_frobnicate"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -153,31 +180,74 @@ mod validation {
         let e = refuse(&format!(
             r#"(module (import "wasi_snapshot_preview1" "fd_close" (func (param i64) (result i32))) {MEM} (func (export "_start")))"#
         ));
-        assert!(matches!(e, ValidationError::ImportSignature { ref name, .. } if name == "fd_close"), "{e}");
+        assert!(
+            matches!(e, ValidationError::ImportSignature { ref name, .. } if name == "fd_close"),
+            "{e}"
+        );
     }
 
     #[test]
     fn shared_memory_is_refused_as_threads() {
-        let e = refuse(r#"(module (memory (export "memory") 1 1 shared) (func (export "_start")))"#);
-        assert!(matches!(e, ValidationError::ForbiddenFeature { feature: "threads", .. }), "{e}");
+        let e =
+            refuse(r#"(module (memory (export "memory") 1 1 shared) (func (export "_start")))"#);
+        assert!(
+            matches!(
+                e,
+                ValidationError::ForbiddenFeature {
+                    feature: "threads",
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 
     #[test]
     fn memory64_is_refused() {
         let e = refuse(r#"(module (memory (export "memory") i64 1) (func (export "_start")))"#);
-        assert!(matches!(e, ValidationError::ForbiddenFeature { feature: "memory64", .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                ValidationError::ForbiddenFeature {
+                    feature: "memory64",
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 
     #[test]
     fn multi_memory_is_refused() {
-        let e = refuse(r#"(module (memory (export "memory") 1) (memory 1) (func (export "_start")))"#);
-        assert!(matches!(e, ValidationError::ForbiddenFeature { feature: "multi-memory", .. }), "{e}");
+        let e =
+            refuse(r#"(module (memory (export "memory") 1) (memory 1) (func (export "_start")))"#);
+        assert!(
+            matches!(
+                e,
+                ValidationError::ForbiddenFeature {
+                    feature: "multi-memory",
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 
     #[test]
     fn start_section_is_refused() {
-        let e = refuse(&format!(r#"(module {MEM} (func $s) (start $s) (func (export "_start")))"#));
-        assert!(matches!(e, ValidationError::ForbiddenFeature { feature: "start function", .. }), "{e}");
+        let e = refuse(&format!(
+            r#"(module {MEM} (func $s) (start $s) (func (export "_start")))"#
+        ));
+        assert!(
+            matches!(
+                e,
+                ValidationError::ForbiddenFeature {
+                    feature: "start function",
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 
     #[test]
@@ -186,13 +256,34 @@ mod validation {
             r#"(module {MEM} (table 1 funcref)
                  (func (export "_start") (drop (table.grow 0 (ref.null func) (i32.const 1)))))"#
         ));
-        assert!(matches!(e, ValidationError::ForbiddenOperator { op: "table.grow", func: 0, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                ValidationError::ForbiddenOperator {
+                    op: "table.grow",
+                    func: 0,
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 
     #[test]
     fn passive_data_is_refused() {
-        let e = refuse(&format!(r#"(module {MEM} (data "abc") (func (export "_start")))"#));
-        assert!(matches!(e, ValidationError::ForbiddenFeature { feature: "passive data segments", .. }), "{e}");
+        let e = refuse(&format!(
+            r#"(module {MEM} (data "abc") (func (export "_start")))"#
+        ));
+        assert!(
+            matches!(
+                e,
+                ValidationError::ForbiddenFeature {
+                    feature: "passive data segments",
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 
     #[test]
@@ -201,7 +292,9 @@ mod validation {
         c.limits.max_module_bytes = 16;
         let bytes = wasm(&format!(r#"(module {MEM} (func (export "_start")))"#));
         match instrument::prepare(&bytes, &c) {
-            Err(RuntimeError::Validation(ValidationError::TooLarge { size, limit: 16 })) => assert_eq!(size, bytes.len()),
+            Err(RuntimeError::Validation(ValidationError::TooLarge { size, limit: 16 })) => {
+                assert_eq!(size, bytes.len())
+            }
             other => panic!("expected TooLarge, got {other:?}"),
         }
     }
@@ -209,28 +302,53 @@ mod validation {
     #[test]
     fn initial_memory_above_limit_is_refused() {
         let e = refuse(r#"(module (memory (export "memory") 17) (func (export "_start")))"#);
-        assert_eq!(e, ValidationError::InitialMemory { pages: 17, limit: 16 });
+        assert_eq!(
+            e,
+            ValidationError::InitialMemory {
+                pages: 17,
+                limit: 16
+            }
+        );
     }
 
     #[test]
     fn missing_start_and_memory_are_refused() {
-        assert_eq!(refuse(r#"(module (memory (export "memory") 1))"#), ValidationError::NoStart);
-        assert_eq!(refuse(r#"(module (func (export "_start")))"#), ValidationError::NoMemory);
+        assert_eq!(
+            refuse(r#"(module (memory (export "memory") 1))"#),
+            ValidationError::NoStart
+        );
+        assert_eq!(
+            refuse(r#"(module (func (export "_start")))"#),
+            ValidationError::NoMemory
+        );
     }
 
     #[test]
     fn reserved_export_is_refused() {
-        let e = refuse(&format!(r#"(module {MEM} (func (export "_start")) (func (export "asyncify_get_state")))"#));
-        assert_eq!(e, ValidationError::ReservedName("asyncify_get_state".into()));
+        let e = refuse(&format!(
+            r#"(module {MEM} (func (export "_start")) (func (export "asyncify_get_state")))"#
+        ));
+        assert_eq!(
+            e,
+            ValidationError::ReservedName("asyncify_get_state".into())
+        );
     }
 
     #[test]
     fn simd_is_refused_when_off() {
         let mut c = small_config();
         c.simd = false;
-        let bytes = wasm(&format!(r#"(module {MEM} (func (export "_start") (drop (v128.const i64x2 0 0))))"#));
-        assert!(matches!(instrument::prepare(&bytes, &c), Err(RuntimeError::Validation(ValidationError::Malformed(_)))));
-        assert!(instrument::prepare(&bytes, &small_config()).is_ok());
+        let bytes = wasm(&format!(
+            r#"(module {MEM} (func (export "_start") (drop (v128.const i64x2 0 0))))"#
+        ));
+        assert!(matches!(
+            instrument::prepare(&bytes, &c),
+            Err(RuntimeError::Validation(ValidationError::Malformed(_)))
+        ));
+        let mut on = small_config();
+        on.simd = true;
+        on.nan = replicode_runtime::config::NanMode::Eager;
+        assert!(instrument::prepare(&bytes, &on).is_ok());
     }
 }
 
@@ -258,8 +376,12 @@ mod stack_limit {
         let module = engine.load(&wasm(BALANCED)).expect("loads");
         let linker = fake_linker(&engine);
         let depth = exec::on_guest_stack(&config, || {
-            let mut g = GuestInstance::instantiate(&engine, module, &linker, FakeHost::default()).expect("instantiates");
-            assert_eq!(g.start(1_000_000).expect("runs").outcome, RunOutcome::Exited(0));
+            let mut g = GuestInstance::instantiate(&engine, module, &linker, FakeHost::default())
+                .expect("instantiates");
+            assert_eq!(
+                g.start(1_000_000).expect("runs").outcome,
+                RunOutcome::Exited(0)
+            );
             g.stack_depth()
         })
         .expect("guest thread");
@@ -281,9 +403,16 @@ mod stack_limit {
         let linker = fake_linker(&engine);
         // A bigger native stack for the thread must not change the outcome.
         exec::on_guest_stack_with_headroom(config, extra_stack, || {
-            let mut g = GuestInstance::instantiate(&engine, module, &linker, FakeHost::default()).expect("instantiates");
+            let mut g = GuestInstance::instantiate(&engine, module, &linker, FakeHost::default())
+                .expect("instantiates");
             let report = g.start(1_000_000_000).expect("runs");
-            let n = g.instance().get_global(g.store_mut(), "n").expect("n").get(g.store_mut()).i32().expect("i32");
+            let n = g
+                .instance()
+                .get_global(g.store_mut(), "n")
+                .expect("n")
+                .get(g.store_mut())
+                .i32()
+                .expect("i32");
             (report.outcome, n, report.fuel_used)
         })
         .expect("guest thread")
@@ -295,7 +424,10 @@ mod stack_limit {
         let (outcome, depth, fuel) = recursion_depth(&config, 0);
         assert_eq!(outcome, RunOutcome::StackOverflow);
         let (outcome2, depth2, fuel2) = recursion_depth(&config, 64 << 20);
-        assert_eq!((outcome2, depth2, fuel2), (RunOutcome::StackOverflow, depth, fuel));
+        assert_eq!(
+            (outcome2, depth2, fuel2),
+            (RunOutcome::StackOverflow, depth, fuel)
+        );
         // $r's frame: 4 overhead + 1 param + operand height 2 = 7 slots; `_start`
         // costs 4 + operand height 1. The call that crosses 10_000 traps on entry.
         assert_eq!(depth, (10_000 - 5) / 7);
@@ -303,8 +435,15 @@ mod stack_limit {
 
     #[test]
     fn own_unreachable_is_a_trap_not_a_stack_overflow() {
-        let report = run_wat(small_config(), &format!(r#"(module {MEM} (func (export "_start") unreachable))"#), 1000);
-        assert!(matches!(report.outcome, RunOutcome::Trapped(ref t) if t.kind == TrapKind::Unreachable), "{report:?}");
+        let report = run_wat(
+            small_config(),
+            &format!(r#"(module {MEM} (func (export "_start") unreachable))"#),
+            1000,
+        );
+        assert!(
+            matches!(report.outcome, RunOutcome::Trapped(ref t) if t.kind == TrapKind::Unreachable),
+            "{report:?}"
+        );
     }
 
     #[test]
@@ -325,7 +464,8 @@ mod stack_limit {
 mod fuel {
     use super::*;
 
-    const SPIN: &str = r#"(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))"#;
+    const SPIN: &str =
+        r#"(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))"#;
 
     #[test]
     fn infinite_loop_runs_out_of_fuel_at_the_budget() {
@@ -340,7 +480,10 @@ mod fuel {
             r#"(module {MEM} (func (export "_start") (memory.fill (i32.const 0) (i32.const 1) (local.get 0))) )"#
         );
         // The length comes from a local so wasmtime cannot fold it at compile time.
-        let wat = wat.replace("(func (export \"_start\")", &format!("(func (export \"_start\") (local i32) (local.set 0 (i32.const {len}))"));
+        let wat = wat.replace(
+            "(func (export \"_start\")",
+            &format!("(func (export \"_start\") (local i32) (local.set 0 (i32.const {len}))"),
+        );
         let r = run_wat(small_config(), &wat, 10_000_000);
         assert_eq!(r.outcome, RunOutcome::Exited(0));
         r.fuel_used
@@ -359,7 +502,10 @@ mod fuel {
             r#"(module {MEM} (func (export "_start") (local i32) (local.set 0 (i32.const 60000))
                  (memory.fill (i32.const 0) (i32.const 1) (local.get 0))))"#
         );
-        assert_eq!(run_wat(small_config(), &wat, 10_000).outcome, RunOutcome::OutOfFuel);
+        assert_eq!(
+            run_wat(small_config(), &wat, 10_000).outcome,
+            RunOutcome::OutOfFuel
+        );
     }
 }
 
@@ -375,14 +521,20 @@ mod memory_limit {
             (func (export "_start")
               (if (i32.ne (memory.grow (i32.const 15)) (i32.const 1)) (then (call $exit (i32.const 1))))
               (call $exit (memory.grow (i32.const 1)))))"#;
-        assert_eq!(run_wat(small_config(), wat, 1_000_000).outcome, RunOutcome::Exited(-1));
+        assert_eq!(
+            run_wat(small_config(), wat, 1_000_000).outcome,
+            RunOutcome::Exited(-1)
+        );
     }
 
     #[test]
     fn trap_after_refused_growth_is_memory_limit() {
         let wat = r#"(module (memory (export "memory") 1)
             (func (export "_start") (if (i32.eq (memory.grow (i32.const 100)) (i32.const -1)) (then unreachable))))"#;
-        assert_eq!(run_wat(small_config(), wat, 1_000_000).outcome, RunOutcome::MemoryLimit);
+        assert_eq!(
+            run_wat(small_config(), wat, 1_000_000).outcome,
+            RunOutcome::MemoryLimit
+        );
     }
 }
 
@@ -409,17 +561,32 @@ mod asyncify_protocol {
         assert!(module.prepared.asyncified);
         let linker = fake_linker(&engine);
         let outcomes = exec::on_guest_stack(&config, || {
-            let mut g = GuestInstance::instantiate(&engine, module, &linker, FakeHost::default()).expect("instantiates");
+            let mut g = GuestInstance::instantiate(&engine, module, &linker, FakeHost::default())
+                .expect("instantiates");
             let mut outcomes = vec![g.start(1_000_000).expect("start").outcome];
-            assert_eq!(g.stack_depth(), 0, "unwinding must leave the stack counter balanced");
+            assert_eq!(
+                g.stack_depth(),
+                0,
+                "unwinding must leave the stack counter balanced"
+            );
             outcomes.push(g.resume(1_000_000).expect("resume 1").outcome);
             outcomes.push(g.resume(1_000_000).expect("resume 2").outcome);
-            assert!(matches!(g.resume(1), Err(RuntimeError::NotBlocked("finished"))));
+            assert!(matches!(
+                g.resume(1),
+                Err(RuntimeError::NotBlocked("finished"))
+            ));
             outcomes
         })
         .expect("guest thread");
         // 3*100 + 10 (first resume) + 4*100 + 20 (second resume).
-        assert_eq!(outcomes, vec![RunOutcome::Blocked(3), RunOutcome::Blocked(4), RunOutcome::Exited(730)]);
+        assert_eq!(
+            outcomes,
+            vec![
+                RunOutcome::Blocked(3),
+                RunOutcome::Blocked(4),
+                RunOutcome::Exited(730)
+            ]
+        );
     }
 
     #[test]
@@ -428,7 +595,8 @@ mod asyncify_protocol {
         let engine = engine(config.clone());
         let module = engine.load(&wasm(READER)).expect("loads");
         let linker = fake_linker(&engine);
-        let mut g = GuestInstance::instantiate(&engine, module, &linker, FakeHost::default()).expect("instantiates");
+        let mut g = GuestInstance::instantiate(&engine, module, &linker, FakeHost::default())
+            .expect("instantiates");
         assert!(matches!(g.start(1000), Err(RuntimeError::NotOnGuestStack)));
     }
 }
@@ -492,7 +660,8 @@ mod guests {
 
     fn guest(name: &str) -> Vec<u8> {
         let path = programs().join(format!("{name}.wasm"));
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (run `make -C wasm_programs`)", path.display()))
+        std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (run `make -C wasm_programs`)", path.display()))
     }
 
     struct Ran {
@@ -505,21 +674,32 @@ mod guests {
         let engine = GuestEngine::new(config).expect("engine");
         let empty = tempfile::tempdir().expect("tempdir");
         let dirs = if data_dir {
-            vec![DirMapping { host: empty.path().to_path_buf(), guest: "/data".into() }]
+            vec![DirMapping {
+                host: empty.path().to_path_buf(),
+                guest: "/data".into(),
+            }]
         } else {
             Vec::new()
         };
         let spec = RunSpec {
-            args: std::iter::once(name).chain(args.iter().copied()).map(String::from).collect(),
+            args: std::iter::once(name)
+                .chain(args.iter().copied())
+                .map(String::from)
+                .collect(),
             dirs,
             seed: 7,
             start_time_ns: 1_700_000_000_000_000_000,
             ..RunSpec::default()
         };
         let (out, err) = (Capture::new(), Capture::new());
-        let result = run::run(&engine, &guest(name), &spec, out.sink(), err.sink()).expect("run starts");
+        let result =
+            run::run(&engine, &guest(name), &spec, out.sink(), err.sink()).expect("run starts");
         let text = |c: &Capture| String::from_utf8_lossy(&c.contents()).into_owned();
-        Ran { result, stdout: text(&out), stderr: text(&err) }
+        Ran {
+            result,
+            stdout: text(&out),
+            stderr: text(&err),
+        }
     }
 
     fn config() -> RuntimeConfig {
@@ -537,7 +717,10 @@ mod guests {
     fn hello_prints_its_arguments() {
         let r = run_guest(config(), "hello", &["a b", "-x"], false);
         assert_eq!(r.result.outcome, RunOutcome::Exited(0), "{}", r.stderr);
-        assert_eq!(r.stdout, "hello from replicode\nargc=3\nargv[0]=hello\nargv[1]=a b\nargv[2]=-x\n");
+        assert_eq!(
+            r.stdout,
+            "hello from replicode\nargc=3\nargv[0]=hello\nargv[1]=a b\nargv[2]=-x\n"
+        );
     }
 
     #[test]
@@ -555,7 +738,13 @@ mod guests {
     #[test]
     fn membomb_is_refused_at_the_memory_limit() {
         let a = run_guest(config(), "membomb", &[], false);
-        assert_eq!(a.result.outcome, RunOutcome::Exited(0), "{}{}", a.stdout, a.stderr);
+        assert_eq!(
+            a.result.outcome,
+            RunOutcome::Exited(0),
+            "{}{}",
+            a.stdout,
+            a.stderr
+        );
         assert!(a.stdout.contains("memory now 512 pages"), "{}", a.stdout);
         let b = run_guest(config(), "membomb", &[], false);
         assert_eq!((a.result, a.stdout), (b.result, b.stdout));
@@ -569,13 +758,23 @@ mod guests {
         assert_eq!(a.result, b.result);
         let bounded = run_guest(config(), "recursion", &["1000"], false);
         assert_eq!(bounded.result.outcome, RunOutcome::Exited(0));
-        assert!(bounded.stdout.starts_with("recursion: depth 1000 "), "{}", bounded.stdout);
+        assert!(
+            bounded.stdout.starts_with("recursion: depth 1000 "),
+            "{}",
+            bounded.stdout
+        );
     }
 
     #[test]
     fn fd_exhaustion_is_emfile_and_recoverable() {
         let a = run_guest(config(), "fd_exhaust", &["/data"], true);
-        assert_eq!(a.result.outcome, RunOutcome::Exited(0), "{}{}", a.stdout, a.stderr);
+        assert_eq!(
+            a.result.outcome,
+            RunOutcome::Exited(0),
+            "{}{}",
+            a.stdout,
+            a.stderr
+        );
         assert!(a.stdout.contains("before EMFILE"), "{}", a.stdout);
         let b = run_guest(config(), "fd_exhaust", &["/data"], true);
         assert_eq!((a.result, a.stdout), (b.result, b.stdout));
@@ -584,7 +783,13 @@ mod guests {
     #[test]
     fn quota_exhaustion_is_enospc_and_recoverable() {
         let a = run_guest(config(), "quota", &["/data"], true);
-        assert_eq!(a.result.outcome, RunOutcome::Exited(0), "{}{}", a.stdout, a.stderr);
+        assert_eq!(
+            a.result.outcome,
+            RunOutcome::Exited(0),
+            "{}{}",
+            a.stdout,
+            a.stderr
+        );
         assert!(a.stdout.contains("before ENOSPC"), "{}", a.stdout);
         let b = run_guest(config(), "quota", &["/data"], true);
         assert_eq!((a.result, a.stdout), (b.result, b.stdout));
@@ -593,22 +798,46 @@ mod guests {
     #[test]
     fn dotdot_escapes_are_refused() {
         let a = run_guest(config(), "escape_dotdot", &["/data"], true);
-        assert_eq!(a.result.outcome, RunOutcome::Exited(0), "{}{}", a.stdout, a.stderr);
+        assert_eq!(
+            a.result.outcome,
+            RunOutcome::Exited(0),
+            "{}{}",
+            a.stdout,
+            a.stderr
+        );
         assert!(!a.stdout.contains("ALLOWED"), "{}", a.stdout);
     }
 
     #[test]
     fn symlink_escapes_are_refused() {
         let a = run_guest(config(), "escape_symlink", &["/data"], true);
-        assert_eq!(a.result.outcome, RunOutcome::Exited(0), "{}{}", a.stdout, a.stderr);
-        assert!(!a.stdout.contains("ALLOWED") && !a.stdout.contains("WRONG"), "{}", a.stdout);
+        assert_eq!(
+            a.result.outcome,
+            RunOutcome::Exited(0),
+            "{}{}",
+            a.stdout,
+            a.stderr
+        );
+        assert!(
+            !a.stdout.contains("ALLOWED") && !a.stdout.contains("WRONG"),
+            "{}",
+            a.stdout
+        );
     }
 
     /// The `replicode` binary, built next to this test's target directory.
     fn replicode_bin() -> PathBuf {
         let exe = std::env::current_exe().expect("test exe");
-        let bin = exe.parent().and_then(Path::parent).map(|d| d.join("replicode")).expect("target dir");
-        assert!(bin.exists(), "{} missing: run `cargo build --release -p replicode` first", bin.display());
+        let bin = exe
+            .parent()
+            .and_then(Path::parent)
+            .map(|d| d.join("replicode"))
+            .expect("target dir");
+        assert!(
+            bin.exists(),
+            "{} missing: run `cargo build --release -p replicode` first",
+            bin.display()
+        );
         bin
     }
 
@@ -619,36 +848,68 @@ mod guests {
         std::fs::write(data.path().join("input.txt"), "some input\n").expect("write");
         let before = std::fs::read_dir(data.path()).expect("list").count();
         let prog = programs().join("clock_random.wasm");
-        let runs: Vec<_> = [("UTC", "/"), ("Asia/Kolkata", "/tmp"), ("America/New_York", env!("CARGO_MANIFEST_DIR"))]
-            .iter()
-            .map(|(tz, cwd)| {
-                let out = std::process::Command::new(&bin)
-                    .current_dir(cwd)
-                    .env("TZ", tz)
-                    .env("RANDOM_HOST_VAR", *tz)
-                    .args(["run", "--digest", "--seed", "5", "--time", "2024-05-01T12:00:00Z", "--dir"])
-                    .arg(format!("{}::/data", data.path().display()))
-                    .arg(&prog)
-                    .arg("3")
-                    .output()
-                    .expect("replicode runs");
-                (out.status.code(), out.stdout, out.stderr)
-            })
-            .collect();
-        assert_eq!(runs[0].0, Some(0), "{}", String::from_utf8_lossy(&runs[0].2));
+        let runs: Vec<_> = [
+            ("UTC", "/"),
+            ("Asia/Kolkata", "/tmp"),
+            ("America/New_York", env!("CARGO_MANIFEST_DIR")),
+        ]
+        .iter()
+        .map(|(tz, cwd)| {
+            let out = std::process::Command::new(&bin)
+                .current_dir(cwd)
+                .env("TZ", tz)
+                .env("RANDOM_HOST_VAR", *tz)
+                .args([
+                    "run",
+                    "--digest",
+                    "--seed",
+                    "5",
+                    "--time",
+                    "2024-05-01T12:00:00Z",
+                    "--dir",
+                ])
+                .arg(format!("{}::/data", data.path().display()))
+                .arg(&prog)
+                .arg("3")
+                .output()
+                .expect("replicode runs");
+            (out.status.code(), out.stdout, out.stderr)
+        })
+        .collect();
+        assert_eq!(
+            runs[0].0,
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&runs[0].2)
+        );
         assert!(String::from_utf8_lossy(&runs[0].2).contains("fs digest "));
         assert!(runs.iter().all(|r| *r == runs[0]), "runs differ: {runs:?}");
-        assert_eq!(std::fs::read_dir(data.path()).expect("list").count(), before, "host dir modified");
+        assert_eq!(
+            std::fs::read_dir(data.path()).expect("list").count(),
+            before,
+            "host dir modified"
+        );
     }
 
     #[test]
     fn cli_exit_codes_name_the_outcome() {
         let bin = replicode_bin();
         let run = |args: &[&str]| {
-            let out = std::process::Command::new(&bin).arg("run").args(args).output().expect("replicode runs");
-            (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+            let out = std::process::Command::new(&bin)
+                .arg("run")
+                .args(args)
+                .output()
+                .expect("replicode runs");
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
         };
-        let (code, err) = run(&["--fuel", "1000000", programs().join("loop.wasm").to_str().expect("utf8")]);
+        let (code, err) = run(&[
+            "--fuel",
+            "1000000",
+            programs().join("loop.wasm").to_str().expect("utf8"),
+        ]);
         assert_eq!(code, Some(123), "{err}");
         assert!(err.contains("replicode: guest ran out of fuel"), "{err}");
         let (code, err) = run(&[programs().join("recursion.wasm").to_str().expect("utf8")]);

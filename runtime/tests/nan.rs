@@ -111,7 +111,10 @@ fn pass_output_is_deterministic_and_valid() {
         // Applying the pass to its own output must not change behaviour.
         let calls = &g.calls;
         let e = engine(false);
-        assert_eq!(run_generated(&e, &a, calls), run_generated(&e, &pass(&a), calls));
+        assert_eq!(
+            run_generated(&e, &a, calls),
+            run_generated(&e, &pass(&a), calls)
+        );
     }
 }
 
@@ -160,7 +163,10 @@ fn nan_boxed_values_that_are_only_copied_keep_their_bits() {
         let e = engine(eager_mode);
         for &bits in &patterns {
             for c in [0, 1] {
-                let calls = vec![("copy".to_string(), vec![generator::Arg::F64(bits), generator::Arg::I32(c)])];
+                let calls = vec![(
+                    "copy".to_string(),
+                    vec![generator::Arg::F64(bits), generator::Arg::I32(c)],
+                )];
                 let out = run_generated(&e, &rewritten, &calls);
                 assert_eq!(
                     out.calls[0],
@@ -190,11 +196,26 @@ fn stored_bits(wasm: &[u8], eager_mode: bool) -> u64 {
 fn escapes_see_the_eager_canonical_nan_with_its_sign() {
     // 0/0 stored directly, negated once, negated twice, through abs and a loop.
     let cases = [
-        ("(f64.div (f64.const 0) (f64.const 0))", nan::CANONICAL_NAN_F64),
-        ("(f64.neg (f64.div (f64.const 0) (f64.const 0)))", nan::CANONICAL_NAN_F64 | 1 << 63),
-        ("(f64.neg (f64.neg (f64.sqrt (f64.const -1))))", nan::CANONICAL_NAN_F64),
-        ("(f64.abs (f64.neg (f64.sub (f64.const inf) (f64.const inf))))", nan::CANONICAL_NAN_F64),
-        ("(f64.promote_f32 (f32.load (i32.const 64)))", nan::CANONICAL_NAN_F64),
+        (
+            "(f64.div (f64.const 0) (f64.const 0))",
+            nan::CANONICAL_NAN_F64,
+        ),
+        (
+            "(f64.neg (f64.div (f64.const 0) (f64.const 0)))",
+            nan::CANONICAL_NAN_F64 | 1 << 63,
+        ),
+        (
+            "(f64.neg (f64.neg (f64.sqrt (f64.const -1))))",
+            nan::CANONICAL_NAN_F64,
+        ),
+        (
+            "(f64.abs (f64.neg (f64.sub (f64.const inf) (f64.const inf))))",
+            nan::CANONICAL_NAN_F64,
+        ),
+        (
+            "(f64.promote_f32 (f32.load (i32.const 64)))",
+            nan::CANONICAL_NAN_F64,
+        ),
     ];
     for (expr, want) in cases {
         let module = wat(&format!(
@@ -254,13 +275,22 @@ fn simd_modules_are_refused() {
           (f32x4.add (local.get 0) (local.get 1))))"#);
     let err = canonicalize_nans(&module).expect_err("SIMD must be refused");
     assert!(matches!(err, NanPassError::Invalid(_)), "{err}");
-    assert!(err.to_string().contains("SIMD"), "error should name SIMD: {err}");
+    assert!(
+        err.to_string().contains("SIMD"),
+        "error should name SIMD: {err}"
+    );
 }
 
 #[test]
 fn components_and_garbage_are_refused() {
-    assert!(matches!(canonicalize_nans(b"\0asm\x0d\0\x01\0"), Err(NanPassError::Invalid(_))));
-    assert!(matches!(canonicalize_nans(b"not wasm"), Err(NanPassError::Invalid(_))));
+    assert!(matches!(
+        canonicalize_nans(b"\0asm\x0d\0\x01\0"),
+        Err(NanPassError::Invalid(_))
+    ));
+    assert!(matches!(
+        canonicalize_nans(b"not wasm"),
+        Err(NanPassError::Invalid(_))
+    ));
 }
 
 fn wasm_programs() -> PathBuf {
@@ -296,7 +326,12 @@ fn c_guests_match_eager_canonicalization() {
             .unwrap_or_else(|e| panic!("{name}: pass failed: {e}"));
         let want = run_wasi(&eager, &wasm, &[name]);
         let got = run_wasi(&lazy, &rewritten, &[name]);
-        assert_eq!(want.exit, Ok(0), "{name}: {}", String::from_utf8_lossy(&want.stdout));
+        assert_eq!(
+            want.exit,
+            Ok(0),
+            "{name}: {}",
+            String::from_utf8_lossy(&want.stdout)
+        );
         assert!(!want.stdout.is_empty(), "{name} printed nothing");
         assert_eq!(
             String::from_utf8_lossy(&want.stdout),
@@ -312,5 +347,8 @@ fn c_guests_match_eager_canonicalization() {
             stats.fixes, stats.arithmetic_ops, stats.functions
         );
     }
-    assert!(plain_differs > 0, "no guest shows NaN bits without the pass: guests too weak");
+    assert!(
+        plain_differs > 0,
+        "no guest shows NaN bits without the pass: guests too weak"
+    );
 }

@@ -9,7 +9,9 @@ mod process_support;
 use std::sync::Arc;
 
 use process_support::{fs_digest, machine, module, new_engine, new_fs, TestHost, FUEL};
-use replicode_runtime::process::{InputOutcome, InputStatus, ProcState, ProcessTable, TableLimits, Wait};
+use replicode_runtime::process::{
+    InputOutcome, InputStatus, ProcState, ProcessTable, TableLimits, Wait,
+};
 
 fn line(out: &InputOutcome, pid: u64) -> String {
     String::from_utf8_lossy(&out.stdout_of(pid)).into_owned()
@@ -22,16 +24,29 @@ fn echo_server_suspends_and_resumes_with_each_input() {
     assert_eq!(out.status, InputStatus::Ok);
     assert_eq!(pid, 1);
     assert!(out.outputs.is_empty());
-    assert_eq!(t.info(pid).unwrap().state, ProcState::Blocked(Wait { stdin: true, deadline_ns: None }));
+    assert_eq!(
+        t.info(pid).unwrap().state,
+        ProcState::Blocked(Wait {
+            stdin: true,
+            deadline_ns: None
+        })
+    );
     let a = t.deliver_stdin(pid, b"hi", false, FUEL).unwrap();
     assert_eq!(line(&a, pid), "hi#12\n");
     let b = t.deliver_stdin(pid, b"abc", false, FUEL).unwrap();
-    assert_eq!(line(&b, pid), "abc#25\n", "count 2, total bytes 5: state survived the suspension");
+    assert_eq!(
+        line(&b, pid),
+        "abc#25\n",
+        "count 2, total bytes 5: state survived the suspension"
+    );
     assert!(b.fuel_used > 0);
     let c = t.deliver_stdin(pid, b"", true, FUEL).unwrap();
     assert_eq!(c.exits, vec![(pid, 0)]);
     assert_eq!(t.info(pid).unwrap().state, ProcState::Exited(0));
-    assert!(t.deliver_stdin(pid, b"x", false, FUEL).is_err(), "an exited process takes no input");
+    assert!(
+        t.deliver_stdin(pid, b"x", false, FUEL).is_err(),
+        "an exited process takes no input"
+    );
 }
 
 #[test]
@@ -68,11 +83,19 @@ const CONVERSATION: &[Step] = &[
     Step::Eof(1),
 ];
 
-fn apply(t: &mut ProcessTable<TestHost>, m: &Arc<replicode_runtime::process::ProcessModule<TestHost>>, step: &Step) -> InputOutcome {
+fn apply(
+    t: &mut ProcessTable<TestHost>,
+    m: &Arc<replicode_runtime::process::ProcessModule<TestHost>>,
+    step: &Step,
+) -> InputOutcome {
     match step {
         Step::Stdin(pid, bytes) => t.deliver_stdin(*pid, bytes, false, FUEL).unwrap(),
         Step::Time(ns) => t.advance_time(*ns, FUEL).unwrap(),
-        Step::SpawnPiped(from) => t.spawn(m.clone(), &["cat".into()], &[], Some(*from), FUEL).unwrap().1,
+        Step::SpawnPiped(from) => {
+            t.spawn(m.clone(), &["cat".into()], &[], Some(*from), FUEL)
+                .unwrap()
+                .1
+        }
         Step::Eof(pid) => t.deliver_stdin(*pid, b"", true, FUEL).unwrap(),
     }
 }
@@ -81,18 +104,22 @@ fn apply(t: &mut ProcessTable<TestHost>, m: &Arc<replicode_runtime::process::Pro
 fn snapshot_and_restore_at_every_input_index_gives_identical_outputs_and_digests() {
     // Reference: one uninterrupted run.
     let (mut t, m) = machine();
-    t.spawn(m.clone(), &["echo".into()], &[], None, FUEL).unwrap();
+    t.spawn(m.clone(), &["echo".into()], &[], None, FUEL)
+        .unwrap();
     let mut reference = Vec::new();
     for step in CONVERSATION {
         let out = apply(&mut t, &m, step);
         reference.push((out, t.digest().unwrap(), fs_digest(t.env())));
     }
-    assert!(reference.iter().any(|(o, _, _)| matches!(o.status, InputStatus::Trap { .. })));
+    assert!(reference
+        .iter()
+        .any(|(o, _, _)| matches!(o.status, InputStatus::Trap { .. })));
     assert!(reference.iter().any(|(o, _, _)| !o.exits.is_empty()));
 
     for k in 0..=CONVERSATION.len() {
         let (mut t, m) = machine();
-        t.spawn(m.clone(), &["echo".into()], &[], None, FUEL).unwrap();
+        t.spawn(m.clone(), &["echo".into()], &[], None, FUEL)
+            .unwrap();
         for step in &CONVERSATION[..k] {
             apply(&mut t, &m, step);
         }
@@ -104,16 +131,34 @@ fn snapshot_and_restore_at_every_input_index_gives_identical_outputs_and_digests
         let engine = new_engine();
         let m2 = Arc::new(module(&engine));
         let m2c = m2.clone();
-        let mut r = ProcessTable::restore(&bytes, fs, TableLimits::default(), move |h| (h == m2c.hash()).then(|| m2c.clone()))
-            .unwrap();
-        assert_eq!(r.digest().unwrap(), before, "restore at {k} changed the digest");
-        assert_eq!(r.snapshot_all().unwrap(), bytes, "re-snapshot at {k} differs");
+        let mut r = ProcessTable::restore(&bytes, fs, TableLimits::default(), move |h| {
+            (h == m2c.hash()).then(|| m2c.clone())
+        })
+        .unwrap();
+        assert_eq!(
+            r.digest().unwrap(),
+            before,
+            "restore at {k} changed the digest"
+        );
+        assert_eq!(
+            r.snapshot_all().unwrap(),
+            bytes,
+            "re-snapshot at {k} differs"
+        );
         for (i, step) in CONVERSATION.iter().enumerate().skip(k) {
             let out = apply(&mut r, &m2, step);
             let (ref_out, ref_digest, ref_fs) = &reference[i];
             assert_eq!(&out, ref_out, "input {i} after restore at {k}");
-            assert_eq!(&r.digest().unwrap(), ref_digest, "digest after input {i}, restored at {k}");
-            assert_eq!(&fs_digest(r.env()), ref_fs, "files after input {i}, restored at {k}");
+            assert_eq!(
+                &r.digest().unwrap(),
+                ref_digest,
+                "digest after input {i}, restored at {k}"
+            );
+            assert_eq!(
+                &fs_digest(r.env()),
+                ref_fs,
+                "files after input {i}, restored at {k}"
+            );
         }
     }
 }
@@ -129,12 +174,19 @@ fn out_of_fuel_input_leaves_process_and_files_as_before() {
     let out = t.deliver_stdin(pid, b"L", false, 50_000).unwrap();
     assert_eq!(out.status, InputStatus::OutOfFuel);
     assert!(out.outputs.is_empty());
-    assert!(out.fuel_used >= 50_000, "fuel spent is reported: {}", out.fuel_used);
+    assert!(
+        out.fuel_used >= 50_000,
+        "fuel spent is reported: {}",
+        out.fuel_used
+    );
     assert_eq!(t.digest().unwrap(), digest);
     assert_eq!(t.snapshot_all().unwrap(), snap);
     assert_eq!(fs_digest(t.env()), files);
     // The process continues as if the input never came.
-    assert_eq!(line(&t.deliver_stdin(pid, b"ok", false, FUEL).unwrap(), pid), "ok#27\n");
+    assert_eq!(
+        line(&t.deliver_stdin(pid, b"ok", false, FUEL).unwrap(), pid),
+        "ok#27\n"
+    );
 }
 
 #[test]
@@ -150,7 +202,10 @@ fn trapping_input_undoes_memory_growth_globals_and_file_writes() {
         match &out.status {
             InputStatus::Trap { pid: p, reason } => {
                 assert_eq!(*p, pid);
-                assert!(reason.contains("unreachable"), "reason names the trap: {reason}");
+                assert!(
+                    reason.contains("unreachable"),
+                    "reason names the trap: {reason}"
+                );
             }
             other => panic!("{bad:?}: expected a trap, got {other:?}"),
         }
@@ -158,18 +213,34 @@ fn trapping_input_undoes_memory_growth_globals_and_file_writes() {
         assert_eq!(t.snapshot_all().unwrap(), snap, "{bad:?}");
         assert_eq!(fs_digest(t.env()), files, "{bad:?}");
     }
-    assert_eq!(line(&t.deliver_stdin(pid, b"two", false, FUEL).unwrap(), pid), "two#26\n");
+    assert_eq!(
+        line(&t.deliver_stdin(pid, b"two", false, FUEL).unwrap(), pid),
+        "two#26\n"
+    );
 }
 
 #[test]
 fn pipeline_routes_stdout_to_the_next_stdin_and_propagates_eof() {
     let (mut t, m) = machine();
-    let (a, _) = t.spawn(m.clone(), &["producer".into()], &[], None, FUEL).unwrap();
-    let (b, _) = t.spawn(m.clone(), &["consumer".into()], &[], Some(a), FUEL).unwrap();
-    assert!(t.spawn(m, &["second".into()], &[], Some(a), FUEL).is_err(), "one reader per pipe");
-    assert!(t.deliver_stdin(b, b"x", false, FUEL).is_err(), "a piped stdin takes no direct input");
+    let (a, _) = t
+        .spawn(m.clone(), &["producer".into()], &[], None, FUEL)
+        .unwrap();
+    let (b, _) = t
+        .spawn(m.clone(), &["consumer".into()], &[], Some(a), FUEL)
+        .unwrap();
+    assert!(
+        t.spawn(m, &["second".into()], &[], Some(a), FUEL).is_err(),
+        "one reader per pipe"
+    );
+    assert!(
+        t.deliver_stdin(b, b"x", false, FUEL).is_err(),
+        "a piped stdin takes no direct input"
+    );
     let out = t.deliver_stdin(a, b"ab", false, FUEL).unwrap();
-    assert!(out.stdout_of(a).is_empty(), "the producer's stdout went into the pipe");
+    assert!(
+        out.stdout_of(a).is_empty(),
+        "the producer's stdout went into the pipe"
+    );
     // a wrote "ab" then "#12\n" (two writes); b may read them in one or two reads.
     let got = line(&out, b);
     assert!(got.starts_with("ab"), "{got:?}");
@@ -181,8 +252,12 @@ fn pipeline_routes_stdout_to_the_next_stdin_and_propagates_eof() {
 #[test]
 fn kill_reports_137_and_ends_the_pipe() {
     let (mut t, m) = machine();
-    let (a, _) = t.spawn(m.clone(), &["producer".into()], &[], None, FUEL).unwrap();
-    let (b, _) = t.spawn(m, &["consumer".into()], &[], Some(a), FUEL).unwrap();
+    let (a, _) = t
+        .spawn(m.clone(), &["producer".into()], &[], None, FUEL)
+        .unwrap();
+    let (b, _) = t
+        .spawn(m, &["consumer".into()], &[], Some(a), FUEL)
+        .unwrap();
     let out = t.kill(a, FUEL).unwrap();
     assert_eq!(out.exits, vec![(a, 137), (b, 0)]);
     assert_eq!(t.info(a).unwrap().state, ProcState::Killed);
@@ -195,11 +270,21 @@ fn sleep_wakes_on_logical_time_only() {
     let (pid, _) = t.spawn(m, &["echo".into()], &[], None, FUEL).unwrap();
     let out = t.deliver_stdin(pid, b"W", false, FUEL).unwrap();
     assert!(out.outputs.is_empty());
-    assert_eq!(t.info(pid).unwrap().state, ProcState::Blocked(Wait { stdin: false, deadline_ns: Some(1000) }));
+    assert_eq!(
+        t.info(pid).unwrap().state,
+        ProcState::Blocked(Wait {
+            stdin: false,
+            deadline_ns: Some(1000)
+        })
+    );
     let early = t.advance_time(999, FUEL).unwrap();
     assert!(early.outputs.is_empty(), "deadline not reached");
     let due = t.advance_time(1, FUEL).unwrap();
-    assert_eq!(line(&due, pid), "W#11\n", "the wake-up output is attributed to the time input");
+    assert_eq!(
+        line(&due, pid),
+        "W#11\n",
+        "the wake-up output is attributed to the time input"
+    );
 }
 
 #[test]
@@ -208,11 +293,21 @@ fn three_hundred_blocked_processes_hold_no_host_threads() {
     let (mut t, m) = machine();
     let mut pids = Vec::new();
     for _ in 0..300 {
-        pids.push(t.spawn(m.clone(), &["echo".into()], &[], None, FUEL).unwrap().0);
+        pids.push(
+            t.spawn(m.clone(), &["echo".into()], &[], None, FUEL)
+                .unwrap()
+                .0,
+        );
     }
     assert_eq!(t.live_pids().len(), 300);
-    assert!(t.list().iter().all(|p| matches!(p.state, ProcState::Blocked(_))));
-    assert!(host_threads() <= threads_before + 1, "blocked processes must not hold threads");
+    assert!(t
+        .list()
+        .iter()
+        .all(|p| matches!(p.state, ProcState::Blocked(_))));
+    assert!(
+        host_threads() <= threads_before + 1,
+        "blocked processes must not hold threads"
+    );
     for (i, pid) in pids.iter().enumerate().rev() {
         let msg = format!("p{i}");
         let out = t.deliver_stdin(*pid, msg.as_bytes(), false, FUEL).unwrap();
@@ -238,32 +333,54 @@ fn pids_are_never_reused_and_rejected_spawns_leave_no_trace() {
 #[test]
 fn corrupt_snapshots_are_refused_with_an_error() {
     let (mut t, m) = machine();
-    let (pid, _) = t.spawn(m.clone(), &["echo".into()], &[], None, FUEL).unwrap();
+    let (pid, _) = t
+        .spawn(m.clone(), &["echo".into()], &[], None, FUEL)
+        .unwrap();
     t.deliver_stdin(pid, b"x", false, FUEL).unwrap();
     let bytes = t.snapshot_all().unwrap();
     let fs = new_fs();
     for cut in [0, 7, 12, bytes.len() / 2, bytes.len() - 1] {
         let mc = m.clone();
-        let r = ProcessTable::restore(&bytes[..cut], fs.clone(), TableLimits::default(), move |_| Some(mc.clone()));
+        let r = ProcessTable::restore(
+            &bytes[..cut],
+            fs.clone(),
+            TableLimits::default(),
+            move |_| Some(mc.clone()),
+        );
         assert!(r.is_err(), "truncated at {cut}");
     }
     let r = ProcessTable::<TestHost>::restore(&bytes, fs, TableLimits::default(), |_| None);
-    assert!(r.err().unwrap().to_string().contains("resolver does not know"));
+    assert!(r
+        .err()
+        .unwrap()
+        .to_string()
+        .contains("resolver does not know"));
 }
 
 /// Threads of this test process (Linux).
 fn host_threads() -> usize {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Threads:").map(|v| v.trim().parse().unwrap_or(0))))
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("Threads:")
+                    .map(|v| v.trim().parse().unwrap_or(0))
+            })
+        })
         .unwrap_or(0)
 }
 
 #[test]
 fn spawn_pipeline_feeds_each_stage_from_the_previous_one() {
     let (mut t, m) = machine();
-    let spec = |name: &str| replicode_runtime::process::SpawnSpec { module: m.clone(), args: vec![name.into()], vars: vec![] };
-    let (pids, out) = t.spawn_pipeline(vec![spec("a"), spec("b"), spec("c")], None, FUEL).unwrap();
+    let spec = |name: &str| replicode_runtime::process::SpawnSpec {
+        module: m.clone(),
+        args: vec![name.into()],
+        vars: vec![],
+    };
+    let (pids, out) = t
+        .spawn_pipeline(vec![spec("a"), spec("b"), spec("c")], None, FUEL)
+        .unwrap();
     assert_eq!(pids, vec![1, 2, 3]);
     assert!(out.outputs.is_empty());
     let out = t.deliver_stdin(1, b"x", false, FUEL).unwrap();

@@ -53,7 +53,9 @@ fn kill9_while_inputs_flow_including_during_commit_loses_nothing() -> anyhow::Re
     }
     std::thread::sleep(Duration::from_secs(1));
     stop.store(true, Ordering::SeqCst);
-    let written = writer.join().map_err(|_| anyhow::anyhow!("writer panicked"))??;
+    let written = writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("writer panicked"))??;
     assert!(written > 0, "no input got through");
     let top = net.height(0)?;
     net.wait_height(2, top, Duration::from_secs(60))?;

@@ -19,7 +19,10 @@ fn kv_server_200_inputs_from_4_clients_every_answer_right_and_all_agree() -> any
                 for i in 0..25u64 {
                     let nonce = 1000 * (c as u64 + 1) + 2 * i;
                     let set = send_line(port, pid, &format!("SET k{c}_{i} v{c}_{i}"), nonce)?;
-                    anyhow::ensure!(set.code == 0 && set.stdout() == "OK\n", "client {c} SET {i}: {set:?}");
+                    anyhow::ensure!(
+                        set.code == 0 && set.stdout() == "OK\n",
+                        "client {c} SET {i}: {set:?}"
+                    );
                     let get = send_line(port, pid, &format!("GET k{c}_{i}"), nonce + 1)?;
                     anyhow::ensure!(
                         get.code == 0 && get.stdout() == format!("VALUE v{c}_{i}\n"),
@@ -33,7 +36,9 @@ fn kv_server_200_inputs_from_4_clients_every_answer_right_and_all_agree() -> any
         })
         .collect();
     for client in clients {
-        client.join().map_err(|_| anyhow::anyhow!("client thread panicked"))??;
+        client
+            .join()
+            .map_err(|_| anyhow::anyhow!("client thread panicked"))??;
     }
     // Every validator at the same height, then the per-height comparison.
     let top = net.height(0)?;

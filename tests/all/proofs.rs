@@ -14,15 +14,37 @@ const MOTD: &str = "Welcome to RepliCode: every validator computed this file.\n"
 #[test]
 fn file_proof_verifies_and_tampered_content_or_proof_is_rejected() -> anyhow::Result<()> {
     let net = Testnet::up(4)?;
-    let honest = net.run(&["query", "--node", &net.url(0), "file", "/etc/motd", "--prove"])?;
-    assert!(honest.status.success(), "{}", String::from_utf8_lossy(&honest.stderr));
+    let honest = net.run(&[
+        "query",
+        "--node",
+        &net.url(0),
+        "file",
+        "/etc/motd",
+        "--prove",
+    ])?;
+    assert!(
+        honest.status.success(),
+        "{}",
+        String::from_utf8_lossy(&honest.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&honest.stdout), MOTD);
     assert!(String::from_utf8_lossy(&honest.stderr).contains("verified"));
 
     for tamper in [Tamper::Contents, Tamper::Proof] {
         let proxy = Proxy::start(net.nodes[0].rpc_port, tamper)?;
-        let out = net.run(&["query", "--node", &proxy.url(), "file", "/etc/motd", "--prove"])?;
-        assert!(!out.status.success(), "{tamper:?} was accepted: {}", String::from_utf8_lossy(&out.stdout));
+        let out = net.run(&[
+            "query",
+            "--node",
+            &proxy.url(),
+            "file",
+            "/etc/motd",
+            "--prove",
+        ])?;
+        assert!(
+            !out.status.success(),
+            "{tamper:?} was accepted: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         // Without --prove the lie goes through: the check is what catches it.
         let trusting = net.run(&["query", "--node", &proxy.url(), "file", "/etc/motd"])?;
         if tamper == Tamper::Contents {
@@ -73,7 +95,10 @@ fn serve(mut client: TcpStream, upstream: u16, tamper: Tamper) -> anyhow::Result
             let head = String::from_utf8_lossy(&buf[..pos]).to_lowercase();
             let len = head
                 .lines()
-                .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+                .find_map(|l| {
+                    l.strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                })
                 .unwrap_or(0);
             break (pos + 4, len);
         }
@@ -103,7 +128,11 @@ fn serve(mut client: TcpStream, upstream: u16, tamper: Tamper) -> anyhow::Result
             }
             Tamper::Proof => {
                 // CometBFT's JSON names it proofOps; accept the snake_case spelling too.
-                let key = if response.get("proofOps").is_some() { "proofOps" } else { "proof_ops" };
+                let key = if response.get("proofOps").is_some() {
+                    "proofOps"
+                } else {
+                    "proof_ops"
+                };
                 let op = &mut response[key]["ops"][0];
                 let mut data = b64.decode(op["data"].as_str().unwrap_or_default())?;
                 let mid = data.len() / 2;

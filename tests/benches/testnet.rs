@@ -25,9 +25,15 @@ fn main() -> anyhow::Result<()> {
     println!("\n| app | committed tx/s | commit latency p50 | p99 |");
     println!("|---|---|---|---|");
     for (name, r) in [("cometbft kvstore", &kv), ("replicode kv_server", &rc)] {
-        println!("| {name} | {:.0} | {:.0} ms | {:.0} ms |", r.tps, r.p50_ms, r.p99_ms);
+        println!(
+            "| {name} | {:.0} | {:.0} ms | {:.0} ms |",
+            r.tps, r.p50_ms, r.p99_ms
+        );
     }
-    println!("ratio replicode/kvstore throughput: {:.2}", rc.tps / kv.tps.max(1e-9));
+    println!(
+        "ratio replicode/kvstore throughput: {:.2}",
+        rc.tps / kv.tps.max(1e-9)
+    );
     Ok(())
 }
 
@@ -44,7 +50,15 @@ fn replicode_run() -> anyhow::Result<Result_> {
     let ports: Vec<u16> = net.nodes.iter().map(|n| n.rpc_port).collect();
     load(&ports, move |client, i| {
         let data = format!("SET c{client}k{i} v{i}\n").into_bytes();
-        Tx::new(Body::Stdin(Stdin { pid, data, eof: false }), (client as u64) << 40 | i).to_bytes()
+        Tx::new(
+            Body::Stdin(Stdin {
+                pid,
+                data,
+                eof: false,
+            }),
+            (client as u64) << 40 | i,
+        )
+        .to_bytes()
     })
 }
 
@@ -61,9 +75,17 @@ fn kvstore_run() -> anyhow::Result<Result_> {
         .arg(&genesis)
         .args(["--wait-secs", "60"])
         .output()?;
-    anyhow::ensure!(out.status.success(), "testnet up: {}", String::from_utf8_lossy(&out.stderr));
-    Command::new(&bin).args(["testnet", "down", "--dir"]).arg(dir.path()).output()?;
-    let layout: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("testnet.json"))?)?;
+    anyhow::ensure!(
+        out.status.success(),
+        "testnet up: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Command::new(&bin)
+        .args(["testnet", "down", "--dir"])
+        .arg(dir.path())
+        .output()?;
+    let layout: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("testnet.json"))?)?;
     let mut children = Nodes(Vec::new());
     let mut ports = Vec::new();
     for n in layout["nodes"].as_array().into_iter().flatten() {
@@ -71,7 +93,10 @@ fn kvstore_run() -> anyhow::Result<Result_> {
         // Fresh chain data for kvstore (the replicode run wrote blocks).
         let _ = std::fs::remove_dir_all(home.join("data"));
         std::fs::create_dir_all(home.join("data"))?;
-        std::fs::write(home.join("data/priv_validator_state.json"), r#"{"height":"0","round":0,"step":0}"#)?;
+        std::fs::write(
+            home.join("data/priv_validator_state.json"),
+            r#"{"height":"0","round":0,"step":0}"#,
+        )?;
         let log = std::fs::File::create(home.join("kvstore.log"))?;
         children.0.push(
             Command::new("cometbft")
@@ -86,12 +111,20 @@ fn kvstore_run() -> anyhow::Result<Result_> {
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     for &p in &ports {
-        while rpc_get(p, "/status").map(|v| v["result"]["sync_info"]["latest_block_height"] == "0").unwrap_or(true) {
-            anyhow::ensure!(Instant::now() < deadline, "kvstore node on {p} did not start");
+        while rpc_get(p, "/status")
+            .map(|v| v["result"]["sync_info"]["latest_block_height"] == "0")
+            .unwrap_or(true)
+        {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "kvstore node on {p} did not start"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-    load(&ports, |client, i| format!("c{client}k{i}=v{i}").into_bytes())
+    load(&ports, |client, i| {
+        format!("c{client}k{i}=v{i}").into_bytes()
+    })
 }
 
 /// Kills the kvstore cometbft processes even if the run fails.
@@ -106,7 +139,10 @@ impl Drop for Nodes {
     }
 }
 
-fn load(ports: &[u16], make: impl Fn(usize, u64) -> Vec<u8> + Send + Sync + 'static) -> anyhow::Result<Result_> {
+fn load(
+    ports: &[u16],
+    make: impl Fn(usize, u64) -> Vec<u8> + Send + Sync + 'static,
+) -> anyhow::Result<Result_> {
     let make = Arc::new(make);
     let stop = Arc::new(AtomicBool::new(false));
     let start_height = height(ports[0])?;
@@ -120,13 +156,18 @@ fn load(ports: &[u16], make: impl Fn(usize, u64) -> Vec<u8> + Send + Sync + 'sta
             while !stop.load(Ordering::SeqCst) {
                 i += 1;
                 let t0 = Instant::now();
-                let Ok((code, _, hash)) = broadcast_raw(port, &make(client, i)) else { continue };
+                let Ok((code, _, hash)) = broadcast_raw(port, &make(client, i)) else {
+                    continue;
+                };
                 if code != 0 {
                     std::thread::sleep(Duration::from_millis(5));
                     continue;
                 }
                 // Client 0 samples latency on every 10th tx; the others only load.
-                if client == 0 && i % 10 == 0 && wait_tx(port, &hash, Duration::from_secs(30)).is_ok() {
+                if client == 0
+                    && i % 10 == 0
+                    && wait_tx(port, &hash, Duration::from_secs(30)).is_ok()
+                {
                     latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
                 }
             }
@@ -135,21 +176,39 @@ fn load(ports: &[u16], make: impl Fn(usize, u64) -> Vec<u8> + Send + Sync + 'sta
     }
     std::thread::sleep(Duration::from_secs(SECONDS));
     stop.store(true, Ordering::SeqCst);
-    let mut latencies: Vec<f64> = workers.into_iter().flat_map(|w| w.join().unwrap_or_default()).collect();
+    let mut latencies: Vec<f64> = workers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap_or_default())
+        .collect();
     std::thread::sleep(Duration::from_secs(2));
     let end_height = height(ports[0])?;
     let mut txs = 0u64;
     for h in (start_height + 1)..=end_height {
         let b = rpc_get(ports[0], &format!("/block?height={h}"))?;
-        txs += b["result"]["block"]["data"]["txs"].as_array().map(|a| a.len() as u64).unwrap_or(0);
+        txs += b["result"]["block"]["data"]["txs"]
+            .as_array()
+            .map(|a| a.len() as u64)
+            .unwrap_or(0);
     }
     let secs = started.elapsed().as_secs_f64();
     latencies.sort_by(|a, b| a.total_cmp(b));
-    let pct = |p: f64| latencies.get(((latencies.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(f64::NAN);
-    Ok(Result_ { tps: txs as f64 / secs, p50_ms: pct(0.5), p99_ms: pct(0.99) })
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    Ok(Result_ {
+        tps: txs as f64 / secs,
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+    })
 }
 
 fn height(port: u16) -> anyhow::Result<u64> {
     let v = rpc_get(port, "/status")?;
-    Ok(v["result"]["sync_info"]["latest_block_height"].as_str().unwrap_or("0").parse()?)
+    Ok(v["result"]["sync_info"]["latest_block_height"]
+        .as_str()
+        .unwrap_or("0")
+        .parse()?)
 }

@@ -35,7 +35,10 @@ impl MerkleFs {
         }
     }
 
-    fn with_mut<T>(&mut self, f: impl FnOnce(&mut WorkingSet) -> merkle_fs::Result<T>) -> Result<T, Errno> {
+    fn with_mut<T>(
+        &mut self,
+        f: impl FnOnce(&mut WorkingSet) -> merkle_fs::Result<T>,
+    ) -> Result<T, Errno> {
         match self.guard().as_mut() {
             Some(ws) => f(ws).map_err(errno),
             None => Err(Errno::Io),
@@ -90,7 +93,14 @@ impl FileSystem for MerkleFs {
     }
     fn readdir(&self, dir: Ino) -> Result<Vec<DirEntry>, Errno> {
         let entries = self.with(|ws| ws.readdir(dir))?;
-        Ok(entries.into_iter().map(|e| DirEntry { name: e.name, ino: e.ino, kind: kind(e.kind) }).collect())
+        Ok(entries
+            .into_iter()
+            .map(|e| DirEntry {
+                name: e.name,
+                ino: e.ino,
+                kind: kind(e.kind),
+            })
+            .collect())
     }
     fn read(&self, ino: Ino, offset: u64, buf: &mut [u8]) -> Result<usize, Errno> {
         self.with(|ws| ws.read(ino, offset, buf))
@@ -116,7 +126,14 @@ impl FileSystem for MerkleFs {
     fn rmdir(&mut self, dir: Ino, name: &[u8], now_ns: u64) -> Result<(), Errno> {
         self.with_mut(|ws| ws.rmdir(dir, name, now_ns))
     }
-    fn rename(&mut self, from_dir: Ino, from: &[u8], to_dir: Ino, to: &[u8], now_ns: u64) -> Result<(), Errno> {
+    fn rename(
+        &mut self,
+        from_dir: Ino,
+        from: &[u8],
+        to_dir: Ino,
+        to: &[u8],
+        now_ns: u64,
+    ) -> Result<(), Errno> {
         self.with_mut(|ws| ws.rename(from_dir, from, to_dir, to, now_ns))
     }
     fn write(&mut self, ino: Ino, offset: u64, data: &[u8], now_ns: u64) -> Result<usize, Errno> {
@@ -125,7 +142,13 @@ impl FileSystem for MerkleFs {
     fn set_size(&mut self, ino: Ino, size: u64, now_ns: u64) -> Result<(), Errno> {
         self.with_mut(|ws| ws.set_size(ino, size, now_ns))
     }
-    fn set_times(&mut self, ino: Ino, atime_ns: Option<u64>, mtime_ns: Option<u64>, now_ns: u64) -> Result<(), Errno> {
+    fn set_times(
+        &mut self,
+        ino: Ino,
+        atime_ns: Option<u64>,
+        mtime_ns: Option<u64>,
+        now_ns: u64,
+    ) -> Result<(), Errno> {
         self.with_mut(|ws| ws.set_times(ino, atime_ns, mtime_ns, now_ns))
     }
     fn retain(&mut self, ino: Ino) -> Result<(), Errno> {
@@ -155,8 +178,15 @@ impl FileSystem for MerkleFs {
         }
     }
     fn usage(&self) -> FsUsage {
-        let u = self.guard().as_ref().map(|ws| ws.usage()).unwrap_or_default();
-        FsUsage { bytes: u.bytes, inodes: u.inodes }
+        let u = self
+            .guard()
+            .as_ref()
+            .map(|ws| ws.usage())
+            .unwrap_or_default();
+        FsUsage {
+            bytes: u.bytes,
+            inodes: u.inodes,
+        }
     }
     fn digest(&self) -> [u8; 32] {
         replicode_runtime::fs::digest::digest(self)

@@ -25,14 +25,14 @@ use replicode_runtime::config::RuntimeConfig;
 use replicode_runtime::engine::GuestEngine;
 use replicode_runtime::process::wasi_host::{WasiEnv, WasiProcess};
 use replicode_runtime::process::{
-    InputOutcome, InputStatus, ModuleHash, ProcState, ProcessError, ProcessModule, ProcessTable, StreamKind,
-    TableLimits,
+    InputOutcome, InputStatus, ModuleHash, ProcState, ProcessError, ProcessModule, ProcessTable,
+    StreamKind, TableLimits,
 };
 
 use crate::codes::Code;
 use crate::executor::{
-    AppHash, BlockContext, Committed, ExecError, Executor, FileRead, Input, Outcome, ProcessInfo, ProgramValidator,
-    Status,
+    AppHash, BlockContext, Committed, ExecError, Executor, FileRead, Input, Outcome, ProcessInfo,
+    ProgramValidator, Status,
 };
 use crate::genesis::{GenesisState, Limits};
 use crate::result::{Exit, Write};
@@ -69,11 +69,19 @@ impl Machine {
         let slot: Slot = Arc::new(Mutex::new(None));
         let latest = store.latest();
         let limits: Limits = match latest.get_meta_bytes(keys::LIMITS)? {
-            Some(json) => serde_json::from_slice(&json).map_err(|e| ExecError::new("read limits", e))?,
+            Some(json) => {
+                serde_json::from_slice(&json).map_err(|e| ExecError::new("read limits", e))?
+            }
             None => Limits::default(),
         };
-        let genesis_time_ns = latest.get_meta_bytes(keys::GENESIS_TIME)?.map(|b| keys::decode_u64(&b)).unwrap_or(0);
-        let seed = latest.get_meta_bytes(keys::SEED)?.map(|b| keys::decode_seed(&b)).unwrap_or([0; 32]);
+        let genesis_time_ns = latest
+            .get_meta_bytes(keys::GENESIS_TIME)?
+            .map(|b| keys::decode_u64(&b))
+            .unwrap_or(0);
+        let seed = latest
+            .get_meta_bytes(keys::SEED)?
+            .map(|b| keys::decode_seed(&b))
+            .unwrap_or([0; 32]);
         let mut env = WasiEnv::new(replicode_runtime::fs::shared(MerkleFs::new(slot.clone())));
         env.realtime_base_ns = genesis_time_ns;
         env.seed = seed;
@@ -96,7 +104,10 @@ impl Machine {
                 }
             }
             let modules = machine.modules.clone();
-            machine.table = ProcessTable::restore(&snapshot, env, table_limits(&machine.limits), |h| modules.get(h).cloned())
+            machine.table =
+                ProcessTable::restore(&snapshot, env, table_limits(&machine.limits), |h| {
+                    modules.get(h).cloned()
+                })
                 .map_err(|e| ExecError::new("restore process table", e))?;
         }
         Ok(machine)
@@ -104,7 +115,9 @@ impl Machine {
 
     /// A validator for CheckTx that shares nothing with consensus state.
     pub fn validator() -> Arc<dyn ProgramValidator> {
-        Arc::new(WasmValidator { config: machine_config() })
+        Arc::new(WasmValidator {
+            config: machine_config(),
+        })
     }
 
     /// Prepares (validate, instrument, Asyncify) and compiles, cached by hash.
@@ -126,9 +139,15 @@ impl Machine {
         }
     }
 
-    fn ws_do<T>(&self, op: &'static str, f: impl FnOnce(&mut merkle_fs::WorkingSet) -> merkle_fs::Result<T>) -> Result<T, ExecError> {
+    fn ws_do<T>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&mut merkle_fs::WorkingSet) -> merkle_fs::Result<T>,
+    ) -> Result<T, ExecError> {
         let mut guard = self.slot.lock().unwrap_or_else(|p| p.into_inner());
-        let ws = guard.as_mut().ok_or_else(|| ExecError::new(op, "no working set (no block started)"))?;
+        let ws = guard
+            .as_mut()
+            .ok_or_else(|| ExecError::new(op, "no working set (no block started)"))?;
         f(ws).map_err(err(op))
     }
 
@@ -142,18 +161,29 @@ impl Machine {
     }
 
     /// Writes `bytes` at absolute `path`, creating parent directories.
-    fn write_file(&self, path: &str, bytes: &[u8], now_ns: u64) -> Result<Result<(), merkle_fs::Error>, ExecError> {
+    fn write_file(
+        &self,
+        path: &str,
+        bytes: &[u8],
+        now_ns: u64,
+    ) -> Result<Result<(), merkle_fs::Error>, ExecError> {
         let mut guard = self.slot.lock().unwrap_or_else(|p| p.into_inner());
-        let ws = guard.as_mut().ok_or_else(|| ExecError::new("write file", "no working set"))?;
+        let ws = guard
+            .as_mut()
+            .ok_or_else(|| ExecError::new("write file", "no working set"))?;
         Ok(write_path(ws, path, bytes, now_ns))
     }
 
     fn read_program(&self, path: &str) -> Result<Option<Vec<u8>>, ExecError> {
         let guard = self.slot.lock().unwrap_or_else(|p| p.into_inner());
-        let ws = guard.as_ref().ok_or_else(|| ExecError::new("read program", "no working set"))?;
+        let ws = guard
+            .as_ref()
+            .ok_or_else(|| ExecError::new("read program", "no working set"))?;
         match ws.read_path(path.as_bytes()) {
             Ok(bytes) => Ok(Some(bytes)),
-            Err(merkle_fs::Error::NotFound(_)) | Err(merkle_fs::Error::NotDir(_)) | Err(merkle_fs::Error::IsDir(_)) => Ok(None),
+            Err(merkle_fs::Error::NotFound(_))
+            | Err(merkle_fs::Error::NotDir(_))
+            | Err(merkle_fs::Error::IsDir(_)) => Ok(None),
             Err(e) => Err(ExecError::new("read program", e)),
         }
     }
@@ -162,7 +192,11 @@ impl Machine {
         self.table.now_ns()
     }
 
-    fn outcome(&mut self, pid: u64, result: Result<InputOutcome, ProcessError>) -> Result<Outcome, ExecError> {
+    fn outcome(
+        &mut self,
+        pid: u64,
+        result: Result<InputOutcome, ProcessError>,
+    ) -> Result<Outcome, ExecError> {
         let out = match result {
             Ok(out) => out,
             Err(e) => return refusal(pid, e),
@@ -175,7 +209,11 @@ impl Machine {
         let writes: Vec<Write> = out
             .outputs
             .iter()
-            .map(|o| Write { pid: o.pid, fd: if o.stream == StreamKind::Stderr { 2 } else { 1 }, data: o.bytes.clone() })
+            .map(|o| Write {
+                pid: o.pid,
+                fd: if o.stream == StreamKind::Stderr { 2 } else { 1 },
+                data: o.bytes.clone(),
+            })
             .collect();
         if status == Status::Ok {
             self.remember_output(&writes)?;
@@ -184,7 +222,14 @@ impl Machine {
             status,
             pid,
             writes,
-            exits: out.exits.iter().map(|(pid, code)| Exit { pid: *pid, code: *code }).collect(),
+            exits: out
+                .exits
+                .iter()
+                .map(|(pid, code)| Exit {
+                    pid: *pid,
+                    code: *code,
+                })
+                .collect(),
             fuel_used: out.fuel_used,
         })
     }
@@ -196,7 +241,9 @@ impl Machine {
         }
         for (pid, new) in by_pid {
             let key = keys::recent(pid);
-            let mut tail = self.ws_do("read recent output", |ws| ws.get_meta(&key))?.unwrap_or_default();
+            let mut tail = self
+                .ws_do("read recent output", |ws| ws.get_meta(&key))?
+                .unwrap_or_default();
             tail.extend_from_slice(&new);
             let cut = tail.len().saturating_sub(RECENT_BYTES);
             let tail = tail.split_off(cut);
@@ -208,13 +255,29 @@ impl Machine {
         Ok(())
     }
 
-    fn spawn(&mut self, path: &str, args: &[String], env: &[(String, String)], fuel: u64) -> Result<Outcome, ExecError> {
+    fn spawn(
+        &mut self,
+        path: &str,
+        args: &[String],
+        env: &[(String, String)],
+        fuel: u64,
+    ) -> Result<Outcome, ExecError> {
         let Some(source) = self.read_program(path)? else {
-            return Ok(refused(0, Code::ProgramNotFound, format!("{path} does not exist")));
+            return Ok(refused(
+                0,
+                Code::ProgramNotFound,
+                format!("{path} does not exist"),
+            ));
         };
         let module = match self.load(&source)? {
             Ok(m) => m,
-            Err(reason) => return Ok(refused(0, Code::InvalidProgram, format!("{path}: {reason}"))),
+            Err(reason) => {
+                return Ok(refused(
+                    0,
+                    Code::InvalidProgram,
+                    format!("{path}: {reason}"),
+                ))
+            }
         };
         let key = keys::module(module.hash());
         self.ws_do("record module", |ws| {
@@ -236,35 +299,60 @@ impl Executor for Machine {
             return Ok(Committed::default());
         }
         let root = self.store.root().map_err(err("read root"))?;
-        Ok(Committed { height, app_hash: root.to_vec() })
+        Ok(Committed {
+            height,
+            app_hash: root.to_vec(),
+        })
     }
 
-    fn init_chain(&mut self, genesis: &GenesisState, ctx: &BlockContext) -> Result<AppHash, ExecError> {
+    fn init_chain(
+        &mut self,
+        genesis: &GenesisState,
+        ctx: &BlockContext,
+    ) -> Result<AppHash, ExecError> {
         *self.slot.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.limits = genesis.limits.clone();
         self.genesis_time_ns = ctx.time_unix_nanos;
         self.ensure_working_set();
-        let mut env = WasiEnv::new(replicode_runtime::fs::shared(MerkleFs::new(self.slot.clone())));
+        let mut env = WasiEnv::new(replicode_runtime::fs::shared(MerkleFs::new(
+            self.slot.clone(),
+        )));
         env.realtime_base_ns = ctx.time_unix_nanos;
         env.seed = ctx.seed;
         self.table = ProcessTable::new(env, table_limits(&self.limits));
-        let limits_json = serde_json::to_vec(&self.limits).map_err(|e| ExecError::new("encode limits", e))?;
+        let limits_json =
+            serde_json::to_vec(&self.limits).map_err(|e| ExecError::new("encode limits", e))?;
         self.ws_do("write genesis meta", |ws| {
             ws.put_meta(keys::LIMITS, &limits_json);
             ws.put_meta(keys::GENESIS_TIME, &keys::encode_u64(ctx.time_unix_nanos));
             ws.put_meta(keys::SEED, &ctx.seed);
             Ok(())
         })?;
-        let files = genesis.files().map_err(|e| ExecError::new("genesis files", e))?;
-        let programs = genesis.programs().map_err(|e| ExecError::new("genesis programs", e))?;
+        let files = genesis
+            .files()
+            .map_err(|e| ExecError::new("genesis files", e))?;
+        let programs = genesis
+            .programs()
+            .map_err(|e| ExecError::new("genesis programs", e))?;
         for f in files.iter().chain(programs.iter()) {
-            self.write_file(&f.path, &f.bytes, 0)?.map_err(|e| ExecError::new("genesis file", format!("{}: {e}", f.path)))?;
+            self.write_file(&f.path, &f.bytes, 0)?
+                .map_err(|e| ExecError::new("genesis file", format!("{}: {e}", f.path)))?;
         }
-        for s in genesis.spawns().map_err(|e| ExecError::new("genesis spawn", e))? {
-            let env: Vec<(String, String)> = s.env.iter().map(|v| (v.key.clone(), v.value.clone())).collect();
+        for s in genesis
+            .spawns()
+            .map_err(|e| ExecError::new("genesis spawn", e))?
+        {
+            let env: Vec<(String, String)> = s
+                .env
+                .iter()
+                .map(|v| (v.key.clone(), v.value.clone()))
+                .collect();
             let out = self.spawn(&s.path, &s.args, &env, self.limits.fuel_per_tx)?;
             if out.status != Status::Ok {
-                return Err(ExecError::new("genesis spawn", format!("{}: {:?}", s.path, out.status)));
+                return Err(ExecError::new(
+                    "genesis spawn",
+                    format!("{}: {:?}", s.path, out.status),
+                ));
             }
         }
         // merkle-fs computes a root only by committing, and genesis state must not be
@@ -283,7 +371,10 @@ impl Executor for Machine {
         self.block_height = ctx.height;
         let logical = ctx.time_unix_nanos.saturating_sub(self.genesis_time_ns);
         if logical > self.now_ns() {
-            let out = self.table.set_time(logical, self.limits.fuel_per_tx).map_err(|e| ExecError::new("advance clock", e))?;
+            let out = self
+                .table
+                .set_time(logical, self.limits.fuel_per_tx)
+                .map_err(|e| ExecError::new("advance clock", e))?;
             self.remember_output(&self.outcome_writes(&out))?;
         }
         Ok(())
@@ -297,10 +388,20 @@ impl Executor for Machine {
                 }
                 let now = self.now_ns();
                 Ok(match self.write_file(path, wasm, now)? {
-                    Ok(()) => Outcome { status: Status::Ok, pid: 0, writes: vec![], exits: vec![], fuel_used: 0 },
-                    Err(e @ (merkle_fs::Error::NoSpace(_) | merkle_fs::Error::FileTooBig { .. })) => {
-                        refused(0, Code::LimitExceeded, format!("{path}: storage quota: {e}"))
-                    }
+                    Ok(()) => Outcome {
+                        status: Status::Ok,
+                        pid: 0,
+                        writes: vec![],
+                        exits: vec![],
+                        fuel_used: 0,
+                    },
+                    Err(
+                        e @ (merkle_fs::Error::NoSpace(_) | merkle_fs::Error::FileTooBig { .. }),
+                    ) => refused(
+                        0,
+                        Code::LimitExceeded,
+                        format!("{path}: storage quota: {e}"),
+                    ),
                     Err(e) => refused(0, Code::InvalidField, format!("{path}: {e}")),
                 })
             }
@@ -317,7 +418,10 @@ impl Executor for Machine {
     }
 
     fn end_block(&mut self) -> Result<AppHash, ExecError> {
-        let snapshot = self.table.snapshot_all().map_err(|e| ExecError::new("snapshot processes", e))?;
+        let snapshot = self
+            .table
+            .snapshot_all()
+            .map_err(|e| ExecError::new("snapshot processes", e))?;
         self.ws_do("write process table", |ws| {
             ws.put_meta(keys::TABLE, &snapshot);
             Ok(())
@@ -336,21 +440,35 @@ impl Executor for Machine {
         Ok(self.table.live_pids())
     }
 
-    fn read_file(&self, path: &str, height: Option<u64>, prove: bool) -> Result<FileRead, ExecError> {
+    fn read_file(
+        &self,
+        path: &str,
+        height: Option<u64>,
+        prove: bool,
+    ) -> Result<FileRead, ExecError> {
         let height = height.unwrap_or_else(|| self.store.latest_height());
         let snap = self.store.at(height).map_err(err("read at height"))?;
         let contents = match snap.read_path(path.as_bytes()) {
             Ok(bytes) => Some(bytes),
-            Err(merkle_fs::Error::NotFound(_)) | Err(merkle_fs::Error::NotDir(_)) | Err(merkle_fs::Error::IsDir(_)) => None,
+            Err(merkle_fs::Error::NotFound(_))
+            | Err(merkle_fs::Error::NotDir(_))
+            | Err(merkle_fs::Error::IsDir(_)) => None,
             Err(e) => return Err(ExecError::new("read file", e)),
         };
         let proof = if prove && contents.is_some() {
-            let p = self.store.prove_file_range(height, path.as_bytes(), 0, u64::MAX).map_err(err("prove file"))?;
+            let p = self
+                .store
+                .prove_file_range(height, path.as_bytes(), 0, u64::MAX)
+                .map_err(err("prove file"))?;
             Some(borsh::to_vec(&p).map_err(|e| ExecError::new("encode proof", e))?)
         } else {
             None
         };
-        Ok(FileRead { height, contents, proof })
+        Ok(FileRead {
+            height,
+            contents,
+            proof,
+        })
     }
 
     fn processes(&self) -> Result<Vec<ProcessInfo>, ExecError> {
@@ -370,7 +488,9 @@ impl Executor for Machine {
                 state: state.into(),
                 exit_code,
                 fuel_used: p.fuel_used,
-                recent_output: snap.get_meta_bytes(&keys::recent(p.pid))?.unwrap_or_default(),
+                recent_output: snap
+                    .get_meta_bytes(&keys::recent(p.pid))?
+                    .unwrap_or_default(),
             });
         }
         Ok(out)
@@ -384,13 +504,23 @@ impl Machine {
         }
         out.outputs
             .iter()
-            .map(|o| Write { pid: o.pid, fd: if o.stream == StreamKind::Stderr { 2 } else { 1 }, data: o.bytes.clone() })
+            .map(|o| Write {
+                pid: o.pid,
+                fd: if o.stream == StreamKind::Stderr { 2 } else { 1 },
+                data: o.bytes.clone(),
+            })
             .collect()
     }
 }
 
 fn refused(pid: u64, code: Code, reason: String) -> Outcome {
-    Outcome { status: Status::Refused(code, reason), pid, writes: vec![], exits: vec![], fuel_used: 0 }
+    Outcome {
+        status: Status::Refused(code, reason),
+        pid,
+        writes: vec![],
+        exits: vec![],
+        fuel_used: 0,
+    }
 }
 
 /// Process-table refusals become codes; host failures stop the node.
@@ -430,12 +560,24 @@ fn table_limits(limits: &Limits) -> TableLimits {
 }
 
 fn fs_limits(limits: &Limits) -> merkle_fs::Limits {
-    merkle_fs::Limits { max_total_bytes: limits.storage_quota_bytes, ..merkle_fs::Limits::default() }
+    merkle_fs::Limits {
+        max_total_bytes: limits.storage_quota_bytes,
+        ..merkle_fs::Limits::default()
+    }
 }
 
 /// `mkdir -p` of the parents, then create-or-truncate and write.
-fn write_path(ws: &mut merkle_fs::WorkingSet, path: &str, bytes: &[u8], now_ns: u64) -> Result<(), merkle_fs::Error> {
-    let parts: Vec<&[u8]> = path.as_bytes().split(|b| *b == b'/').filter(|c| !c.is_empty()).collect();
+fn write_path(
+    ws: &mut merkle_fs::WorkingSet,
+    path: &str,
+    bytes: &[u8],
+    now_ns: u64,
+) -> Result<(), merkle_fs::Error> {
+    let parts: Vec<&[u8]> = path
+        .as_bytes()
+        .split(|b| *b == b'/')
+        .filter(|c| !c.is_empty())
+        .collect();
     let Some((name, dirs)) = parts.split_last() else {
         return Err(merkle_fs::Error::Invalid(format!("{path} names no file")));
     };
@@ -473,7 +615,9 @@ struct WasmValidator {
 
 impl ProgramValidator for WasmValidator {
     fn validate(&self, wasm: &[u8]) -> Result<(), String> {
-        replicode_runtime::validate::validate(wasm, &self.config).map(|_| ()).map_err(|e| e.to_string())
+        replicode_runtime::validate::validate(wasm, &self.config)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -485,10 +629,13 @@ trait MetaRead {
 
 impl MetaRead for merkle_fs::Snapshot {
     fn get_meta_bytes(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ExecError> {
-        self.get(&merkle_fs::keys::meta(key)).map_err(err("read meta"))
+        self.get(&merkle_fs::keys::meta(key))
+            .map_err(err("read meta"))
     }
     fn list_meta_bytes(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ExecError> {
-        let rows = self.scan(&merkle_fs::keys::meta_prefix(prefix)).map_err(err("list meta"))?;
+        let rows = self
+            .scan(&merkle_fs::keys::meta_prefix(prefix))
+            .map_err(err("list meta"))?;
         Ok(rows.into_iter().map(|(k, v)| (k.to_vec(), v)).collect())
     }
 }

@@ -27,15 +27,27 @@ pub struct InitArgs {
 pub fn run(args: InitArgs) -> anyhow::Result<ExitCode> {
     let bin = cometbft::checked_binary()?;
     if args.home.join("config/genesis.json").exists() {
-        anyhow::bail!("{} is already initialized (remove it to start over)", args.home.display());
+        anyhow::bail!(
+            "{} is already initialized (remove it to start over)",
+            args.home.display()
+        );
     }
     let state = home::resolve_template(&args.genesis)?;
     let home_str = args.home.to_str().context("home path is not UTF-8")?;
     cometbft::run(&bin, &["init", "--home", home_str])?;
     let home = Home(args.home.clone());
     home::write_app_state(&home, &state, args.chain_id.as_deref())?;
-    let ports = Ports { p2p: 26656, rpc: 26657, abci: 26658 };
+    let ports = Ports {
+        p2p: 26656,
+        rpc: 26657,
+        abci: 26658,
+    };
     home::configure(&home, ports, "", args.fast)?;
-    println!("initialized {} (rpc http://127.0.0.1:{}, abci 127.0.0.1:{})", args.home.display(), ports.rpc, ports.abci);
+    println!(
+        "initialized {} (rpc http://127.0.0.1:{}, abci 127.0.0.1:{})",
+        args.home.display(),
+        ports.rpc,
+        ports.abci
+    );
     Ok(ExitCode::SUCCESS)
 }

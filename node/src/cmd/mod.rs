@@ -73,7 +73,10 @@ impl NodeArgs {
         }
         if let Some(dir) = &self.testnet {
             let layout = testnet::Layout::load(dir)?;
-            let first = layout.nodes.first().ok_or_else(|| anyhow::anyhow!("{} has no validators", dir.display()))?;
+            let first = layout
+                .nodes
+                .first()
+                .ok_or_else(|| anyhow::anyhow!("{} has no validators", dir.display()))?;
             return Ok(first.rpc_url());
         }
         Ok("http://127.0.0.1:26657".into())
@@ -84,5 +87,8 @@ impl NodeArgs {
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

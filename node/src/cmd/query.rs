@@ -1,8 +1,8 @@
 //! `replicode query file|proc`: read committed state; `--prove` checks the answer
 //! instead of trusting the node (see [`crate::lightproof`]).
 
-use std::process::ExitCode;
 use std::io::Write as _;
+use std::process::ExitCode;
 
 use anyhow::bail;
 use replicode_abci::executor::ProcessInfo;
@@ -38,25 +38,54 @@ pub enum QueryCommand {
 pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
     let rpc = Rpc::new(&args.node.url()?)?;
     match args.what {
-        QueryCommand::File { path, height, prove } => file(&rpc, &path, height, prove, args.node.output),
+        QueryCommand::File {
+            path,
+            height,
+            prove,
+        } => file(&rpc, &path, height, prove, args.node.output),
         QueryCommand::Proc { pid } => proc(&rpc, pid, args.node.output),
     }
 }
 
-fn file(rpc: &Rpc, path: &str, height: Option<u64>, prove: bool, output: OutputFormat) -> anyhow::Result<ExitCode> {
+fn file(
+    rpc: &Rpc,
+    path: &str,
+    height: Option<u64>,
+    prove: bool,
+    output: OutputFormat,
+) -> anyhow::Result<ExitCode> {
     let answer = rpc.abci_query(paths::FILE, path.as_bytes().to_vec(), height, prove)?;
     if answer.code.value() != paths::CODE_OK {
-        bail!("query file {path}: code {}: {}", answer.code.value(), answer.log);
+        bail!(
+            "query file {path}: code {}: {}",
+            answer.code.value(),
+            answer.log
+        );
     }
     let at = answer.height.value();
     let verified = if prove {
         let proof = answer
             .proof
             .as_ref()
-            .and_then(|p| p.ops.iter().find(|op| op.field_type == paths::FILE_PROOF_TYPE))
+            .and_then(|p| {
+                p.ops
+                    .iter()
+                    .find(|op| op.field_type == paths::FILE_PROOF_TYPE)
+            })
             .map(|op| op.data.clone());
-        let Some(proof) = proof else { bail!("the node returned no {} proof for {path}", paths::FILE_PROOF_TYPE) };
-        Some(lightproof::verify_file(rpc, path, &answer.value, &proof, at)?)
+        let Some(proof) = proof else {
+            bail!(
+                "the node returned no {} proof for {path}",
+                paths::FILE_PROOF_TYPE
+            )
+        };
+        Some(lightproof::verify_file(
+            rpc,
+            path,
+            &answer.value,
+            &proof,
+            at,
+        )?)
     } else {
         None
     };
@@ -102,13 +131,30 @@ fn proc(rpc: &Rpc, pid: Option<u64>, output: OutputFormat) -> anyhow::Result<Exi
     match output {
         OutputFormat::Json => println!("{}", String::from_utf8_lossy(&answer.value)),
         OutputFormat::Text => {
-            println!("{:>5} {:<10} {:>6} {:>14}  PROGRAM", "PID", "STATE", "EXIT", "FUEL");
+            println!(
+                "{:>5} {:<10} {:>6} {:>14}  PROGRAM",
+                "PID", "STATE", "EXIT", "FUEL"
+            );
             for p in &procs {
-                let exit = p.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into());
-                println!("{:>5} {:<10} {:>6} {:>14}  {} {}", p.pid, p.state, exit, p.fuel_used, p.program, p.args.join(" "));
+                let exit = p
+                    .exit_code
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "-".into());
+                println!(
+                    "{:>5} {:<10} {:>6} {:>14}  {} {}",
+                    p.pid,
+                    p.state,
+                    exit,
+                    p.fuel_used,
+                    p.program,
+                    p.args.join(" ")
+                );
             }
             if let (Some(_), Some(p)) = (pid, procs.first()) {
-                println!("recent output:\n{}", String::from_utf8_lossy(&p.recent_output));
+                println!(
+                    "recent output:\n{}",
+                    String::from_utf8_lossy(&p.recent_output)
+                );
             }
         }
     }

@@ -21,9 +21,9 @@ use replicode_runtime::config::RuntimeConfig;
 use replicode_runtime::engine::GuestEngine;
 use replicode_runtime::error::RuntimeError;
 use replicode_runtime::exec::{self, RunOutcome};
-use replicode_runtime::process::ProcessError;
 use replicode_runtime::process::driver::ServeSpec;
 use replicode_runtime::process::wasi_host::WasiEnv;
+use replicode_runtime::process::ProcessError;
 use replicode_runtime::run::{self, DirMapping, RunError, RunSpec};
 use replicode_runtime::wasi::stdio::{HostStream, TerminalSink};
 
@@ -148,7 +148,8 @@ fn fail(code: u8, reason: &str) -> ExitCode {
 }
 
 fn execute(args: RunArgs) -> Result<ExitCode, Failure> {
-    let wasm = std::fs::read(&args.program).with_context(|| format!("reading {}", args.program.display()))?;
+    let wasm = std::fs::read(&args.program)
+        .with_context(|| format!("reading {}", args.program.display()))?;
     if let Some(inputs) = &args.inputs {
         return execute_inputs(&args, &wasm, inputs);
     }
@@ -179,10 +180,22 @@ fn execute(args: RunArgs) -> Result<ExitCode, Failure> {
         // Exit codes are 8 bits on the host, as with any process.
         RunOutcome::Exited(code) => ExitCode::from(code as u8),
         RunOutcome::Trapped(reason) => fail(EXIT_TRAP, &format!("guest trapped: {reason}")),
-        RunOutcome::OutOfFuel => fail(EXIT_FUEL, &format!("guest ran out of fuel after {} units", result.fuel_used)),
-        RunOutcome::StackOverflow => fail(EXIT_STACK, "guest exceeded the logical stack limit (unbounded recursion?)"),
-        RunOutcome::MemoryLimit => fail(EXIT_MEMORY, "guest trapped after memory.grow was refused at the memory limit"),
-        RunOutcome::Blocked(on) => fail(EXIT_BLOCKED, &format!("guest blocked forever waiting for {on:?}")),
+        RunOutcome::OutOfFuel => fail(
+            EXIT_FUEL,
+            &format!("guest ran out of fuel after {} units", result.fuel_used),
+        ),
+        RunOutcome::StackOverflow => fail(
+            EXIT_STACK,
+            "guest exceeded the logical stack limit (unbounded recursion?)",
+        ),
+        RunOutcome::MemoryLimit => fail(
+            EXIT_MEMORY,
+            "guest trapped after memory.grow was refused at the memory limit",
+        ),
+        RunOutcome::Blocked(on) => fail(
+            EXIT_BLOCKED,
+            &format!("guest blocked forever waiting for {on:?}"),
+        ),
     })
 }
 
@@ -194,7 +207,9 @@ fn run_spec(args: &RunArgs, stdin: Vec<u8>) -> anyhow::Result<RunSpec> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| args.program.display().to_string());
     Ok(RunSpec {
-        args: std::iter::once(argv0).chain(args.args.iter().cloned()).collect(),
+        args: std::iter::once(argv0)
+            .chain(args.args.iter().cloned())
+            .collect(),
         env: args.env.clone(),
         dirs: args.dirs.iter().map(|d| DirMapping::parse(d)).collect(),
         stdin,
@@ -204,8 +219,14 @@ fn run_spec(args: &RunArgs, stdin: Vec<u8>) -> anyhow::Result<RunSpec> {
 }
 
 /// `--inputs FILE`: serve the program through the lines of FILE.
-fn execute_inputs(args: &RunArgs, wasm: &[u8], path: &std::path::Path) -> Result<ExitCode, Failure> {
-    let inputs = serve::split_inputs(&std::fs::read(path).with_context(|| format!("--inputs {}", path.display()))?);
+fn execute_inputs(
+    args: &RunArgs,
+    wasm: &[u8],
+    path: &std::path::Path,
+) -> Result<ExitCode, Failure> {
+    let inputs = serve::split_inputs(
+        &std::fs::read(path).with_context(|| format!("--inputs {}", path.display()))?,
+    );
     if let Some(k) = args.snapshot_at.filter(|&k| k > inputs.len()) {
         return Err(Failure::Setup(anyhow::anyhow!(
             "--snapshot-at {k}: {} has only {} inputs",
@@ -222,7 +243,10 @@ fn execute_inputs(args: &RunArgs, wasm: &[u8], path: &std::path::Path) -> Result
     let (fs, preopens) = run::build_fs(&engine, &spec).map_err(|e| Failure::Setup(e.into()))?;
     let mut env = WasiEnv::new(fs);
     // Only the --dir trees are visible, as in a one-shot run.
-    env.preopens = preopens.into_iter().map(|(guest, ino)| (guest.into_bytes(), ino)).collect();
+    env.preopens = preopens
+        .into_iter()
+        .map(|(guest, ino)| (guest.into_bytes(), ino))
+        .collect();
     env.realtime_base_ns = spec.start_time_ns;
     env.seed[..8].copy_from_slice(&spec.seed.to_le_bytes());
     env.max_fds = config.limits.max_fds as usize;
@@ -238,13 +262,20 @@ fn execute_inputs(args: &RunArgs, wasm: &[u8], path: &std::path::Path) -> Result
     let report = match served {
         Ok(report) => report,
         Err(serve::ServeError::Process(ProcessError::Compile(reason))) => {
-            return Ok(fail(EXIT_INVALID, &format!("the module was refused: {reason}")));
+            return Ok(fail(
+                EXIT_INVALID,
+                &format!("the module was refused: {reason}"),
+            ));
         }
         Err(e) => return Err(Failure::Serve(e)),
     };
     match (args.snapshot_at, report.snapshot_bytes) {
-        (Some(k), Some(n)) => eprintln!("replicode: snapshot after input {k}: {n} bytes, restored into a fresh engine"),
-        (Some(k), None) => eprintln!("replicode: no snapshot after input {k}: the program had already ended"),
+        (Some(k), Some(n)) => eprintln!(
+            "replicode: snapshot after input {k}: {n} bytes, restored into a fresh engine"
+        ),
+        (Some(k), None) => {
+            eprintln!("replicode: no snapshot after input {k}: the program had already ended")
+        }
         _ => {}
     }
     if args.digest {

@@ -48,7 +48,10 @@ pub fn run(args: StartArgs) -> anyhow::Result<ExitCode> {
     let running = replicode_abci::server::serve(exec, validator, abci_addr, fatal)?;
     tracing::info!(addr = %running.local_addr, "ABCI listening");
 
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("tokio runtime")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
     let code = runtime.block_on(supervise(bin, home))?;
     let _ = std::fs::remove_file(Home(args.home).pid_file());
     Ok(code)
@@ -68,7 +71,13 @@ async fn supervise(bin: PathBuf, home: Home) -> anyhow::Result<ExitCode> {
         .stderr(log)
         .kill_on_drop(true)
         .spawn()
-        .with_context(|| format!("cannot start {} start --home {}", bin.display(), home.0.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot start {} start --home {}",
+                bin.display(),
+                home.0.display()
+            )
+        })?;
     let pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
     CHILD.store(pid, Ordering::SeqCst);
     tracing::info!(pid, "cometbft started");
@@ -92,7 +101,10 @@ async fn stop(child: &mut tokio::process::Child) -> anyhow::Result<ExitCode> {
     if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
         let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
     }
-    if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
+    if tokio::time::timeout(STOP_GRACE, child.wait())
+        .await
+        .is_err()
+    {
         let _ = child.kill().await;
     }
     CHILD.store(0, Ordering::SeqCst);

@@ -78,9 +78,15 @@ impl Layout {
 
     pub fn load(dir: &Path) -> anyhow::Result<Layout> {
         let path = Layout::path(dir);
-        let text = std::fs::read(&path)
-            .with_context(|| format!("cannot read {} (hint: replicode testnet up --dir {})", path.display(), dir.display()))?;
-        serde_json::from_slice(&text).with_context(|| format!("{} is not a testnet layout", path.display()))
+        let text = std::fs::read(&path).with_context(|| {
+            format!(
+                "cannot read {} (hint: replicode testnet up --dir {})",
+                path.display(),
+                dir.display()
+            )
+        })?;
+        serde_json::from_slice(&text)
+            .with_context(|| format!("{} is not a testnet layout", path.display()))
     }
 }
 
@@ -107,7 +113,12 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     }
     wait_for_blocks(&layout, Duration::from_secs(args.wait_secs))?;
     for node in &layout.nodes {
-        println!("{}  rpc {}  home {}", node.name, node.rpc_url(), node.home.display());
+        println!(
+            "{}  rpc {}  home {}",
+            node.name,
+            node.rpc_url(),
+            node.home.display()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -118,11 +129,24 @@ fn create(args: &UpArgs) -> anyhow::Result<Layout> {
     }
     let bin = cometbft::checked_binary()?;
     let state = home::resolve_template(&args.genesis)?;
-    std::fs::create_dir_all(&args.dir).with_context(|| format!("cannot create {}", args.dir.display()))?;
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("cannot create {}", args.dir.display()))?;
     let dir = args.dir.canonicalize()?;
     let dir_str = dir.to_str().context("testnet dir is not UTF-8")?;
     let n = args.validators.to_string();
-    cometbft::run(&bin, &["testnet", "--v", &n, "--o", dir_str, "--starting-ip-address", "127.0.0.1", "--populate-persistent-peers=false"])?;
+    cometbft::run(
+        &bin,
+        &[
+            "testnet",
+            "--v",
+            &n,
+            "--o",
+            dir_str,
+            "--starting-ip-address",
+            "127.0.0.1",
+            "--populate-persistent-peers=false",
+        ],
+    )?;
 
     let chain_id = format!("replicode-testnet-{}", args.validators);
     let ports = home::free_ports(3 * args.validators)?;
@@ -130,10 +154,25 @@ fn create(args: &UpArgs) -> anyhow::Result<Layout> {
     let mut ids = Vec::new();
     for i in 0..args.validators {
         let node_home = dir.join(format!("node{i}"));
-        let id = cometbft::run(&bin, &["show-node-id", "--home", node_home.to_str().context("UTF-8 path")?])?;
+        let id = cometbft::run(
+            &bin,
+            &[
+                "show-node-id",
+                "--home",
+                node_home.to_str().context("UTF-8 path")?,
+            ],
+        )?;
         ids.push(id.trim().to_string());
-        let p = Ports { p2p: ports[3 * i], rpc: ports[3 * i + 1], abci: ports[3 * i + 2] };
-        nodes.push(NodeEntry { name: format!("node{i}"), home: node_home, ports: p });
+        let p = Ports {
+            p2p: ports[3 * i],
+            rpc: ports[3 * i + 1],
+            abci: ports[3 * i + 2],
+        };
+        nodes.push(NodeEntry {
+            name: format!("node{i}"),
+            home: node_home,
+            ports: p,
+        });
     }
     // One genesis for all: written once, then copied byte for byte.
     let first = Home(nodes[0].home.clone());
@@ -193,7 +232,11 @@ pub fn alive(pid: i32) -> bool {
     }
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // Field 3, after the parenthesized command name, is the state.
-        Ok(stat) => stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()) != Some("Z"),
+        Ok(stat) => {
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                != Some("Z")
+        }
         Err(_) => true,
     }
 }
@@ -236,11 +279,25 @@ fn status(args: DirArgs) -> anyhow::Result<ExitCode> {
     match args.output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
         OutputFormat::Text => {
-            println!("{:<8} {:>8} {:>8} {:<20} {:>5}", "NODE", "PID", "HEIGHT", "APP HASH", "PEERS");
+            println!(
+                "{:<8} {:>8} {:>8} {:<20} {:>5}",
+                "NODE", "PID", "HEIGHT", "APP HASH", "PEERS"
+            );
             for r in &rows {
-                let s = |k: &str| r[k].as_str().map(str::to_string).unwrap_or_else(|| r[k].to_string());
+                let s = |k: &str| {
+                    r[k].as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| r[k].to_string())
+                };
                 let hash = s("app_hash");
-                println!("{:<8} {:>8} {:>8} {:<20} {:>5}", s("name"), s("pid"), s("height"), hash.get(..16).unwrap_or(&hash), s("peers"));
+                println!(
+                    "{:<8} {:>8} {:>8} {:<20} {:>5}",
+                    s("name"),
+                    s("pid"),
+                    s("height"),
+                    hash.get(..16).unwrap_or(&hash),
+                    s("peers")
+                );
             }
         }
     }

@@ -59,7 +59,11 @@ pub fn run(args: TxArgs) -> anyhow::Result<ExitCode> {
     let body = build_body(args.body)?;
     let nonce = args.nonce.unwrap_or_else(clock_nonce);
     let rpc = Rpc::new(&args.node.url()?)?;
-    let report = submit(&rpc, Tx::new(body, nonce), Duration::from_secs(args.timeout_secs))?;
+    let report = submit(
+        &rpc,
+        Tx::new(body, nonce),
+        Duration::from_secs(args.timeout_secs),
+    )?;
     print_report(&report, args.node.output);
     Ok(ExitCode::from(report.exit_status()))
 }
@@ -67,7 +71,8 @@ pub fn run(args: TxArgs) -> anyhow::Result<ExitCode> {
 fn build_body(command: TxCommand) -> anyhow::Result<Body> {
     Ok(match command {
         TxCommand::Install { wasm, path } => {
-            let bytes = std::fs::read(&wasm).with_context(|| format!("cannot read {}", wasm.display()))?;
+            let bytes =
+                std::fs::read(&wasm).with_context(|| format!("cannot read {}", wasm.display()))?;
             Body::Install(Install { path, wasm: bytes })
         }
         TxCommand::Spawn { path, args, env } => {
@@ -75,18 +80,30 @@ fn build_body(command: TxCommand) -> anyhow::Result<Body> {
                 .iter()
                 .map(|kv| {
                     kv.split_once('=')
-                        .map(|(k, v)| EnvVar { key: k.into(), value: v.into() })
+                        .map(|(k, v)| EnvVar {
+                            key: k.into(),
+                            value: v.into(),
+                        })
                         .with_context(|| format!("--env {kv:?} is not KEY=VALUE"))
                 })
                 .collect::<anyhow::Result<_>>()?;
             Body::Spawn(Spawn { path, args, env })
         }
-        TxCommand::Stdin { pid, data, eof, raw } => {
+        TxCommand::Stdin {
+            pid,
+            data,
+            eof,
+            raw,
+        } => {
             let mut bytes = data.into_bytes();
             if !raw {
                 bytes.push(b'\n');
             }
-            Body::Stdin(Stdin { pid, data: bytes, eof })
+            Body::Stdin(Stdin {
+                pid,
+                data: bytes,
+                eof,
+            })
         }
         TxCommand::Kill { pid } => Body::Kill(Kill { pid }),
     })
@@ -131,7 +148,11 @@ impl Report {
 /// Broadcasts and waits for inclusion.
 pub fn submit(rpc: &Rpc, tx: Tx, timeout: Duration) -> anyhow::Result<Report> {
     let (code, log, hash) = rpc.broadcast(tx.to_bytes())?;
-    let name = |code: u32| Code::from_value(code).map(|c| c.name().to_string()).unwrap_or_else(|| format!("cometbft:{code}"));
+    let name = |code: u32| {
+        Code::from_value(code)
+            .map(|c| c.name().to_string())
+            .unwrap_or_else(|| format!("cometbft:{code}"))
+    };
     if code != 0 {
         return Ok(Report {
             hash: hash.to_string(),
@@ -183,10 +204,22 @@ fn print_report(report: &Report, output: OutputFormat) {
             if !report.stdout.is_empty() && !report.stdout.ends_with('\n') {
                 println!();
             }
-            let at = report.height.map(|h| format!(" at height {h}")).unwrap_or_default();
+            let at = report
+                .height
+                .map(|h| format!(" at height {h}"))
+                .unwrap_or_default();
             let pid = report.pid.map(|p| format!(" pid {p}")).unwrap_or_default();
-            eprintln!("code {} ({}){at}{pid} fuel {}{}", report.code, report.code_name, report.gas_used,
-                if report.log.is_empty() { String::new() } else { format!(": {}", report.log) });
+            eprintln!(
+                "code {} ({}){at}{pid} fuel {}{}",
+                report.code,
+                report.code_name,
+                report.gas_used,
+                if report.log.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", report.log)
+                }
+            );
         }
     }
 }

@@ -8,8 +8,8 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 
-use crate::cmd::OutputFormat;
 use crate::cmd::testnet::Layout;
+use crate::cmd::OutputFormat;
 use crate::rpc::Rpc;
 
 #[derive(clap::Args, Debug)]
@@ -41,10 +41,15 @@ pub struct Row {
 
 pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let (names, urls) = targets(&args)?;
-    let rpcs = urls.iter().map(|u| Rpc::new(u)).collect::<anyhow::Result<Vec<_>>>()?;
+    let rpcs = urls
+        .iter()
+        .map(|u| Rpc::new(u))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let mut top = u64::MAX;
     for (rpc, name) in rpcs.iter().zip(&names) {
-        let status = rpc.status().map_err(|e| e.context(format!("validator {name} is unreachable")))?;
+        let status = rpc
+            .status()
+            .map_err(|e| e.context(format!("validator {name} is unreachable")))?;
         top = top.min(status.height);
     }
     let mut rows = Vec::new();
@@ -52,15 +57,27 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     for height in args.from..=top {
         let hashes: Vec<String> = rpcs
             .iter()
-            .map(|r| r.app_hash_at(height).map(hex::encode_upper).unwrap_or_else(|e| format!("error: {e:#}")))
+            .map(|r| {
+                r.app_hash_at(height)
+                    .map(hex::encode_upper)
+                    .unwrap_or_else(|e| format!("error: {e:#}"))
+            })
             .collect();
         let reference = majority(&hashes);
         let agree = hashes.iter().all(|h| *h == reference);
         if !agree && first_bad.is_none() {
-            let who = hashes.iter().position(|h| *h != reference).map(|i| names[i].clone()).unwrap_or_default();
+            let who = hashes
+                .iter()
+                .position(|h| *h != reference)
+                .map(|i| names[i].clone())
+                .unwrap_or_default();
             first_bad = Some((height, who));
         }
-        rows.push(Row { height, hashes, agree });
+        rows.push(Row {
+            height,
+            hashes,
+            agree,
+        });
     }
     match args.output {
         OutputFormat::Json => println!(
@@ -73,7 +90,11 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     match first_bad {
         None => {
             if args.output == OutputFormat::Text {
-                println!("all {} validators agree on heights {}..={top}", names.len(), args.from);
+                println!(
+                    "all {} validators agree on heights {}..={top}",
+                    names.len(),
+                    args.from
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -87,7 +108,10 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
 fn targets(args: &VerifyArgs) -> anyhow::Result<(Vec<String>, Vec<String>)> {
     if let Some(dir) = &args.testnet {
         let layout = Layout::load(dir)?;
-        return Ok((layout.nodes.iter().map(|n| n.name.clone()).collect(), layout.nodes.iter().map(|n| n.rpc_url()).collect()));
+        return Ok((
+            layout.nodes.iter().map(|n| n.name.clone()).collect(),
+            layout.nodes.iter().map(|n| n.rpc_url()).collect(),
+        ));
     }
     if args.nodes.is_empty() {
         bail!("name the validators with --nodes URL,URL,... or --testnet DIR");
@@ -102,7 +126,11 @@ fn majority(values: &[String]) -> String {
         *counts.entry(v.clone()).or_insert(0usize) += 1;
     }
     let best = counts.values().copied().max().unwrap_or(0);
-    counts.into_iter().find(|(_, c)| *c == best).map(|(v, _)| v).unwrap_or_default()
+    counts
+        .into_iter()
+        .find(|(_, c)| *c == best)
+        .map(|(v, _)| v)
+        .unwrap_or_default()
 }
 
 fn print_table(names: &[String], rows: &[Row], quiet: bool) {

@@ -87,7 +87,13 @@ fn hash_attr(h: &mut Sha256, a: &Attr) {
     h.update(a.ctime_ns.to_le_bytes());
 }
 
-fn hash_contents<F: FileSystem + ?Sized>(fs: &F, h: &mut Sha256, ino: Ino, size: u64, buf: &mut [u8]) {
+fn hash_contents<F: FileSystem + ?Sized>(
+    fs: &F,
+    h: &mut Sha256,
+    ino: Ino,
+    size: u64,
+    buf: &mut [u8],
+) {
     let mut offset = 0u64;
     while offset < size {
         match fs.read(ino, offset, buf) {

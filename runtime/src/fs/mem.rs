@@ -9,7 +9,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::undo::{Body, Inode, Meta, UndoLog, UndoOp};
-use super::{check_name, Attr, DirEntry, FileKind, FileSystem, FsLimits, FsUsage, Ino, Savepoint, ROOT_INO};
+use super::{
+    check_name, Attr, DirEntry, FileKind, FileSystem, FsLimits, FsUsage, Ino, Savepoint, ROOT_INO,
+};
 use crate::errno::Errno;
 
 /// The in-memory filesystem.
@@ -28,14 +30,24 @@ impl MemFs {
     /// An empty filesystem (just the root directory, with times `now_ns`).
     pub fn new(limits: FsLimits, now_ns: u64) -> MemFs {
         let root = Inode {
-            meta: Meta { nlink: 2, atime_ns: now_ns, mtime_ns: now_ns, ctime_ns: now_ns, parent: ROOT_INO, open: 0 },
+            meta: Meta {
+                nlink: 2,
+                atime_ns: now_ns,
+                mtime_ns: now_ns,
+                ctime_ns: now_ns,
+                parent: ROOT_INO,
+                open: 0,
+            },
             body: Body::Dir(BTreeMap::new()),
         };
         MemFs {
             inodes: vec![None, Some(root)],
             free: BTreeSet::new(),
             limits,
-            usage: FsUsage { bytes: 0, inodes: 1 },
+            usage: FsUsage {
+                bytes: 0,
+                inodes: 1,
+            },
             undo: UndoLog::default(),
         }
     }
@@ -46,11 +58,19 @@ impl MemFs {
     }
 
     fn node(&self, ino: Ino) -> Result<&Inode, Errno> {
-        usize::try_from(ino).ok().and_then(|i| self.inodes.get(i)).and_then(Option::as_ref).ok_or(Errno::Noent)
+        usize::try_from(ino)
+            .ok()
+            .and_then(|i| self.inodes.get(i))
+            .and_then(Option::as_ref)
+            .ok_or(Errno::Noent)
     }
 
     fn node_mut(&mut self, ino: Ino) -> Result<&mut Inode, Errno> {
-        usize::try_from(ino).ok().and_then(|i| self.inodes.get_mut(i)).and_then(Option::as_mut).ok_or(Errno::Noent)
+        usize::try_from(ino)
+            .ok()
+            .and_then(|i| self.inodes.get_mut(i))
+            .and_then(Option::as_mut)
+            .ok_or(Errno::Noent)
     }
 
     /// The entries of a live directory (`ENOTDIR` / `ENOENT` otherwise).
@@ -82,12 +102,18 @@ impl MemFs {
 
     /// Points `dir[name]` at `ino` (None removes it), recording the old value.
     fn set_entry(&mut self, dir: Ino, name: &[u8], ino: Option<Ino>) -> Result<(), Errno> {
-        let Body::Dir(entries) = &mut self.node_mut(dir)?.body else { return Err(Errno::Notdir) };
+        let Body::Dir(entries) = &mut self.node_mut(dir)?.body else {
+            return Err(Errno::Notdir);
+        };
         let old = match ino {
             Some(ino) => entries.insert(name.to_vec(), ino),
             None => entries.remove(name),
         };
-        self.undo.record(|| UndoOp::DirEntry { dir, name: name.to_vec(), old });
+        self.undo.record(|| UndoOp::DirEntry {
+            dir,
+            name: name.to_vec(),
+            old,
+        });
         Ok(())
     }
 
@@ -128,12 +154,19 @@ impl MemFs {
             return Ok(());
         }
         let idx = usize::try_from(ino).map_err(|_| Errno::Noent)?;
-        let inode = self.inodes.get_mut(idx).and_then(Option::take).ok_or(Errno::Noent)?;
+        let inode = self
+            .inodes
+            .get_mut(idx)
+            .and_then(Option::take)
+            .ok_or(Errno::Noent)?;
         self.usage.inodes -= 1;
         self.usage.bytes -= body_bytes(&inode.body);
         self.free.insert(ino);
         if self.undo.active() {
-            self.undo.record(|| UndoOp::Freed { ino, inode: Box::new(inode) });
+            self.undo.record(|| UndoOp::Freed {
+                ino,
+                inode: Box::new(inode),
+            });
         }
         Ok(())
     }
@@ -187,10 +220,19 @@ impl MemFs {
         let new_usize = usize::try_from(new_len).map_err(|_| Errno::Fbig)?;
         let active = self.undo.active();
         let data = self.file_data(ino)?;
-        let old = if active && new_len < old_len { data.get(new_usize..).map(<[u8]>::to_vec) } else { None };
+        let old = if active && new_len < old_len {
+            data.get(new_usize..).map(<[u8]>::to_vec)
+        } else {
+            None
+        };
         data.resize(new_usize, 0);
         self.usage.bytes = self.usage.bytes - old_len + new_len;
-        self.undo.record(|| UndoOp::FileData { ino, offset: new_len, old: old.unwrap_or_default(), old_len });
+        self.undo.record(|| UndoOp::FileData {
+            ino,
+            offset: new_len,
+            old: old.unwrap_or_default(),
+            old_len,
+        });
         Ok(())
     }
 
@@ -218,30 +260,52 @@ impl MemFs {
                 }
             }
             UndoOp::Alloc { ino } => {
-                if let Some(slot) = usize::try_from(ino).ok().and_then(|i| self.inodes.get_mut(i)) {
+                if let Some(slot) = usize::try_from(ino)
+                    .ok()
+                    .and_then(|i| self.inodes.get_mut(i))
+                {
                     *slot = None;
                     self.free.insert(ino);
                 }
             }
             UndoOp::Freed { ino, inode } => {
-                if let Some(slot) = usize::try_from(ino).ok().and_then(|i| self.inodes.get_mut(i)) {
+                if let Some(slot) = usize::try_from(ino)
+                    .ok()
+                    .and_then(|i| self.inodes.get_mut(i))
+                {
                     *slot = Some(*inode);
                     self.free.remove(&ino);
                 }
             }
             UndoOp::DirEntry { dir, name, old } => {
-                if let Ok(Inode { body: Body::Dir(entries), .. }) = self.node_mut(dir) {
+                if let Ok(Inode {
+                    body: Body::Dir(entries),
+                    ..
+                }) = self.node_mut(dir)
+                {
                     match old {
                         Some(ino) => entries.insert(name, ino),
                         None => entries.remove(&name),
                     };
                 }
             }
-            UndoOp::FileData { ino, offset, old, old_len } => {
-                if let Ok(Inode { body: Body::File(data), .. }) = self.node_mut(ino) {
+            UndoOp::FileData {
+                ino,
+                offset,
+                old,
+                old_len,
+            } => {
+                if let Ok(Inode {
+                    body: Body::File(data),
+                    ..
+                }) = self.node_mut(ino)
+                {
                     data.resize(usize::try_from(old_len).unwrap_or(0), 0);
                     let start = usize::try_from(offset).unwrap_or(usize::MAX);
-                    if let Some(dst) = start.checked_add(old.len()).and_then(|end| data.get_mut(start..end)) {
+                    if let Some(dst) = start
+                        .checked_add(old.len())
+                        .and_then(|end| data.get_mut(start..end))
+                    {
                         dst.copy_from_slice(&old);
                     }
                 }
@@ -296,7 +360,11 @@ impl FileSystem for MemFs {
         let mut out = Vec::with_capacity(entries.len());
         for (name, &ino) in entries {
             let kind = kind_of(&self.node(ino)?.body);
-            out.push(DirEntry { name: name.clone(), ino, kind });
+            out.push(DirEntry {
+                name: name.clone(),
+                ino,
+                kind,
+            });
         }
         Ok(out)
     }
@@ -402,7 +470,14 @@ impl FileSystem for MemFs {
         self.maybe_free(ino)
     }
 
-    fn rename(&mut self, from_dir: Ino, from: &[u8], to_dir: Ino, to: &[u8], now_ns: u64) -> Result<(), Errno> {
+    fn rename(
+        &mut self,
+        from_dir: Ino,
+        from: &[u8],
+        to_dir: Ino,
+        to: &[u8],
+        now_ns: u64,
+    ) -> Result<(), Errno> {
         let src = self.lookup(from_dir, from)?;
         check_name(to)?;
         self.live_dir(to_dir)?;
@@ -469,9 +544,15 @@ impl FileSystem for MemFs {
         let room = self.limits.max_total_bytes.saturating_sub(self.usage.bytes);
         let wanted = offset.saturating_add(data.len() as u64);
         // The file may grow by at most `room` bytes (holes count: they read as zeros).
-        let end = wanted.min(self.limits.max_file_size).min(old_len.saturating_add(room));
+        let end = wanted
+            .min(self.limits.max_file_size)
+            .min(old_len.saturating_add(room));
         if end <= offset {
-            return Err(if offset >= self.limits.max_file_size { Errno::Fbig } else { Errno::Nospc });
+            return Err(if offset >= self.limits.max_file_size {
+                Errno::Fbig
+            } else {
+                Errno::Nospc
+            });
         }
         let data = data.get(..(end - offset) as usize).ok_or(Errno::Fbig)?;
         let (start, stop) = match (usize::try_from(offset), usize::try_from(end)) {
@@ -482,7 +563,9 @@ impl FileSystem for MemFs {
         let file = self.file_data(ino)?;
         let old = if active {
             let keep_end = stop.min(file.len());
-            file.get(start..keep_end).map(<[u8]>::to_vec).unwrap_or_default()
+            file.get(start..keep_end)
+                .map(<[u8]>::to_vec)
+                .unwrap_or_default()
         } else {
             Vec::new()
         };
@@ -493,7 +576,12 @@ impl FileSystem for MemFs {
             dst.copy_from_slice(data);
         }
         self.usage.bytes += end.saturating_sub(old_len);
-        self.undo.record(|| UndoOp::FileData { ino, offset, old, old_len });
+        self.undo.record(|| UndoOp::FileData {
+            ino,
+            offset,
+            old,
+            old_len,
+        });
         self.update_meta(ino, |m| {
             m.mtime_ns = now_ns;
             m.ctime_ns = now_ns;
@@ -509,7 +597,13 @@ impl FileSystem for MemFs {
         })
     }
 
-    fn set_times(&mut self, ino: Ino, atime_ns: Option<u64>, mtime_ns: Option<u64>, now_ns: u64) -> Result<(), Errno> {
+    fn set_times(
+        &mut self,
+        ino: Ino,
+        atime_ns: Option<u64>,
+        mtime_ns: Option<u64>,
+        now_ns: u64,
+    ) -> Result<(), Errno> {
         self.update_meta(ino, |m| {
             if let Some(a) = atime_ns {
                 m.atime_ns = a;

@@ -82,7 +82,11 @@ pub struct FsLimits {
 impl Default for FsLimits {
     /// Generous defaults for `replicode run`: 64 MiB files, 256 MiB total, 65536 inodes.
     fn default() -> Self {
-        FsLimits { max_file_size: 64 << 20, max_total_bytes: 256 << 20, max_inodes: 65536 }
+        FsLimits {
+            max_file_size: 64 << 20,
+            max_total_bytes: 256 << 20,
+            max_inodes: 65536,
+        }
     }
 }
 
@@ -130,7 +134,14 @@ pub trait FileSystem: Send {
     /// Removes an empty directory (`ENOTEMPTY`, `ENOTDIR`).
     fn rmdir(&mut self, dir: Ino, name: &[u8], now_ns: u64) -> Result<(), Errno>;
     /// Renames with POSIX replace rules; `EINVAL` moving a directory into its own subtree.
-    fn rename(&mut self, from_dir: Ino, from: &[u8], to_dir: Ino, to: &[u8], now_ns: u64) -> Result<(), Errno>;
+    fn rename(
+        &mut self,
+        from_dir: Ino,
+        from: &[u8],
+        to_dir: Ino,
+        to: &[u8],
+        now_ns: u64,
+    ) -> Result<(), Errno>;
     /// Writes to a regular file, extending it with zeros if `offset` is past the end.
     /// Writes as many bytes as `max_file_size` and the quota allow and returns that
     /// count (a short write, like POSIX on a full disk); fails with `EFBIG` / `ENOSPC`
@@ -139,7 +150,13 @@ pub trait FileSystem: Send {
     /// Truncates or zero-extends a regular file (same limits as `write`).
     fn set_size(&mut self, ino: Ino, size: u64, now_ns: u64) -> Result<(), Errno>;
     /// Sets access and/or modification time; ctime becomes `now_ns`.
-    fn set_times(&mut self, ino: Ino, atime_ns: Option<u64>, mtime_ns: Option<u64>, now_ns: u64) -> Result<(), Errno>;
+    fn set_times(
+        &mut self,
+        ino: Ino,
+        atime_ns: Option<u64>,
+        mtime_ns: Option<u64>,
+        now_ns: u64,
+    ) -> Result<(), Errno>;
     /// An open fd keeps an unlinked inode alive ...
     fn retain(&mut self, ino: Ino) -> Result<(), Errno>;
     /// ... until the last release (then, if no name refers to it, it is freed).
@@ -171,7 +188,8 @@ pub fn check_name(name: &[u8]) -> Result<(), Errno> {
     if name.len() > NAME_MAX {
         return Err(Errno::Nametoolong);
     }
-    if name.is_empty() || name == b"." || name == b".." || name.iter().any(|&b| b == b'/' || b == 0) {
+    if name.is_empty() || name == b"." || name == b".." || name.iter().any(|&b| b == b'/' || b == 0)
+    {
         return Err(Errno::Inval);
     }
     Ok(())

@@ -48,9 +48,18 @@ pub(crate) enum UndoOp {
     /// `ino` was freed: put it back.
     Freed { ino: Ino, inode: Box<Inode> },
     /// `name` was added to `dir` (or re-pointed): restore `old` (None = remove).
-    DirEntry { dir: Ino, name: Vec<u8>, old: Option<Ino> },
+    DirEntry {
+        dir: Ino,
+        name: Vec<u8>,
+        old: Option<Ino>,
+    },
     /// File bytes changed: resize to `old_len`, then put `old` back at `offset`.
-    FileData { ino: Ino, offset: u64, old: Vec<u8>, old_len: u64 },
+    FileData {
+        ino: Ino,
+        offset: u64,
+        old: Vec<u8>,
+        old_len: u64,
+    },
 }
 
 /// The log plus the stack of open savepoints.

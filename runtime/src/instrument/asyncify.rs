@@ -19,8 +19,8 @@
 //! memory through `memory.grow` (sbrk), so it never hands out those pages.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use wasm_opt::{Feature, OptimizationOptions, Pass};
 use wasmparser::{Parser, Payload, TypeRef};
@@ -49,7 +49,11 @@ static SCRATCH_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// The `asyncify-imports` pass argument.
 pub fn imports_arg() -> String {
-    BLOCKING_IMPORTS.iter().map(|f| format!("{WASI_MODULE}.{f}")).collect::<Vec<_>>().join(",")
+    BLOCKING_IMPORTS
+        .iter()
+        .map(|f| format!("{WASI_MODULE}.{f}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// True if the module imports a blocking function (otherwise it can never
@@ -95,14 +99,13 @@ pub fn asyncify(wasm: &[u8]) -> Result<Vec<u8>, InstrumentError> {
         opts.enable_feature(feature);
     }
     {
-        let _guard = BINARYEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        opts.run(&scratch.input, &scratch.output).map_err(|e| InstrumentError::Asyncify(format!("{e:#}")))?;
+        let _guard = BINARYEN
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        opts.run(&scratch.input, &scratch.output)
+            .map_err(|e| InstrumentError::Asyncify(format!("{e:#}")))?;
     }
     std::fs::read(&scratch.output).map_err(|source| Scratch::err(&scratch.output, source))
-}
-
-fn rewrite_err(detail: String) -> InstrumentError {
-    InstrumentError::Rewrite { pass: "asyncify", detail }
 }
 
 /// Input/output files for binaryen (its Rust API only reads and writes files);
@@ -115,8 +118,12 @@ struct Scratch {
 impl Scratch {
     fn new() -> Result<Self, InstrumentError> {
         let seq = SCRATCH_SEQ.fetch_add(1, Ordering::Relaxed);
-        let base = std::env::temp_dir().join(format!("replicode-asyncify-{}-{seq}", std::process::id()));
-        let scratch = Scratch { input: base.with_extension("in.wasm"), output: base.with_extension("out.wasm") };
+        let base =
+            std::env::temp_dir().join(format!("replicode-asyncify-{}-{seq}", std::process::id()));
+        let scratch = Scratch {
+            input: base.with_extension("in.wasm"),
+            output: base.with_extension("out.wasm"),
+        };
         for path in [&scratch.input, &scratch.output] {
             // A stale file from a crashed process with the same pid would be
             // overwritten anyway; remove it so the write below starts clean.
@@ -126,7 +133,10 @@ impl Scratch {
     }
 
     fn err(path: &std::path::Path, source: std::io::Error) -> InstrumentError {
-        InstrumentError::Scratch { path: path.to_path_buf(), source }
+        InstrumentError::Scratch {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 }
 
@@ -134,5 +144,12 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.input);
         let _ = std::fs::remove_file(&self.output);
+    }
+}
+
+fn rewrite_err(detail: String) -> InstrumentError {
+    InstrumentError::Rewrite {
+        pass: "asyncify",
+        detail,
     }
 }

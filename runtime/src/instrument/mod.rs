@@ -41,7 +41,11 @@ pub struct PreparedModule {
     pub hash: Hash,
     /// What validation learned about the source module.
     pub info: ModuleInfo,
-    /// Whether asyncify was applied (the module imports a blocking function).
+    /// Whether the module can block (it imports a blocking function), so a
+    /// one-shot run reserves an unwind buffer for it. Asyncify itself is applied
+    /// to every module: any program may run as a long-lived process, whose layer
+    /// drives the asyncify exports; where nothing can block, binaryen instruments
+    /// no function, so it costs a few bytes, not speed.
     pub asyncified: bool,
 }
 
@@ -56,16 +60,25 @@ pub fn prepare(wasm: &[u8], config: &RuntimeConfig) -> Result<PreparedModule, Ru
     let info = validate::validate(wasm, config)?;
     let source_hash = sha256(wasm);
     let asyncified = asyncify::needs_asyncify(wasm)?;
-    let mut bytes = if asyncified { asyncify::asyncify(wasm)? } else { wasm.to_vec() };
+    let mut bytes = asyncify::asyncify(wasm)?;
     bytes = stack::instrument(&bytes, config.limits.max_stack_slots)?;
     if config.nan == NanMode::Lazy {
         bytes = lazy_nan(&bytes)?;
     }
     let hash = sha256(&bytes);
-    Ok(PreparedModule { bytes, source_hash, hash, info, asyncified })
+    Ok(PreparedModule {
+        bytes,
+        source_hash,
+        hash,
+        info,
+        asyncified,
+    })
 }
 
 /// The issue-3 pass: canonicalize NaNs only where they can become observable.
 fn lazy_nan(wasm: &[u8]) -> Result<Vec<u8>, InstrumentError> {
-    nan::canonicalize_nans(wasm).map_err(|e| InstrumentError::Rewrite { pass: "nan", detail: e.to_string() })
+    nan::canonicalize_nans(wasm).map_err(|e| InstrumentError::Rewrite {
+        pass: "nan",
+        detail: e.to_string(),
+    })
 }

@@ -51,7 +51,12 @@ pub enum NanPassError {
         "NaN pass: function {func}, byte offset {offset:#x}: operator {operator} from the \
          `{proposal}` proposal is not supported (SIMD and other proposals must stay off)"
     )]
-    Unsupported { func: u32, offset: usize, operator: String, proposal: &'static str },
+    Unsupported {
+        func: u32,
+        offset: usize,
+        operator: String,
+        proposal: &'static str,
+    },
     /// A component instead of a core module.
     #[error("NaN pass: input is a component; only core wasm modules are supported")]
     Component,
@@ -60,7 +65,11 @@ pub enum NanPassError {
     TooManyLocals { func: u32, limit: u32 },
     /// A broken invariant of the pass itself (a bug, never the guest's fault).
     #[error("NaN pass internal error in function {func} at byte offset {offset:#x}: {what}")]
-    Internal { func: u32, offset: usize, what: String },
+    Internal {
+        func: u32,
+        offset: usize,
+        what: String,
+    },
 }
 
 /// What the pass did to one module (for benchmarks and docs).
@@ -86,7 +95,10 @@ pub fn canonicalize_nans(wasm: &[u8]) -> Result<Vec<u8>, NanPassError> {
 pub fn canonicalize_nans_with_stats(wasm: &[u8]) -> Result<(Vec<u8>, NanPassStats), NanPassError> {
     Validator::new_with_features(ops::supported_features()).validate_all(wasm)?;
 
-    let mut info = ModuleInfo { types: Vec::new(), func_types: Vec::new() };
+    let mut info = ModuleInfo {
+        types: Vec::new(),
+        func_types: Vec::new(),
+    };
     let mut stats = NanPassStats::default();
     let mut module = wasm_encoder::Module::new();
     let mut code: Option<wasm_encoder::CodeSection> = None;
@@ -100,9 +112,10 @@ pub fn canonicalize_nans_with_stats(wasm: &[u8]) -> Result<(Vec<u8>, NanPassStat
             }
         }
         match &payload {
-            Payload::Version { encoding: Encoding::Component, .. } => {
-                return Err(NanPassError::Component)
-            }
+            Payload::Version {
+                encoding: Encoding::Component,
+                ..
+            } => return Err(NanPassError::Component),
             Payload::TypeSection(reader) => {
                 for group in reader.clone() {
                     info.types.extend(group?.into_types());
@@ -127,7 +140,8 @@ pub fn canonicalize_nans_with_stats(wasm: &[u8]) -> Result<(Vec<u8>, NanPassStat
             Payload::CodeSectionStart { .. } => code = Some(wasm_encoder::CodeSection::new()),
             Payload::CodeSectionEntry(body) => {
                 let new_body = rewrite_function(wasm, &info, func_index, &body, &mut stats)?;
-                code.get_or_insert_with(wasm_encoder::CodeSection::new).raw(&new_body);
+                code.get_or_insert_with(wasm_encoder::CodeSection::new)
+                    .raw(&new_body);
                 func_index += 1;
             }
             // DWARF describes code offsets that the inserted fixes shift; stale line
@@ -135,7 +149,10 @@ pub fn canonicalize_nans_with_stats(wasm: &[u8]) -> Result<(Vec<u8>, NanPassStat
             Payload::CustomSection(c) if c.name().starts_with(".debug_") => {}
             other => {
                 if let Some((id, range)) = other.as_section() {
-                    module.section(&wasm_encoder::RawSection { id, data: &wasm[range] });
+                    module.section(&wasm_encoder::RawSection {
+                        id,
+                        data: &wasm[range],
+                    });
                 }
             }
         }
@@ -181,7 +198,12 @@ fn rewrite_function(
     for i in 0..ops.len() {
         ops[i].end = ops.get(i + 1).map_or(code_end, |next| next.offset);
     }
-    let input = FunctionInput { func_index, sig, local_types, ops };
+    let input = FunctionInput {
+        func_index,
+        sig,
+        local_types,
+        ops,
+    };
     let fixes = plan_fixes(info, &input)?;
 
     stats.functions += 1;
@@ -192,7 +214,10 @@ fn rewrite_function(
         .filter(|at| matches!(ops::classify(&at.op), ops::OpClass::Arith(_)))
         .count() as u32;
 
-    let fix_offsets: Vec<usize> = fixes.iter().map(|f| input.ops[f.point as usize].end).collect();
+    let fix_offsets: Vec<usize> = fixes
+        .iter()
+        .map(|f| input.ops[f.point as usize].end)
+        .collect();
     let layout = BodyLayout {
         func_index,
         groups,

@@ -25,10 +25,8 @@
 //! (see [`crate::config`]), so the logical limit always fires first.
 
 use wasm_encoder::reencode::{self, Reencode, RoundtripReencoder};
-use wasm_encoder::{
-    BlockType, ConstExpr, ExportKind, GlobalType, Instruction, SectionId, ValType,
-};
-use wasmparser::{FuncType, Parser, Payload, Validator, ValidPayload, WasmFeatures};
+use wasm_encoder::{BlockType, ConstExpr, ExportKind, GlobalType, Instruction, SectionId, ValType};
+use wasmparser::{FuncType, Parser, Payload, ValidPayload, Validator, WasmFeatures};
 
 use crate::error::InstrumentError;
 
@@ -56,7 +54,13 @@ struct Plan {
 /// Adds the logical stack counter with limit `max_slots` to `wasm`.
 pub fn instrument(wasm: &[u8], max_slots: u32) -> Result<Vec<u8>, InstrumentError> {
     let plan = plan(wasm)?;
-    let mut rewriter = StackRewriter { plan, max_slots, next_func: 0, global_done: false, export_done: false };
+    let mut rewriter = StackRewriter {
+        plan,
+        max_slots,
+        next_func: 0,
+        global_done: false,
+        export_done: false,
+    };
     let mut module = wasm_encoder::Module::new();
     rewriter
         .parse_core_module(&mut module, Parser::new(0), wasm)
@@ -65,7 +69,10 @@ pub fn instrument(wasm: &[u8], max_slots: u32) -> Result<Vec<u8>, InstrumentErro
 }
 
 fn err(detail: String) -> InstrumentError {
-    InstrumentError::Rewrite { pass: "stack", detail }
+    InstrumentError::Rewrite {
+        pass: "stack",
+        detail,
+    }
 }
 
 /// Validates the module once, recording per-function frame costs.
@@ -104,17 +111,23 @@ fn plan(wasm: &[u8]) -> Result<Plan, InstrumentError> {
             Payload::GlobalSection(reader) => globals += reader.count(),
             _ => {}
         }
-        if let ValidPayload::Func(func, body) = validator.payload(&payload).map_err(|e| err(e.to_string()))? {
+        if let ValidPayload::Func(func, body) = validator
+            .payload(&payload)
+            .map_err(|e| err(e.to_string()))?
+        {
             let mut fv = func.into_validator(Default::default());
             let mut slots: u64 = u64::from(FRAME_OVERHEAD_SLOTS) + fv.len_locals() as u64;
             let mut locals = body.get_locals_reader().map_err(|e| err(e.to_string()))?;
             for _ in 0..locals.get_count() {
                 let offset = locals.original_position();
                 let (count, ty) = locals.read().map_err(|e| err(e.to_string()))?;
-                fv.define_locals(offset, count, ty).map_err(|e| err(e.to_string()))?;
+                fv.define_locals(offset, count, ty)
+                    .map_err(|e| err(e.to_string()))?;
                 slots += u64::from(count);
             }
-            let mut ops = body.get_operators_reader().map_err(|e| err(e.to_string()))?;
+            let mut ops = body
+                .get_operators_reader()
+                .map_err(|e| err(e.to_string()))?;
             let mut max_height = 0u32;
             while !ops.eof() {
                 let (op, offset) = ops.read_with_offset().map_err(|e| err(e.to_string()))?;
@@ -128,14 +141,22 @@ fn plan(wasm: &[u8]) -> Result<Plan, InstrumentError> {
     let mut results = Vec::with_capacity(costs.len());
     let mut multi_results: Vec<Vec<wasmparser::ValType>> = Vec::new();
     for &t in &func_types[imported_funcs..] {
-        let ty = types.get(t as usize).ok_or_else(|| err(format!("missing type {t}")))?;
+        let ty = types
+            .get(t as usize)
+            .ok_or_else(|| err(format!("missing type {t}")))?;
         let r = ty.results().to_vec();
         if r.len() > 1 && !multi_results.contains(&r) {
             multi_results.push(r.clone());
         }
         results.push(r);
     }
-    Ok(Plan { costs, results, type_count: types.len() as u32, multi_results, depth_global: globals })
+    Ok(Plan {
+        costs,
+        results,
+        type_count: types.len() as u32,
+        multi_results,
+        depth_global: globals,
+    })
 }
 
 struct StackRewriter {
@@ -168,7 +189,11 @@ fn order(id: SectionId) -> u8 {
 
 impl StackRewriter {
     fn add_global(&mut self, globals: &mut wasm_encoder::GlobalSection) {
-        let ty = GlobalType { val_type: ValType::I32, mutable: true, shared: false };
+        let ty = GlobalType {
+            val_type: ValType::I32,
+            mutable: true,
+            shared: false,
+        };
         globals.global(ty, &ConstExpr::i32_const(0));
         self.global_done = true;
     }
@@ -178,13 +203,21 @@ impl StackRewriter {
         self.export_done = true;
     }
 
-    fn wrapper_block(&mut self, func: usize) -> Result<BlockType, reencode::Error<std::convert::Infallible>> {
+    fn wrapper_block(
+        &mut self,
+        func: usize,
+    ) -> Result<BlockType, reencode::Error<std::convert::Infallible>> {
         let results = &self.plan.results[func];
         Ok(match results.len() {
             0 => BlockType::Empty,
             1 => BlockType::Result(RoundtripReencoder.val_type(results[0])?),
             _ => {
-                let pos = self.plan.multi_results.iter().position(|r| r == results).unwrap_or(0);
+                let pos = self
+                    .plan
+                    .multi_results
+                    .iter()
+                    .position(|r| r == results)
+                    .unwrap_or(0);
                 BlockType::FunctionType(self.plan.type_count + pos as u32)
             }
         })
@@ -209,7 +242,10 @@ impl Reencode for StackRewriter {
     ) -> Result<(), reencode::Error<Self::Error>> {
         reencode::utils::parse_type_section(self, types, section)?;
         for results in self.plan.multi_results.clone() {
-            let results = results.into_iter().map(|t| self.val_type(t)).collect::<Result<Vec<_>, _>>()?;
+            let results = results
+                .into_iter()
+                .map(|t| self.val_type(t))
+                .collect::<Result<Vec<_>, _>>()?;
             types.ty().function([], results);
         }
         Ok(())

@@ -9,10 +9,20 @@
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     #[error("snapshot truncated while reading {what}: needed {needed} bytes at offset {offset}, {available} left")]
-    Truncated { what: &'static str, offset: usize, needed: usize, available: usize },
+    Truncated {
+        what: &'static str,
+        offset: usize,
+        needed: usize,
+        available: usize,
+    },
     #[error("snapshot has bad magic {found:?} (expected {expected:?})")]
-    BadMagic { expected: &'static [u8], found: Vec<u8> },
-    #[error("snapshot format version {found} is not supported (this node reads version {supported})")]
+    BadMagic {
+        expected: &'static [u8],
+        found: Vec<u8>,
+    },
+    #[error(
+        "snapshot format version {found} is not supported (this node reads version {supported})"
+    )]
     Version { found: u32, supported: u32 },
     #[error("snapshot field {what} has invalid value {value}")]
     Invalid { what: &'static str, value: u64 },
@@ -80,12 +90,20 @@ impl<'a> Reader<'a> {
     }
     /// A reader continuing from the same position (to read a record twice).
     pub fn clone_position(&self) -> Reader<'a> {
-        Reader { data: self.data, pos: self.pos }
+        Reader {
+            data: self.data,
+            pos: self.pos,
+        }
     }
     pub fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
         let available = self.data.len() - self.pos;
         if n > available {
-            return Err(DecodeError::Truncated { what, offset: self.pos, needed: n, available });
+            return Err(DecodeError::Truncated {
+                what,
+                offset: self.pos,
+                needed: n,
+                available,
+            });
         }
         let out = &self.data[self.pos..self.pos + n];
         self.pos += n;
@@ -119,25 +137,37 @@ impl<'a> Reader<'a> {
         match self.u8(what)? {
             0 => Ok(None),
             1 => Ok(Some(self.u32(what)?)),
-            tag => Err(DecodeError::Invalid { what, value: u64::from(tag) }),
+            tag => Err(DecodeError::Invalid {
+                what,
+                value: u64::from(tag),
+            }),
         }
     }
     pub fn bool(&mut self, what: &'static str) -> Result<bool, DecodeError> {
         match self.u8(what)? {
             0 => Ok(false),
             1 => Ok(true),
-            tag => Err(DecodeError::Invalid { what, value: u64::from(tag) }),
+            tag => Err(DecodeError::Invalid {
+                what,
+                value: u64::from(tag),
+            }),
         }
     }
     /// Checks a magic string followed by a `u32` version.
     pub fn header(&mut self, magic: &'static [u8], version: u32) -> Result<(), DecodeError> {
         let found = self.take(magic.len(), "magic")?;
         if found != magic {
-            return Err(DecodeError::BadMagic { expected: magic, found: found.to_vec() });
+            return Err(DecodeError::BadMagic {
+                expected: magic,
+                found: found.to_vec(),
+            });
         }
         let v = self.u32("format version")?;
         if v != version {
-            return Err(DecodeError::Version { found: v, supported: version });
+            return Err(DecodeError::Version {
+                found: v,
+                supported: version,
+            });
         }
         Ok(())
     }
@@ -183,7 +213,10 @@ mod tests {
                 r.opt_u32("d")?;
                 r.i32("e")
             })();
-            assert!(matches!(res, Err(DecodeError::Truncated { .. })), "cut at {cut}: {res:?}");
+            assert!(
+                matches!(res, Err(DecodeError::Truncated { .. })),
+                "cut at {cut}: {res:?}"
+            );
         }
     }
 
@@ -194,6 +227,12 @@ mod tests {
         w.u32(2);
         let bytes = w.into_bytes();
         let err = Reader::new(&bytes).header(b"M", 1).unwrap_err();
-        assert_eq!(err, DecodeError::Version { found: 2, supported: 1 });
+        assert_eq!(
+            err,
+            DecodeError::Version {
+                found: 2,
+                supported: 1
+            }
+        );
     }
 }

@@ -146,11 +146,18 @@ impl MemoryShadow {
             self.copy = memory.to_vec();
             self.rebuild_leaves();
             let total = self.pages();
-            return SyncStats { changed_pages: total.saturating_sub(old_pages).max(1), total_pages: total };
+            return SyncStats {
+                changed_pages: total.saturating_sub(old_pages).max(1),
+                total_pages: total,
+            };
         }
         let len = memory.len();
         let mut changed = 0;
-        for (i, (new, old)) in memory.chunks(PAGE_SIZE).zip(self.copy.chunks_mut(PAGE_SIZE)).enumerate() {
+        for (i, (new, old)) in memory
+            .chunks(PAGE_SIZE)
+            .zip(self.copy.chunks_mut(PAGE_SIZE))
+            .enumerate()
+        {
             if new != old {
                 old.copy_from_slice(new);
                 changed += 1;
@@ -161,17 +168,26 @@ impl MemoryShadow {
         }
         debug_assert_eq!(self.copy.len(), len);
         self.any_stale |= changed > 0;
-        SyncStats { changed_pages: changed, total_pages: self.pages() }
+        SyncStats {
+            changed_pages: changed,
+            total_pages: self.pages(),
+        }
     }
 
     /// Copies back into `memory` every page that differs from the shadow; returns
     /// how many pages were restored. Used to undo a rejected input.
     pub fn restore_into(&self, memory: &mut [u8]) -> Result<usize, SizeMismatch> {
         if memory.len() != self.copy.len() {
-            return Err(SizeMismatch { memory: memory.len(), shadow: self.copy.len() });
+            return Err(SizeMismatch {
+                memory: memory.len(),
+                shadow: self.copy.len(),
+            });
         }
         let mut restored = 0;
-        for (cur, old) in memory.chunks_mut(PAGE_SIZE).zip(self.copy.chunks(PAGE_SIZE)) {
+        for (cur, old) in memory
+            .chunks_mut(PAGE_SIZE)
+            .zip(self.copy.chunks(PAGE_SIZE))
+        {
             if cur != old {
                 cur.copy_from_slice(old);
                 restored += 1;
@@ -225,7 +241,9 @@ impl MemoryShadow {
         self.levels.truncate(1);
         while self.levels.last().map_or(0, Vec::len) > 1 {
             let below = &self.levels[self.levels.len() - 1];
-            let next: Vec<Hash> = (0..below.len().div_ceil(2)).filter_map(|p| Self::combine(below, p)).collect();
+            let next: Vec<Hash> = (0..below.len().div_ceil(2))
+                .filter_map(|p| Self::combine(below, p))
+                .collect();
             self.levels.push(next);
         }
         self.tree_stale = false;

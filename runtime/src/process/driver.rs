@@ -52,15 +52,24 @@ pub struct ServeReport {
 }
 
 /// A prepared server: validated, Asyncify-transformed, compiled.
-fn load(engine: &GuestEngine, wasm: &[u8]) -> Result<Arc<ProcessModule<WasiProcess>>, ProcessError> {
-    let prepared = instrument::prepare(wasm, engine.config()).map_err(|e| ProcessError::Compile(e.to_string()))?;
-    Ok(Arc::new(ProcessModule::new(engine.engine(), &prepared.bytes)?))
+fn load(
+    engine: &GuestEngine,
+    wasm: &[u8],
+) -> Result<Arc<ProcessModule<WasiProcess>>, ProcessError> {
+    let prepared = instrument::prepare(wasm, engine.config())
+        .map_err(|e| ProcessError::Compile(e.to_string()))?;
+    Ok(Arc::new(ProcessModule::new(
+        engine.engine(),
+        &prepared.bytes,
+    )?))
 }
 
 /// True once `pid` has ended or was never created (its spawn was rejected):
 /// nothing more can be delivered to it.
 fn ended(table: &ProcessTable<WasiProcess>, pid: super::Pid) -> bool {
-    table.info(pid).is_none_or(|p| p.state.exit_code().is_some())
+    table
+        .info(pid)
+        .is_none_or(|p| p.state.exit_code().is_some())
 }
 
 /// Snapshots every process of `table` and restores them into a table over a
@@ -75,9 +84,12 @@ fn restore_fresh(
     let env = table.env().clone();
     drop(table);
     // A fresh engine: nothing compiled or instantiated before is reused.
-    let fresh = GuestEngine::new(config.clone()).map_err(|e| ProcessError::Runtime(e.to_string()))?;
+    let fresh =
+        GuestEngine::new(config.clone()).map_err(|e| ProcessError::Runtime(e.to_string()))?;
     let m = load(&fresh, wasm)?;
-    let table = ProcessTable::restore(&bytes, env, limits, move |h| (h == m.hash()).then(|| m.clone()))?;
+    let table = ProcessTable::restore(&bytes, env, limits, move |h| {
+        (h == m.hash()).then(|| m.clone())
+    })?;
     Ok((table, bytes.len()))
 }
 
@@ -89,12 +101,16 @@ pub fn serve(
     spec: &ServeSpec,
     mut report: impl FnMut(Step<'_>),
 ) -> Result<ServeReport, ProcessError> {
-    let engine = GuestEngine::new(config.clone()).map_err(|e| ProcessError::Runtime(e.to_string()))?;
+    let engine =
+        GuestEngine::new(config.clone()).map_err(|e| ProcessError::Runtime(e.to_string()))?;
     let module = load(&engine, wasm)?;
     let limits = TableLimits::default();
     let mut table = ProcessTable::new(env, limits);
     let (pid, spawned) = table.spawn(module.clone(), &spec.args, &spec.vars, None, spec.fuel)?;
-    report(Step { index: 0, outcome: &spawned });
+    report(Step {
+        index: 0,
+        outcome: &spawned,
+    });
     let mut snapshot_bytes = None;
     if spec.snapshot_at == Some(0) && !ended(&table, pid) {
         let (t, n) = restore_fresh(table, config, wasm, limits)?;
@@ -106,7 +122,10 @@ pub fn serve(
             break;
         }
         let out = table.deliver_stdin(pid, input, false, spec.fuel)?;
-        report(Step { index: i + 1, outcome: &out });
+        report(Step {
+            index: i + 1,
+            outcome: &out,
+        });
         if spec.snapshot_at == Some(i + 1) {
             let (t, n) = restore_fresh(table, config, wasm, limits)?;
             table = t;
@@ -115,9 +134,22 @@ pub fn serve(
     }
     if !ended(&table, pid) {
         let out = table.deliver_stdin(pid, b"", true, spec.fuel)?;
-        report(Step { index: spec.inputs.len() + 1, outcome: &out });
+        report(Step {
+            index: spec.inputs.len() + 1,
+            outcome: &out,
+        });
     }
     let exit_code = table.info(pid).and_then(|p| p.state.exit_code());
-    let fs_digest = table.env().fs.lock().map(|fs| fs.digest()).map_err(|_| ProcessError::Runtime("filesystem lock poisoned".into()))?;
-    Ok(ServeReport { table_digest: table.digest()?, fs_digest, snapshot_bytes, exit_code })
+    let fs_digest = table
+        .env()
+        .fs
+        .lock()
+        .map(|fs| fs.digest())
+        .map_err(|_| ProcessError::Runtime("filesystem lock poisoned".into()))?;
+    Ok(ServeReport {
+        table_digest: table.digest()?,
+        fs_digest,
+        snapshot_bytes,
+        exit_code,
+    })
 }

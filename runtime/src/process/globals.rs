@@ -28,13 +28,19 @@ pub enum GlobalsError {
     ImportedMutableGlobal { module: String, name: String },
     #[error("module already exports {0:?}, a name reserved for snapshot globals")]
     ReservedName(String),
-    #[error("module has no export section (a WASI command exports at least `_start` and `memory`)")]
+    #[error(
+        "module has no export section (a WASI command exports at least `_start` and `memory`)"
+    )]
     NoExports,
-    #[error("global {index} has type {ty}, which snapshots do not support (only i32, i64, f32, f64)")]
+    #[error(
+        "global {index} has type {ty}, which snapshots do not support (only i32, i64, f32, f64)"
+    )]
     UnsupportedType { index: u32, ty: String },
     #[error("snapshot has {found} globals but the module has {expected}")]
     CountMismatch { expected: usize, found: usize },
-    #[error("snapshot global {index} has type tag {found} but the module's global has tag {expected}")]
+    #[error(
+        "snapshot global {index} has type tag {found} but the module's global has tag {expected}"
+    )]
     TypeMismatch { index: u32, expected: u8, found: u8 },
     #[error("setting global {index} failed: {reason}")]
     Set { index: u32, reason: String },
@@ -56,7 +62,11 @@ impl Reencode for AddGlobalExports {
     ) -> Result<(), reencode::Error<Self::Error>> {
         reencode::utils::parse_export_section(self, exports, section)?;
         for index in &self.mutable {
-            exports.export(&format!("{GLOBAL_EXPORT_PREFIX}{index}"), wasm_encoder::ExportKind::Global, *index);
+            exports.export(
+                &format!("{GLOBAL_EXPORT_PREFIX}{index}"),
+                wasm_encoder::ExportKind::Global,
+                *index,
+            );
         }
         Ok(())
     }
@@ -88,8 +98,12 @@ pub fn export_mutable_globals(wasm: &[u8]) -> Result<Vec<u8>, GlobalsError> {
                     let global = global?;
                     let index = imported + i as u32;
                     if global.ty.mutable {
-                        value_tag(global.ty.content_type)
-                            .ok_or_else(|| GlobalsError::UnsupportedType { index, ty: format!("{}", global.ty.content_type) })?;
+                        value_tag(global.ty.content_type).ok_or_else(|| {
+                            GlobalsError::UnsupportedType {
+                                index,
+                                ty: format!("{}", global.ty.content_type),
+                            }
+                        })?;
                         mutable.push(index);
                     }
                 }
@@ -143,7 +157,11 @@ impl GlobalHandles {
         let names: Vec<(u32, String)> = instance
             .exports(&mut store)
             .filter_map(|e| {
-                let idx = e.name().strip_prefix(GLOBAL_EXPORT_PREFIX)?.parse::<u32>().ok()?;
+                let idx = e
+                    .name()
+                    .strip_prefix(GLOBAL_EXPORT_PREFIX)?
+                    .parse::<u32>()
+                    .ok()?;
                 Some((idx, e.name().to_string()))
             })
             .collect();
@@ -174,7 +192,10 @@ impl GlobalHandles {
                 Val::F32(bits) => (2, u64::from(bits)),
                 Val::F64(bits) => (3, bits),
                 other => {
-                    return Err(GlobalsError::UnsupportedType { index: *index, ty: format!("{:?}", other.ty(&store)) })
+                    return Err(GlobalsError::UnsupportedType {
+                        index: *index,
+                        ty: format!("{:?}", other.ty(&store)),
+                    })
                 }
             };
             out.push((*index, tag, bits));
@@ -183,9 +204,16 @@ impl GlobalHandles {
     }
 
     /// Writes captured values back; the snapshot must match this module's globals.
-    pub fn apply(&self, mut store: impl AsContextMut, values: &GlobalValues) -> Result<(), GlobalsError> {
+    pub fn apply(
+        &self,
+        mut store: impl AsContextMut,
+        values: &GlobalValues,
+    ) -> Result<(), GlobalsError> {
         if values.0.len() != self.globals.len() {
-            return Err(GlobalsError::CountMismatch { expected: self.globals.len(), found: values.0.len() });
+            return Err(GlobalsError::CountMismatch {
+                expected: self.globals.len(),
+                found: values.0.len(),
+            });
         }
         for ((index, g), (vindex, tag, bits)) in self.globals.iter().zip(&values.0) {
             let expected = match g.ty(&store).content() {
@@ -193,10 +221,19 @@ impl GlobalHandles {
                 wasmtime::ValType::I64 => 1,
                 wasmtime::ValType::F32 => 2,
                 wasmtime::ValType::F64 => 3,
-                other => return Err(GlobalsError::UnsupportedType { index: *index, ty: format!("{other}") }),
+                other => {
+                    return Err(GlobalsError::UnsupportedType {
+                        index: *index,
+                        ty: format!("{other}"),
+                    })
+                }
             };
             if index != vindex || *tag != expected {
-                return Err(GlobalsError::TypeMismatch { index: *index, expected, found: *tag });
+                return Err(GlobalsError::TypeMismatch {
+                    index: *index,
+                    expected,
+                    found: *tag,
+                });
             }
             let val = match tag {
                 0 => Val::I32(*bits as u32 as i32),
@@ -204,7 +241,10 @@ impl GlobalHandles {
                 2 => Val::F32(*bits as u32),
                 _ => Val::F64(*bits),
             };
-            g.set(&mut store, val).map_err(|e| GlobalsError::Set { index: *index, reason: format!("{e:#}") })?;
+            g.set(&mut store, val).map_err(|e| GlobalsError::Set {
+                index: *index,
+                reason: format!("{e:#}"),
+            })?;
         }
         Ok(())
     }
@@ -227,7 +267,10 @@ impl GlobalValues {
             let index = r.u32("global index")?;
             let tag = r.u8("global type tag")?;
             if tag > 3 {
-                return Err(DecodeError::Invalid { what: "global type tag", value: u64::from(tag) });
+                return Err(DecodeError::Invalid {
+                    what: "global type tag",
+                    value: u64::from(tag),
+                });
             }
             out.push((index, tag, r.u64("global value")?));
         }

@@ -53,7 +53,11 @@ impl Wait {
 
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let stdin = r.bool("wait.stdin")?;
-        let deadline_ns = if r.bool("wait.deadline present")? { Some(r.u64("wait.deadline")?) } else { None };
+        let deadline_ns = if r.bool("wait.deadline present")? {
+            Some(r.u64("wait.deadline")?)
+        } else {
+            None
+        };
         Ok(Wait { stdin, deadline_ns })
     }
 }

@@ -13,8 +13,11 @@ const MAX_MEMORY: u64 = 1 << 32;
 
 pub fn encode_memory(memory: &[u8], w: &mut Writer) {
     w.u64(memory.len() as u64);
-    let nonzero: Vec<(usize, &[u8])> =
-        memory.chunks(PAGE_SIZE).enumerate().filter(|(_, page)| page.iter().any(|b| *b != 0)).collect();
+    let nonzero: Vec<(usize, &[u8])> = memory
+        .chunks(PAGE_SIZE)
+        .enumerate()
+        .filter(|(_, page)| page.iter().any(|b| *b != 0))
+        .collect();
     w.u32(nonzero.len() as u32);
     for (index, page) in nonzero {
         w.u32(index as u32);
@@ -28,7 +31,10 @@ pub fn encode_memory(memory: &[u8], w: &mut Writer) {
 pub fn decode_memory(r: &mut Reader<'_>) -> Result<Vec<u8>, DecodeError> {
     let len = r.u64("memory length")?;
     if len > MAX_MEMORY || len % 65536 != 0 {
-        return Err(DecodeError::Invalid { what: "memory length", value: len });
+        return Err(DecodeError::Invalid {
+            what: "memory length",
+            value: len,
+        });
     }
     let mut memory = vec![0u8; len as usize];
     let pages = r.u32("stored page count")?;
@@ -37,7 +43,10 @@ pub fn decode_memory(r: &mut Reader<'_>) -> Result<Vec<u8>, DecodeError> {
         let index = r.u32("page index")?;
         let start = index as usize * PAGE_SIZE;
         if last.is_some_and(|l| index <= l) || start + PAGE_SIZE > memory.len() {
-            return Err(DecodeError::Invalid { what: "page index", value: u64::from(index) });
+            return Err(DecodeError::Invalid {
+                what: "page index",
+                value: u64::from(index),
+            });
         }
         last = Some(index);
         memory[start..start + PAGE_SIZE].copy_from_slice(r.take(PAGE_SIZE, "page bytes")?);

@@ -14,8 +14,17 @@ use super::globals::{GlobalHandles, GlobalValues};
 use super::host::{GuestError, ProcessHost, Wait};
 use super::module::ProcessModule;
 
-/// Size of the Asyncify unwind buffer: one wasm page, appended at spawn.
-pub const UNWIND_BUFFER_BYTES: u32 = 65536;
+/// Where the Asyncify unwind buffer lives: at the bottom of the guest's shadow
+/// stack. Guests are linked with `--stack-first` (see wasm_programs/Makefile), so
+/// addresses below the stack's lowest frame are stack space no frame uses unless
+/// the program is within this many bytes of overflowing its stack. The buffer is
+/// NOT appended after memory: wasi-libc's allocator grows the heap with
+/// `memory.grow` and treats what follows its break as its own, so an appended
+/// page ends up inside the heap and an unwind overwrites live allocations.
+pub const UNWIND_BUFFER_ADDR: u32 = 1024;
+/// Size of the unwind buffer; a blocked C program's saved frames take well under
+/// 1 KiB, and an unwind that does not fit traps deterministically.
+pub const UNWIND_BUFFER_BYTES: u32 = 16 * 1024;
 
 /// Fuel granted to instantiation and not counted: instantiation runs no guest
 /// code (start sections are refused by validation), and wasmtime's own
@@ -49,7 +58,10 @@ impl Phase {
         match r.u8("phase")? {
             0 => Ok(Phase::Fresh),
             1 => Ok(Phase::Suspended),
-            v => Err(DecodeError::Invalid { what: "phase", value: u64::from(v) }),
+            v => Err(DecodeError::Invalid {
+                what: "phase",
+                value: u64::from(v),
+            }),
         }
     }
 }
@@ -81,11 +93,20 @@ fn instantiate<H: ProcessHost>(
     host: H,
     max_memory_bytes: usize,
 ) -> Result<(Store<StoreData<H>>, Instance), ProcessError> {
-    let limits = StoreLimitsBuilder::new().memory_size(max_memory_bytes).instances(1).trap_on_grow_failure(false).build();
+    let limits = StoreLimitsBuilder::new()
+        .memory_size(max_memory_bytes)
+        .instances(1)
+        .trap_on_grow_failure(false)
+        .build();
     let mut store = Store::new(module.pre().module().engine(), StoreData { host, limits });
     store.limiter(|d| &mut d.limits);
-    store.set_fuel(INSTANTIATION_FUEL).map_err(|e| ProcessError::Instantiate(format!("fuel metering is off: {e:#}")))?;
-    let instance = module.pre().instantiate(&mut store).map_err(|e| ProcessError::Instantiate(format!("{e:#}")))?;
+    store
+        .set_fuel(INSTANTIATION_FUEL)
+        .map_err(|e| ProcessError::Instantiate(format!("fuel metering is off: {e:#}")))?;
+    let instance = module
+        .pre()
+        .instantiate(&mut store)
+        .map_err(|e| ProcessError::Instantiate(format!("{e:#}")))?;
     Ok((store, instance))
 }
 
@@ -94,7 +115,9 @@ fn typed<P: wasmtime::WasmParams, R: wasmtime::WasmResults, H: ProcessHost>(
     instance: &Instance,
     name: &'static str,
 ) -> Result<TypedFunc<P, R>, ProcessError> {
-    instance.get_typed_func::<P, R>(&mut *store, name).map_err(|_| ProcessError::MissingExport(name))
+    instance
+        .get_typed_func::<P, R>(&mut *store, name)
+        .map_err(|_| ProcessError::MissingExport(name))
 }
 
 impl<H: ProcessHost> ProcessInstance<H> {
@@ -104,26 +127,51 @@ impl<H: ProcessHost> ProcessInstance<H> {
         max_memory_bytes: usize,
     ) -> Result<(Self, Instance), ProcessError> {
         let (mut store, instance) = instantiate(module, host, max_memory_bytes)?;
-        let memory = instance.get_memory(&mut store, "memory").ok_or(ProcessError::MissingExport("memory"))?;
+        let memory = instance
+            .get_memory(&mut store, "memory")
+            .ok_or(ProcessError::MissingExport("memory"))?;
         let globals = GlobalHandles::find(&mut store, &instance);
         let entry = typed::<(), (), H>(&mut store, &instance, "_start")?;
         let start_rewind = typed::<i32, (), H>(&mut store, &instance, "asyncify_start_rewind")?;
         let stop_unwind = typed::<(), (), H>(&mut store, &instance, "asyncify_stop_unwind")?;
         let get_state = typed::<(), i32, H>(&mut store, &instance, "asyncify_get_state")?;
-        let me =
-            ProcessInstance { store, memory, globals, entry, start_rewind, stop_unwind, get_state, buffer: 0, phase: Phase::Fresh };
+        let me = ProcessInstance {
+            store,
+            memory,
+            globals,
+            entry,
+            start_rewind,
+            stop_unwind,
+            get_state,
+            buffer: 0,
+            phase: Phase::Fresh,
+        };
         Ok((me, instance))
     }
 
-    /// Instantiates a new process and appends its unwind buffer to memory.
-    pub fn spawn(module: &ProcessModule<H>, host: H, max_memory_bytes: usize) -> Result<Self, ProcessError> {
+    /// Instantiates a new process and places its unwind buffer at the bottom of
+    /// its shadow stack (see [`UNWIND_BUFFER_ADDR`]).
+    pub fn spawn(
+        module: &ProcessModule<H>,
+        host: H,
+        max_memory_bytes: usize,
+    ) -> Result<Self, ProcessError> {
         let (mut me, _) = Self::wire(module, host, max_memory_bytes)?;
-        let old_pages = me
-            .memory
-            .grow(&mut me.store, 1)
-            .map_err(|e| ProcessError::Instantiate(format!("no room for the unwind buffer: {e:#}")))?;
-        let buffer = u32::try_from(old_pages * 65536)
-            .map_err(|_| ProcessError::Instantiate("memory too large for an unwind buffer".into()))?;
+        let buffer = UNWIND_BUFFER_ADDR;
+        let region = buffer as usize..(buffer + UNWIND_BUFFER_BYTES) as usize;
+        // Static data there means the program was not linked stack-first, so the
+        // region is not stack space: refuse instead of corrupting its data.
+        if me
+            .memory()
+            .get(region)
+            .is_none_or(|bytes| bytes.iter().any(|&b| b != 0))
+        {
+            return Err(ProcessError::Instantiate(format!(
+                "the unwind buffer needs bytes {buffer}..{} of memory to be stack space: \
+                 link the program with -Wl,--stack-first and a stack of at least 64 KiB",
+                buffer + UNWIND_BUFFER_BYTES
+            )));
+        }
         me.buffer = buffer;
         me.reset_unwind_header()?;
         me.store.data_mut().host.set_unwind_buffer(buffer);
@@ -183,7 +231,10 @@ impl<H: ProcessHost> ProcessInstance<H> {
     pub fn run(&mut self, fuel: u64, now_ns: u64) -> (RunEnd, u64) {
         self.store.data_mut().host.set_now(now_ns);
         if self.store.set_fuel(fuel).is_err() {
-            return (RunEnd::Trap("fuel metering is off in this engine".into()), 0);
+            return (
+                RunEnd::Trap("fuel metering is off in this engine".into()),
+                0,
+            );
         }
         let result = match self.phase {
             Phase::Fresh => self.entry.call(&mut self.store, ()),
@@ -195,7 +246,9 @@ impl<H: ProcessHost> ProcessInstance<H> {
         let used = fuel.saturating_sub(self.store.get_fuel().unwrap_or(0));
         let end = match result {
             Ok(()) => self.after_return(),
-            Err(e) if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::OutOfFuel) => RunEnd::OutOfFuel,
+            Err(e) if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::OutOfFuel) => {
+                RunEnd::OutOfFuel
+            }
             Err(e) => match self.store.data().host.classify(&e) {
                 GuestError::Exit(code) => RunEnd::Exited(code),
                 GuestError::Trap(reason) => RunEnd::Trap(reason),
@@ -272,7 +325,8 @@ impl<H: ProcessHost> ProcessInstance<H> {
         me.buffer = buffer;
         me.phase = phase;
         me.store.data_mut().host.set_unwind_buffer(buffer);
-        me.replace_memory(memory).map_err(|reason| ProcessError::Memory { pid, reason })?;
+        me.replace_memory(memory)
+            .map_err(|reason| ProcessError::Memory { pid, reason })?;
         me.apply_globals(&globals)?;
         Ok(me)
     }
@@ -281,11 +335,16 @@ impl<H: ProcessHost> ProcessInstance<H> {
     pub fn replace_memory(&mut self, bytes: &[u8]) -> Result<(), String> {
         let cur = self.memory.data_size(&self.store);
         if bytes.len() < cur || bytes.len() % 65536 != 0 {
-            return Err(format!("image is {} bytes, instance memory is {cur} bytes", bytes.len()));
+            return Err(format!(
+                "image is {} bytes, instance memory is {cur} bytes",
+                bytes.len()
+            ));
         }
         let extra = ((bytes.len() - cur) / 65536) as u64;
         if extra > 0 {
-            self.memory.grow(&mut self.store, extra).map_err(|e| format!("growing by {extra} pages: {e:#}"))?;
+            self.memory
+                .grow(&mut self.store, extra)
+                .map_err(|e| format!("growing by {extra} pages: {e:#}"))?;
         }
         self.memory.data_mut(&mut self.store).copy_from_slice(bytes);
         Ok(())

@@ -61,4 +61,7 @@ pub mod wasi_host;
 pub use error::ProcessError;
 pub use host::{GuestError, ProcessHost, StreamKind, Wait};
 pub use module::{ModuleHash, ProcessModule};
-pub use table::{InputOutcome, InputStatus, Output, Pid, ProcState, ProcessInfo, ProcessTable, SpawnSpec, TableLimits, KILLED_EXIT_CODE};
+pub use table::{
+    InputOutcome, InputStatus, Output, Pid, ProcState, ProcessInfo, ProcessTable, SpawnSpec,
+    TableLimits, KILLED_EXIT_CODE,
+};

@@ -16,8 +16,13 @@ use super::host::ProcessHost;
 use super::instance::StoreData;
 
 /// Exports the process layer calls; Asyncify adds the `asyncify_*` ones.
-pub const REQUIRED_FUNCS: [&str; 5] =
-    ["_start", "asyncify_start_unwind", "asyncify_stop_unwind", "asyncify_start_rewind", "asyncify_get_state"];
+pub const REQUIRED_FUNCS: [&str; 5] = [
+    "_start",
+    "asyncify_start_unwind",
+    "asyncify_stop_unwind",
+    "asyncify_start_rewind",
+    "asyncify_get_state",
+];
 
 /// SHA-256 of the program bytes given to [`ProcessModule::new`].
 pub type ModuleHash = [u8; 32];
@@ -31,7 +36,9 @@ pub struct ProcessModule<H: ProcessHost> {
 
 impl<H: ProcessHost> std::fmt::Debug for ProcessModule<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProcessModule").field("hash", &hex_prefix(&self.hash)).finish()
+        f.debug_struct("ProcessModule")
+            .field("hash", &hex_prefix(&self.hash))
+            .finish()
     }
 }
 
@@ -47,20 +54,30 @@ impl<H: ProcessHost> ProcessModule<H> {
     pub fn new(engine: &Engine, asyncified: &[u8]) -> Result<Self, ProcessError> {
         let hash: ModuleHash = Sha256::digest(asyncified).into();
         let prepared = export_mutable_globals(asyncified)?;
-        let module = Module::new(engine, &prepared).map_err(|e| ProcessError::Compile(format!("{e:#}")))?;
+        let module =
+            Module::new(engine, &prepared).map_err(|e| ProcessError::Compile(format!("{e:#}")))?;
         for name in REQUIRED_FUNCS {
             match module.get_export(name) {
                 Some(wasmtime::ExternType::Func(_)) => {}
                 _ => return Err(ProcessError::MissingExport(name)),
             }
         }
-        if !matches!(module.get_export("memory"), Some(wasmtime::ExternType::Memory(_))) {
+        if !matches!(
+            module.get_export("memory"),
+            Some(wasmtime::ExternType::Memory(_))
+        ) {
             return Err(ProcessError::MissingExport("memory"));
         }
         let mut linker: Linker<StoreData<H>> = Linker::new(engine);
         H::add_to_linker(&mut linker).map_err(|e| ProcessError::Link(format!("{e:#}")))?;
-        let pre = linker.instantiate_pre(&module).map_err(|e| ProcessError::Link(format!("{e:#}")))?;
-        Ok(ProcessModule { hash, pre, _host: PhantomData })
+        let pre = linker
+            .instantiate_pre(&module)
+            .map_err(|e| ProcessError::Link(format!("{e:#}")))?;
+        Ok(ProcessModule {
+            hash,
+            pre,
+            _host: PhantomData,
+        })
     }
 
     /// SHA-256 of the program bytes this module was built from.

@@ -15,18 +15,27 @@ use super::txn::Txn;
 impl<H: ProcessHost> ProcessTable<H> {
     /// True when `pid` would make progress if run now.
     pub(crate) fn is_runnable(&self, pid: Pid) -> bool {
-        let Some(p) = self.procs.get(&pid) else { return false };
-        let Some(live) = p.live.as_ref() else { return false };
+        let Some(p) = self.procs.get(&pid) else {
+            return false;
+        };
+        let Some(live) = p.live.as_ref() else {
+            return false;
+        };
         match p.info.state {
             ProcState::Runnable => true,
             ProcState::Blocked(wait) => {
-                (wait.stdin && live.inst.host().stdin_ready()) || wait.deadline_ns.is_some_and(|d| d <= self.now_ns)
+                (wait.stdin && live.inst.host().stdin_ready())
+                    || wait.deadline_ns.is_some_and(|d| d <= self.now_ns)
             }
             ProcState::Exited(_) | ProcState::Killed => false,
         }
     }
 
-    pub(crate) fn run_until_quiet(&mut self, txn: &mut Txn, budget: u64) -> Result<InputStatus, ProcessError> {
+    pub(crate) fn run_until_quiet(
+        &mut self,
+        txn: &mut Txn,
+        budget: u64,
+    ) -> Result<InputStatus, ProcessError> {
         loop {
             let mut ran = false;
             let pids: Vec<Pid> = self.procs.keys().copied().collect();
@@ -38,8 +47,12 @@ impl<H: ProcessHost> ProcessTable<H> {
                 txn.touch(self, pid)?;
                 let remaining = budget.saturating_sub(txn.fuel_used);
                 let now = self.now_ns;
-                let Some(p) = self.procs.get_mut(&pid) else { continue };
-                let Some(live) = p.live.as_mut() else { continue };
+                let Some(p) = self.procs.get_mut(&pid) else {
+                    continue;
+                };
+                let Some(live) = p.live.as_mut() else {
+                    continue;
+                };
                 let (end, used) = live.inst.run(remaining, now);
                 txn.fuel_used = txn.fuel_used.saturating_add(used);
                 p.info.fuel_used = p.info.fuel_used.saturating_add(used);
@@ -71,9 +84,13 @@ impl<H: ProcessHost> ProcessTable<H> {
     /// Bytes written to a pipe whose reader has ended are dropped (the guest is
     /// not told: EPIPE is not modelled).
     fn route_output(&mut self, txn: &mut Txn, pid: Pid) -> Result<(), ProcessError> {
-        let Some(p) = self.procs.get_mut(&pid) else { return Ok(()) };
+        let Some(p) = self.procs.get_mut(&pid) else {
+            return Ok(());
+        };
         let consumer = p.info.stdout_to;
-        let Some(live) = p.live.as_mut() else { return Ok(()) };
+        let Some(live) = p.live.as_mut() else {
+            return Ok(());
+        };
         let written = live.inst.host_mut().take_output();
         for (stream, bytes) in written {
             match (stream, consumer) {
@@ -84,7 +101,11 @@ impl<H: ProcessHost> ProcessTable<H> {
                     }
                 }
                 _ => {
-                    if let Some(last) = txn.outputs.last_mut().filter(|o| o.pid == pid && o.stream == stream) {
+                    if let Some(last) = txn
+                        .outputs
+                        .last_mut()
+                        .filter(|o| o.pid == pid && o.stream == stream)
+                    {
                         last.bytes.extend_from_slice(&bytes);
                     } else {
                         txn.outputs.push(Output { pid, stream, bytes });

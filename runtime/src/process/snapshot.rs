@@ -71,20 +71,34 @@ impl<H: ProcessHost> ProcessTable<H> {
         table.now_ns = now_ns;
         for _ in 0..count {
             let info = ProcessInfo::decode(&mut r)?;
-            let module = resolve(&info.module).ok_or_else(|| ProcessError::UnknownModule(hex_prefix(&info.module)))?;
+            let module = resolve(&info.module)
+                .ok_or_else(|| ProcessError::UnknownModule(hex_prefix(&info.module)))?;
             let live = if r.bool("live flag")? {
                 // The state precedes the memory in the stream; read both, then build.
                 let state_start = r.clone_position();
                 skip_state(&mut r)?;
                 let memory = decode_memory(&mut r)?;
                 let mut sr = state_start;
-                let inst = ProcessInstance::restore(&module, &table.env, &mut sr, &memory, limits.max_memory_bytes, info.pid)?;
-                Some(Live { shadow: MemoryShadow::new(&memory), inst })
+                let inst = ProcessInstance::restore(
+                    &module,
+                    &table.env,
+                    &mut sr,
+                    &memory,
+                    limits.max_memory_bytes,
+                    info.pid,
+                )?;
+                Some(Live {
+                    shadow: MemoryShadow::new(&memory),
+                    inst,
+                })
             } else {
                 None
             };
             if info.pid >= next_pid || table.procs.contains_key(&info.pid) {
-                return Err(ProcessError::Decode(super::codec::DecodeError::Invalid { what: "pid", value: info.pid }));
+                return Err(ProcessError::Decode(super::codec::DecodeError::Invalid {
+                    what: "pid",
+                    value: info.pid,
+                }));
             }
             table.procs.insert(info.pid, Proc { info, module, live });
         }
@@ -95,7 +109,10 @@ impl<H: ProcessHost> ProcessTable<H> {
     /// Digest of one process: changes iff its state changes. Re-hashes only the
     /// memory pages changed since the previous digest.
     pub fn process_digest(&mut self, pid: Pid) -> Result<Hash, ProcessError> {
-        let p = self.procs.get_mut(&pid).ok_or(ProcessError::NoSuchProcess(pid))?;
+        let p = self
+            .procs
+            .get_mut(&pid)
+            .ok_or(ProcessError::NoSuchProcess(pid))?;
         digest_proc(p)
     }
 

@@ -57,7 +57,12 @@ impl ProcState {
             1 => ProcState::Blocked(Wait::decode(r)?),
             2 => ProcState::Exited(r.i32("exit code")?),
             3 => ProcState::Killed,
-            v => return Err(DecodeError::Invalid { what: "process state", value: u64::from(v) }),
+            v => {
+                return Err(DecodeError::Invalid {
+                    what: "process state",
+                    value: u64::from(v),
+                })
+            }
         })
     }
 
@@ -107,7 +112,12 @@ impl ProcessInfo {
         let mut args = Vec::new();
         for _ in 0..n {
             let a = r.bytes("arg")?;
-            args.push(String::from_utf8(a.to_vec()).map_err(|_| DecodeError::Invalid { what: "arg utf-8", value: pid })?);
+            args.push(
+                String::from_utf8(a.to_vec()).map_err(|_| DecodeError::Invalid {
+                    what: "arg utf-8",
+                    value: pid,
+                })?,
+            );
         }
         Ok(ProcessInfo {
             pid,
@@ -132,7 +142,11 @@ fn encode_opt_pid(w: &mut Writer, p: Option<Pid>) {
 }
 
 fn decode_opt_pid(r: &mut Reader<'_>) -> Result<Option<Pid>, DecodeError> {
-    Ok(if r.bool("pid present")? { Some(r.u64("pid")?) } else { None })
+    Ok(if r.bool("pid present")? {
+        Some(r.u64("pid")?)
+    } else {
+        None
+    })
 }
 
 /// A running (not ended) process: its instance and the shadow of its memory as
@@ -183,7 +197,11 @@ pub struct InputOutcome {
 impl InputOutcome {
     /// All stdout bytes of `pid` in this outcome, concatenated.
     pub fn stdout_of(&self, pid: Pid) -> Vec<u8> {
-        self.outputs.iter().filter(|o| o.pid == pid && o.stream == StreamKind::Stdout).flat_map(|o| o.bytes.clone()).collect()
+        self.outputs
+            .iter()
+            .filter(|o| o.pid == pid && o.stream == StreamKind::Stdout)
+            .flat_map(|o| o.bytes.clone())
+            .collect()
     }
 }
 
@@ -206,7 +224,10 @@ pub struct TableLimits {
 impl Default for TableLimits {
     /// 1024 processes of at most 256 MiB each.
     fn default() -> Self {
-        TableLimits { max_processes: 1024, max_memory_bytes: 256 << 20 }
+        TableLimits {
+            max_processes: 1024,
+            max_memory_bytes: 256 << 20,
+        }
     }
 }
 
@@ -222,7 +243,13 @@ pub struct ProcessTable<H: ProcessHost> {
 impl<H: ProcessHost> ProcessTable<H> {
     /// An empty table whose processes share `env` (filesystem, seeds).
     pub fn new(env: H::Env, limits: TableLimits) -> Self {
-        ProcessTable { env, limits, procs: BTreeMap::new(), next_pid: 1, now_ns: 0 }
+        ProcessTable {
+            env,
+            limits,
+            procs: BTreeMap::new(),
+            next_pid: 1,
+            now_ns: 0,
+        }
     }
 
     /// The shared environment.
@@ -247,7 +274,11 @@ impl<H: ProcessHost> ProcessTable<H> {
 
     /// Pids of processes that have not ended.
     pub fn live_pids(&self) -> Vec<Pid> {
-        self.procs.values().filter(|p| p.info.state.exit_code().is_none()).map(|p| p.info.pid).collect()
+        self.procs
+            .values()
+            .filter(|p| p.info.state.exit_code().is_none())
+            .map(|p| p.info.pid)
+            .collect()
     }
 
     /// Starts `module` as a new process and runs the machine until it is quiet.
@@ -263,7 +294,11 @@ impl<H: ProcessHost> ProcessTable<H> {
         stdin_from: Option<Pid>,
         fuel: u64,
     ) -> Result<(Pid, InputOutcome), ProcessError> {
-        let spec = SpawnSpec { module, args: args.to_vec(), vars: vars.to_vec() };
+        let spec = SpawnSpec {
+            module,
+            args: args.to_vec(),
+            vars: vars.to_vec(),
+        };
         let (pids, outcome) = self.spawn_pipeline(vec![spec], stdin_from, fuel)?;
         Ok((pids.first().copied().unwrap_or(self.next_pid), outcome))
     }
@@ -279,14 +314,22 @@ impl<H: ProcessHost> ProcessTable<H> {
         fuel: u64,
     ) -> Result<(Vec<Pid>, InputOutcome), ProcessError> {
         if self.live_pids().len() + specs.len() > self.limits.max_processes {
-            return Err(ProcessError::TooManyProcesses { max: self.limits.max_processes });
+            return Err(ProcessError::TooManyProcesses {
+                max: self.limits.max_processes,
+            });
         }
         let producer_ended = match stdin_from {
             None => false,
             Some(from) => {
-                let p = self.procs.get(&from).ok_or(ProcessError::NoSuchProcess(from))?;
+                let p = self
+                    .procs
+                    .get(&from)
+                    .ok_or(ProcessError::NoSuchProcess(from))?;
                 if let Some(consumer) = p.info.stdout_to {
-                    return Err(ProcessError::PipeTaken { producer: from, consumer });
+                    return Err(ProcessError::PipeTaken {
+                        producer: from,
+                        consumer,
+                    });
                 }
                 p.info.state.exit_code().is_some()
             }
@@ -294,7 +337,8 @@ impl<H: ProcessHost> ProcessTable<H> {
         // Instantiate everything first: a failure here changes nothing.
         let mut built = Vec::with_capacity(specs.len());
         for spec in specs {
-            let host = H::spawn(&self.env, &spec.args, &spec.vars).map_err(ProcessError::Instantiate)?;
+            let host =
+                H::spawn(&self.env, &spec.args, &spec.vars).map_err(ProcessError::Instantiate)?;
             let inst = ProcessInstance::spawn(&spec.module, host, self.limits.max_memory_bytes)?;
             let shadow = MemoryShadow::new(inst.memory());
             built.push((spec, inst, shadow));
@@ -316,7 +360,11 @@ impl<H: ProcessHost> ProcessTable<H> {
                 stdout_to: (i as u64 + 1 < count).then_some(pid + 1),
                 fuel_used: 0,
             };
-            let mut entry = Proc { info, module: spec.module, live: Some(Live { inst, shadow }) };
+            let mut entry = Proc {
+                info,
+                module: spec.module,
+                live: Some(Live { inst, shadow }),
+            };
             if i == 0 && producer_ended {
                 if let Some(live) = entry.live.as_mut() {
                     live.inst.host_mut().close_stdin();
@@ -336,8 +384,17 @@ impl<H: ProcessHost> ProcessTable<H> {
 
     /// Appends `bytes` to `pid`'s stdin (and ends it if `eof`), then runs the
     /// machine until it is quiet.
-    pub fn deliver_stdin(&mut self, pid: Pid, bytes: &[u8], eof: bool, fuel: u64) -> Result<InputOutcome, ProcessError> {
-        let p = self.procs.get(&pid).ok_or(ProcessError::NoSuchProcess(pid))?;
+    pub fn deliver_stdin(
+        &mut self,
+        pid: Pid,
+        bytes: &[u8],
+        eof: bool,
+        fuel: u64,
+    ) -> Result<InputOutcome, ProcessError> {
+        let p = self
+            .procs
+            .get(&pid)
+            .ok_or(ProcessError::NoSuchProcess(pid))?;
         if let Some(code) = p.info.state.exit_code() {
             return Err(ProcessError::Exited { pid, code });
         }
@@ -358,7 +415,10 @@ impl<H: ProcessHost> ProcessTable<H> {
     /// Ends `pid` (exit code [`KILLED_EXIT_CODE`]); a process reading its stdout
     /// sees end of input. Runs the machine until it is quiet.
     pub fn kill(&mut self, pid: Pid, fuel: u64) -> Result<InputOutcome, ProcessError> {
-        let p = self.procs.get(&pid).ok_or(ProcessError::NoSuchProcess(pid))?;
+        let p = self
+            .procs
+            .get(&pid)
+            .ok_or(ProcessError::NoSuchProcess(pid))?;
         if let Some(code) = p.info.state.exit_code() {
             return Err(ProcessError::Exited { pid, code });
         }

@@ -65,11 +65,18 @@ impl Txn {
     }
 
     /// Records `pid`'s state before this input first changes it.
-    pub fn touch<H: ProcessHost>(&mut self, table: &mut ProcessTable<H>, pid: Pid) -> Result<(), ProcessError> {
+    pub fn touch<H: ProcessHost>(
+        &mut self,
+        table: &mut ProcessTable<H>,
+        pid: Pid,
+    ) -> Result<(), ProcessError> {
         if self.touched.contains_key(&pid) || self.spawned.contains(&pid) {
             return Ok(());
         }
-        let p = table.procs.get_mut(&pid).ok_or(ProcessError::NoSuchProcess(pid))?;
+        let p = table
+            .procs
+            .get_mut(&pid)
+            .ok_or(ProcessError::NoSuchProcess(pid))?;
         let live = match &mut p.live {
             Some(live) => {
                 let mut w = Writer::new();
@@ -78,7 +85,13 @@ impl Txn {
             }
             None => None,
         };
-        self.touched.insert(pid, Undo { info: p.info.clone(), live });
+        self.touched.insert(
+            pid,
+            Undo {
+                info: p.info.clone(),
+                live,
+            },
+        );
         Ok(())
     }
 
@@ -96,7 +109,12 @@ impl Txn {
             }
         }
         H::release_savepoint(&table.env, self.savepoint);
-        InputOutcome { status: InputStatus::Ok, outputs: self.outputs, exits: self.exits, fuel_used: self.fuel_used }
+        InputOutcome {
+            status: InputStatus::Ok,
+            outputs: self.outputs,
+            exits: self.exits,
+            fuel_used: self.fuel_used,
+        }
     }
 
     /// Undoes the input's effects and reports `status`.
@@ -110,18 +128,32 @@ impl Txn {
         }
         for (pid, undo) in self.touched {
             let max_memory = table.limits.max_memory_bytes;
-            let Some(p) = table.procs.get_mut(&pid) else { continue };
+            let Some(p) = table.procs.get_mut(&pid) else {
+                continue;
+            };
             p.info = undo.info;
-            let (Some(bytes), Some(live)) = (undo.live, p.live.as_mut()) else { continue };
+            let (Some(bytes), Some(live)) = (undo.live, p.live.as_mut()) else {
+                continue;
+            };
             let mut r = Reader::new(&bytes);
             if live.inst.memory().len() == live.shadow.bytes().len() {
                 live.shadow
                     .restore_into(live.inst.memory_mut())
-                    .map_err(|e| ProcessError::Memory { pid, reason: e.to_string() })?;
+                    .map_err(|e| ProcessError::Memory {
+                        pid,
+                        reason: e.to_string(),
+                    })?;
                 live.inst.rewind_state(&table.env, &mut r)?;
             } else {
                 // The input grew memory, which wasm cannot shrink: rebuild.
-                live.inst = ProcessInstance::restore(&p.module, &table.env, &mut r, live.shadow.bytes(), max_memory, pid)?;
+                live.inst = ProcessInstance::restore(
+                    &p.module,
+                    &table.env,
+                    &mut r,
+                    live.shadow.bytes(),
+                    max_memory,
+                    pid,
+                )?;
             }
             r.finish()?;
         }
@@ -129,13 +161,22 @@ impl Txn {
         table.now_ns = self.now_ns;
         H::rollback_to(&table.env, self.savepoint);
         H::release_savepoint(&table.env, self.savepoint);
-        Ok(InputOutcome { status, outputs: Vec::new(), exits: Vec::new(), fuel_used: self.fuel_used })
+        Ok(InputOutcome {
+            status,
+            outputs: Vec::new(),
+            exits: Vec::new(),
+            fuel_used: self.fuel_used,
+        })
     }
 }
 
 impl<H: ProcessHost> ProcessTable<H> {
     /// Runs the machine until quiet under `fuel`, then commits or rolls back.
-    pub(crate) fn finish_input(&mut self, mut txn: Txn, fuel: u64) -> Result<InputOutcome, ProcessError> {
+    pub(crate) fn finish_input(
+        &mut self,
+        mut txn: Txn,
+        fuel: u64,
+    ) -> Result<InputOutcome, ProcessError> {
         let status = self.run_until_quiet(&mut txn, fuel)?;
         match status {
             InputStatus::Ok => Ok(txn.commit(self)),

@@ -19,7 +19,9 @@ use super::instance::StoreData;
 use crate::clock::{Clock, ClockId};
 use crate::entropy::Entropy;
 use crate::fs::{Ino, Savepoint, SharedFs};
-use crate::wasi::{BlockOn, Capture, FdEntry, FdKind, FdTable, Pipe, WasiCtx, WasiCtxBuilder, DEFAULT_MAX_FDS};
+use crate::wasi::{
+    BlockOn, Capture, FdEntry, FdKind, FdTable, Pipe, WasiCtx, WasiCtxBuilder, DEFAULT_MAX_FDS,
+};
 
 /// Machine-wide settings every WASI process is built from.
 #[derive(Clone)]
@@ -38,7 +40,14 @@ pub struct WasiEnv {
 
 impl WasiEnv {
     pub fn new(fs: SharedFs) -> Self {
-        WasiEnv { fs, preopens: vec![(b"/".to_vec(), crate::fs::ROOT_INO)], realtime_base_ns: 0, seed: [0; 32], max_fds: DEFAULT_MAX_FDS, clock_tick_ns: 1_000 }
+        WasiEnv {
+            fs,
+            preopens: vec![(b"/".to_vec(), crate::fs::ROOT_INO)],
+            realtime_base_ns: 0,
+            seed: [0; 32],
+            max_fds: DEFAULT_MAX_FDS,
+            clock_tick_ns: 1_000,
+        }
     }
 }
 
@@ -56,7 +65,10 @@ pub struct ProcessClock(Arc<Mutex<ClockState>>);
 
 impl ProcessClock {
     fn with<R>(&self, f: impl FnOnce(&mut ClockState) -> R) -> R {
-        f(&mut self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+        f(&mut self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 }
 
@@ -92,7 +104,11 @@ pub struct ProcessEntropy(Arc<Mutex<EntropyState>>);
 
 impl Entropy for ProcessEntropy {
     fn fill(&mut self, buf: &mut [u8]) {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).rng.fill_bytes(buf);
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .rng
+            .fill_bytes(buf);
     }
 }
 
@@ -147,7 +163,14 @@ fn build(
         }
     }
     let ctx = b.build().map_err(|e| e.to_string())?;
-    Ok(WasiProcess { ctx, stdin, stdout, stderr, clock, entropy })
+    Ok(WasiProcess {
+        ctx,
+        stdin,
+        stdout,
+        stderr,
+        clock,
+        entropy,
+    })
 }
 
 impl WasiProcess {
@@ -164,7 +187,11 @@ fn encode_block(w: &mut Writer, b: &Option<BlockOn>) {
             w.u8(1);
             w.u32(*fd);
         }
-        Some(BlockOn::Poll { fds, started_ns, deadline_ns }) => {
+        Some(BlockOn::Poll {
+            fds,
+            started_ns,
+            deadline_ns,
+        }) => {
             w.u8(2);
             w.u32(fds.len() as u32);
             for fd in fds {
@@ -180,7 +207,9 @@ fn encode_block(w: &mut Writer, b: &Option<BlockOn>) {
 fn decode_block(r: &mut Reader<'_>) -> Result<Option<BlockOn>, DecodeError> {
     Ok(match r.u8("block tag")? {
         0 => None,
-        1 => Some(BlockOn::Read { fd: r.u32("block fd")? }),
+        1 => Some(BlockOn::Read {
+            fd: r.u32("block fd")?,
+        }),
         2 => {
             let n = r.u32("poll fd count")?;
             let mut fds = Vec::new();
@@ -190,9 +219,18 @@ fn decode_block(r: &mut Reader<'_>) -> Result<Option<BlockOn>, DecodeError> {
             let started_ns = r.u64("poll start")?;
             let has = r.bool("poll has deadline")?;
             let d = r.u64("poll deadline")?;
-            Some(BlockOn::Poll { fds, started_ns, deadline_ns: has.then_some(d) })
+            Some(BlockOn::Poll {
+                fds,
+                started_ns,
+                deadline_ns: has.then_some(d),
+            })
         }
-        v => return Err(DecodeError::Invalid { what: "block tag", value: u64::from(v) }),
+        v => {
+            return Err(DecodeError::Invalid {
+                what: "block tag",
+                value: u64::from(v),
+            })
+        }
     })
 }
 
@@ -227,22 +265,48 @@ fn encode_fd(w: &mut Writer, fd: u32, e: &FdEntry) {
 fn decode_fd(r: &mut Reader<'_>) -> Result<(u32, FdEntry), DecodeError> {
     let fd = r.u32("fd")?;
     let kind = match r.u8("fd kind")? {
-        0 => FdKind::File { ino: r.u64("fd ino")?, offset: r.u64("fd offset")? },
+        0 => FdKind::File {
+            ino: r.u64("fd ino")?,
+            offset: r.u64("fd offset")?,
+        },
         1 => {
             let ino = r.u64("fd ino")?;
             let has = r.bool("preopen flag")?;
             let path = r.bytes("preopen path")?.to_vec();
-            FdKind::Dir { ino, preopen: has.then_some(path) }
+            FdKind::Dir {
+                ino,
+                preopen: has.then_some(path),
+            }
         }
-        2 => FdKind::PipeRead { pipe: r.u32("fd pipe")? },
-        3 => FdKind::Sink { sink: r.u32("fd sink")? },
-        v => return Err(DecodeError::Invalid { what: "fd kind", value: u64::from(v) }),
+        2 => FdKind::PipeRead {
+            pipe: r.u32("fd pipe")?,
+        },
+        3 => FdKind::Sink {
+            sink: r.u32("fd sink")?,
+        },
+        v => {
+            return Err(DecodeError::Invalid {
+                what: "fd kind",
+                value: u64::from(v),
+            })
+        }
     };
     let rights_base = r.u64("fd rights")?;
     let rights_inheriting = r.u64("fd inheriting rights")?;
     let flags = r.u32("fd flags")?;
-    let flags = u16::try_from(flags).map_err(|_| DecodeError::Invalid { what: "fd flags", value: u64::from(flags) })?;
-    Ok((fd, FdEntry { kind, rights_base, rights_inheriting, flags }))
+    let flags = u16::try_from(flags).map_err(|_| DecodeError::Invalid {
+        what: "fd flags",
+        value: u64::from(flags),
+    })?;
+    Ok((
+        fd,
+        FdEntry {
+            kind,
+            rights_base,
+            rights_inheriting,
+            flags,
+        },
+    ))
 }
 
 impl ProcessHost for WasiProcess {
@@ -251,9 +315,26 @@ impl ProcessHost for WasiProcess {
     fn spawn(env: &WasiEnv, args: &[String], vars: &[(String, String)]) -> Result<Self, String> {
         let seed = process_seed(env, args);
         let args: Vec<Vec<u8>> = args.iter().map(|a| a.as_bytes().to_vec()).collect();
-        let vars: Vec<(Vec<u8>, Vec<u8>)> = vars.iter().map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec())).collect();
-        let clock = ClockState { realtime_base_ns: env.realtime_base_ns, elapsed_ns: 0, tick_ns: env.clock_tick_ns };
-        build(env, &args, &vars, true, clock, EntropyState { seed, rng: ChaCha20Rng::from_seed(seed) })
+        let vars: Vec<(Vec<u8>, Vec<u8>)> = vars
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect();
+        let clock = ClockState {
+            realtime_base_ns: env.realtime_base_ns,
+            elapsed_ns: 0,
+            tick_ns: env.clock_tick_ns,
+        };
+        build(
+            env,
+            &args,
+            &vars,
+            true,
+            clock,
+            EntropyState {
+                seed,
+                rng: ChaCha20Rng::from_seed(seed),
+            },
+        )
     }
 
     fn add_to_linker(linker: &mut Linker<StoreData<Self>>) -> wasmtime::Result<()> {
@@ -268,8 +349,16 @@ impl ProcessHost for WasiProcess {
     /// (so `poll_oneoff` measures relative timeouts from the original call).
     fn take_wait(&mut self) -> Option<Wait> {
         match self.ctx.blocked()? {
-            BlockOn::Read { .. } => Some(Wait { stdin: true, deadline_ns: None }),
-            BlockOn::Poll { fds, deadline_ns, .. } => Some(Wait { stdin: !fds.is_empty(), deadline_ns: *deadline_ns }),
+            BlockOn::Read { .. } => Some(Wait {
+                stdin: true,
+                deadline_ns: None,
+            }),
+            BlockOn::Poll {
+                fds, deadline_ns, ..
+            } => Some(Wait {
+                stdin: !fds.is_empty(),
+                deadline_ns: *deadline_ns,
+            }),
         }
     }
 
@@ -292,7 +381,10 @@ impl ProcessHost for WasiProcess {
     /// stdout first, then stderr: their relative order within one run is not kept.
     fn take_output(&mut self) -> Vec<(StreamKind, Vec<u8>)> {
         let mut out = Vec::new();
-        for (kind, cap) in [(StreamKind::Stdout, &self.stdout), (StreamKind::Stderr, &self.stderr)] {
+        for (kind, cap) in [
+            (StreamKind::Stdout, &self.stdout),
+            (StreamKind::Stderr, &self.stderr),
+        ] {
             let bytes = cap.take();
             if !bytes.is_empty() {
                 out.push((kind, bytes));
@@ -340,7 +432,11 @@ impl ProcessHost for WasiProcess {
         w.u64(c.realtime_base_ns);
         w.u64(c.elapsed_ns);
         w.u64(c.tick_ns);
-        let e = self.entropy.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let e = self
+            .entropy
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         w.raw(&e.seed);
         w.raw(&e.rng.get_word_pos().to_le_bytes());
         drop(e);
@@ -357,7 +453,13 @@ impl ProcessHost for WasiProcess {
         let mut vars = Vec::new();
         for _ in 0..n {
             let kv = r.bytes("env var")?;
-            let eq = kv.iter().position(|b| *b == b'=').ok_or(DecodeError::Invalid { what: "env var without '='", value: 0 })?;
+            let eq = kv
+                .iter()
+                .position(|b| *b == b'=')
+                .ok_or(DecodeError::Invalid {
+                    what: "env var without '='",
+                    value: 0,
+                })?;
             vars.push((kv[..eq].to_vec(), kv[eq + 1..].to_vec()));
         }
         let max_fds = r.u32("max fds")? as usize;
@@ -382,8 +484,18 @@ impl ProcessHost for WasiProcess {
         let blocked = decode_block(r)?;
         let mut env2 = env.clone();
         env2.max_fds = max_fds.max(3);
-        let mut p = build(&env2, &args, &vars, false, clock, EntropyState { seed, rng })
-            .map_err(|_| DecodeError::Invalid { what: "process arguments", value: 0 })?;
+        let mut p = build(
+            &env2,
+            &args,
+            &vars,
+            false,
+            clock,
+            EntropyState { seed, rng },
+        )
+        .map_err(|_| DecodeError::Invalid {
+            what: "process arguments",
+            value: 0,
+        })?;
         p.ctx.fds = table;
         p.ctx.blocked = blocked;
         p.stdin.push(&pending);
@@ -394,7 +506,10 @@ impl ProcessHost for WasiProcess {
     }
 
     fn savepoint(env: &WasiEnv) -> Savepoint {
-        env.fs.lock().map(|mut f| f.savepoint()).unwrap_or(Savepoint(0))
+        env.fs
+            .lock()
+            .map(|mut f| f.savepoint())
+            .unwrap_or(Savepoint(0))
     }
 
     fn rollback_to(env: &WasiEnv, sp: Savepoint) {

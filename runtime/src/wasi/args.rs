@@ -4,10 +4,18 @@ use super::memory::{slice_mut, write_u32};
 use crate::errno::Errno;
 
 /// Writes the number of strings and the total size of their NUL-terminated bytes.
-pub(crate) fn sizes(list: &[Vec<u8>], mem: &mut [u8], count_ptr: u32, size_ptr: u32) -> Result<(), Errno> {
+pub(crate) fn sizes(
+    list: &[Vec<u8>],
+    mem: &mut [u8],
+    count_ptr: u32,
+    size_ptr: u32,
+) -> Result<(), Errno> {
     let count = u32::try_from(list.len()).map_err(|_| Errno::Overflow)?;
     let size = list.iter().try_fold(0u32, |acc, s| {
-        u32::try_from(s.len()).ok().and_then(|l| acc.checked_add(l)).and_then(|a| a.checked_add(1))
+        u32::try_from(s.len())
+            .ok()
+            .and_then(|l| acc.checked_add(l))
+            .and_then(|a| a.checked_add(1))
     });
     let size = size.ok_or(Errno::Overflow)?;
     write_u32(mem, count_ptr, count)?;
@@ -18,7 +26,10 @@ pub(crate) fn sizes(list: &[Vec<u8>], mem: &mut [u8], count_ptr: u32, size_ptr: 
 pub(crate) fn get(list: &[Vec<u8>], mem: &mut [u8], ptrs: u32, buf: u32) -> Result<(), Errno> {
     let mut at = buf;
     for (i, s) in list.iter().enumerate() {
-        let slot = u32::try_from(i).ok().and_then(|i| i.checked_mul(4)).and_then(|o| ptrs.checked_add(o));
+        let slot = u32::try_from(i)
+            .ok()
+            .and_then(|i| i.checked_mul(4))
+            .and_then(|o| ptrs.checked_add(o));
         write_u32(mem, slot.ok_or(Errno::Fault)?, at)?;
         let len = u32::try_from(s.len()).map_err(|_| Errno::Fault)?;
         let total = len.checked_add(1).ok_or(Errno::Fault)?;

@@ -78,16 +78,24 @@ fn export_func<T: 'static>(caller: &mut Caller<'_, T>, name: &str) -> Option<was
 }
 
 /// Run at entry of every blockable import: finishes a rewind if one is in progress.
-pub(crate) fn on_entry<T: 'static>(caller: &mut Caller<'_, T>, get: fn(&mut T) -> &mut WasiCtx) -> wasmtime::Result<()> {
+pub(crate) fn on_entry<T: 'static>(
+    caller: &mut Caller<'_, T>,
+    get: fn(&mut T) -> &mut WasiCtx,
+) -> wasmtime::Result<()> {
     // Only an executor that set a data pointer can have started a rewind.
     if get(caller.data_mut()).asyncify_data_ptr.is_none() {
         return Ok(());
     }
-    let Some(state) = export_func(caller, "asyncify_get_state") else { return Ok(()) };
-    let state = state.typed::<(), i32>(&*caller)?.call(caller.as_context_mut(), ())?;
+    let Some(state) = export_func(caller, "asyncify_get_state") else {
+        return Ok(());
+    };
+    let state = state
+        .typed::<(), i32>(&*caller)?
+        .call(caller.as_context_mut(), ())?;
     if state == STATE_REWINDING {
         if let Some(stop) = export_func(caller, "asyncify_stop_rewind") {
-            stop.typed::<(), ()>(&*caller)?.call(caller.as_context_mut(), ())?;
+            stop.typed::<(), ()>(&*caller)?
+                .call(caller.as_context_mut(), ())?;
         }
         let ctx = get(caller.data_mut());
         ctx.resumed = ctx.blocked.take();
@@ -96,7 +104,11 @@ pub(crate) fn on_entry<T: 'static>(caller: &mut Caller<'_, T>, get: fn(&mut T) -
 }
 
 /// Suspends the guest for `on`, or fails with [`WouldBlockForever`].
-pub(crate) fn suspend<T: 'static>(caller: &mut Caller<'_, T>, get: fn(&mut T) -> &mut WasiCtx, on: BlockOn) -> wasmtime::Result<i32> {
+pub(crate) fn suspend<T: 'static>(
+    caller: &mut Caller<'_, T>,
+    get: fn(&mut T) -> &mut WasiCtx,
+    on: BlockOn,
+) -> wasmtime::Result<i32> {
     let ptr = get(caller.data_mut()).asyncify_data_ptr;
     let (Some(ptr), Some(start)) = (ptr, export_func(caller, "asyncify_start_unwind")) else {
         return Err(WouldBlockForever { reason: on }.into());

@@ -11,12 +11,22 @@ fn clock_id(raw: u32) -> Result<ClockId, Errno> {
     ClockId::from_raw(raw).ok_or(Errno::Inval)
 }
 
-pub(crate) fn clock_res_get(ctx: &mut WasiCtx, mem: &mut [u8], id: u32, out: u32) -> Result<(), Errno> {
+pub(crate) fn clock_res_get(
+    ctx: &mut WasiCtx,
+    mem: &mut [u8],
+    id: u32,
+    out: u32,
+) -> Result<(), Errno> {
     let res = ctx.clock.resolution_ns(clock_id(id)?);
     write_u64(mem, out, res)
 }
 
-pub(crate) fn clock_time_get(ctx: &mut WasiCtx, mem: &mut [u8], id: u32, out: u32) -> Result<(), Errno> {
+pub(crate) fn clock_time_get(
+    ctx: &mut WasiCtx,
+    mem: &mut [u8],
+    id: u32,
+    out: u32,
+) -> Result<(), Errno> {
     let id = clock_id(id)?;
     // Check the destination before reading: a read advances logical time.
     slice(mem, out, 8)?;

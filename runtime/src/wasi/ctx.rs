@@ -187,13 +187,15 @@ impl WasiCtxBuilder {
 
     /// Appends several arguments.
     pub fn args<I: IntoIterator<Item = A>, A: AsRef<[u8]>>(mut self, args: I) -> Self {
-        self.args.extend(args.into_iter().map(|a| a.as_ref().to_vec()));
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_vec()));
         self
     }
 
     /// Adds an environment variable.
     pub fn env(mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Self {
-        self.env.push((key.as_ref().to_vec(), value.as_ref().to_vec()));
+        self.env
+            .push((key.as_ref().to_vec(), value.as_ref().to_vec()));
         self
     }
 
@@ -248,7 +250,9 @@ impl WasiCtxBuilder {
         let mut env = Vec::with_capacity(self.env.len());
         for (k, v) in &self.env {
             if k.is_empty() || k.contains(&b'=') {
-                return Err(WasiCtxError::EnvName(String::from_utf8_lossy(k).into_owned()));
+                return Err(WasiCtxError::EnvName(
+                    String::from_utf8_lossy(k).into_owned(),
+                ));
             }
             let mut kv = k.clone();
             kv.push(b'=');
@@ -258,11 +262,19 @@ impl WasiCtxBuilder {
         }
         let needed = 3 + self.preopens.len();
         if needed > self.max_fds {
-            return Err(WasiCtxError::TooManyPreopens { needed, max: self.max_fds });
+            return Err(WasiCtxError::TooManyPreopens {
+                needed,
+                max: self.max_fds,
+            });
         }
         let mut fds = FdTable::new(self.max_fds);
         let stdin = self.stdin.unwrap_or_else(|| Pipe::with_contents(0, b""));
-        let stream = |kind, rights_base| FdEntry { kind, rights_base, rights_inheriting: 0, flags: 0 };
+        let stream = |kind, rights_base| FdEntry {
+            kind,
+            rights_base,
+            rights_inheriting: 0,
+            flags: 0,
+        };
         fds.put(0, stream(FdKind::PipeRead { pipe: 0 }, rights::STREAM_IN));
         fds.put(1, stream(FdKind::Sink { sink: 0 }, rights::STREAM_OUT));
         fds.put(2, stream(FdKind::Sink { sink: 1 }, rights::STREAM_OUT));
@@ -281,7 +293,10 @@ impl WasiCtxBuilder {
                 }
                 fs.retain(*ino).map_err(bad)?;
                 let entry = FdEntry {
-                    kind: FdKind::Dir { ino: *ino, preopen: Some(path.clone()) },
+                    kind: FdKind::Dir {
+                        ino: *ino,
+                        preopen: Some(path.clone()),
+                    },
                     rights_base: rights::DIR,
                     rights_inheriting: rights::ALL,
                     flags: 0,
@@ -295,9 +310,14 @@ impl WasiCtxBuilder {
             fds,
             fs: self.fs,
             pipes: vec![stdin],
-            sinks: vec![self.stdout.unwrap_or_else(|| Box::new(NullSink)), self.stderr.unwrap_or_else(|| Box::new(NullSink))],
+            sinks: vec![
+                self.stdout.unwrap_or_else(|| Box::new(NullSink)),
+                self.stderr.unwrap_or_else(|| Box::new(NullSink)),
+            ],
             clock: self.clock.unwrap_or_else(|| Box::new(LogicalClock::new(0))),
-            entropy: self.entropy.unwrap_or_else(|| Box::new(ChaChaEntropy::from_u64(0))),
+            entropy: self
+                .entropy
+                .unwrap_or_else(|| Box::new(ChaChaEntropy::from_u64(0))),
             blocked: None,
             resumed: None,
             asyncify_data_ptr: None,
@@ -308,7 +328,10 @@ impl WasiCtxBuilder {
 
 fn check_no_nul(what: &'static str, s: &[u8]) -> Result<(), WasiCtxError> {
     if s.contains(&0) {
-        return Err(WasiCtxError::Nul { what, value: String::from_utf8_lossy(s).into_owned() });
+        return Err(WasiCtxError::Nul {
+            what,
+            value: String::from_utf8_lossy(s).into_owned(),
+        });
     }
     Ok(())
 }

@@ -21,7 +21,14 @@ fn size32(n: u64) -> u32 {
 }
 
 /// Reads a file into the iovecs starting at `offset`; returns bytes read.
-fn read_file_iovs(fs: &dyn FileSystem, mem: &mut [u8], ino: Ino, offset: u64, iovs: u32, n: u32) -> Result<u64, Errno> {
+fn read_file_iovs(
+    fs: &dyn FileSystem,
+    mem: &mut [u8],
+    ino: Ino,
+    offset: u64,
+    iovs: u32,
+    n: u32,
+) -> Result<u64, Errno> {
     let mut total = 0u64;
     for i in 0..n {
         let (buf, len) = iovec(mem, iovs, i)?;
@@ -37,7 +44,15 @@ fn read_file_iovs(fs: &dyn FileSystem, mem: &mut [u8], ino: Ino, offset: u64, io
 
 /// Writes the iovecs to a file at `offset`; returns bytes written. A limit hit after
 /// some bytes were written gives a short count, as POSIX `write` does.
-fn write_file_iovs(fs: &mut dyn FileSystem, mem: &[u8], ino: Ino, offset: u64, iovs: u32, n: u32, now: u64) -> Result<u64, Errno> {
+fn write_file_iovs(
+    fs: &mut dyn FileSystem,
+    mem: &[u8],
+    ino: Ino,
+    offset: u64,
+    iovs: u32,
+    n: u32,
+    now: u64,
+) -> Result<u64, Errno> {
     let mut total = 0u64;
     for i in 0..n {
         let (buf, len) = iovec(mem, iovs, i)?;
@@ -84,7 +99,14 @@ fn set_offset(ctx: &mut WasiCtx, fd: u32, new: u64) -> Result<(), Errno> {
     Ok(())
 }
 
-pub(crate) fn fd_read(ctx: &mut WasiCtx, mem: &mut [u8], fd: u32, iovs: u32, n: u32, nread: u32) -> Result<(), SysError> {
+pub(crate) fn fd_read(
+    ctx: &mut WasiCtx,
+    mem: &mut [u8],
+    fd: u32,
+    iovs: u32,
+    n: u32,
+    nread: u32,
+) -> Result<(), SysError> {
     let entry = readable(ctx, fd)?;
     let (kind, flags) = (entry.kind.clone(), entry.flags);
     check_iovecs(mem, iovs, n)?;
@@ -114,7 +136,9 @@ pub(crate) fn fd_read(ctx: &mut WasiCtx, mem: &mut [u8], fd: u32, iovs: u32, n: 
                     }
                     PipeRead::Eof => break,
                     PipeRead::Empty if total > 0 => break,
-                    PipeRead::Empty if flags & fdflags::NONBLOCK != 0 => return Err(Errno::Again.into()),
+                    PipeRead::Empty if flags & fdflags::NONBLOCK != 0 => {
+                        return Err(Errno::Again.into())
+                    }
                     PipeRead::Empty => return Err(SysError::Block(BlockOn::Read { fd })),
                 }
             }
@@ -125,7 +149,14 @@ pub(crate) fn fd_read(ctx: &mut WasiCtx, mem: &mut [u8], fd: u32, iovs: u32, n: 
     Ok(())
 }
 
-pub(crate) fn fd_write(ctx: &mut WasiCtx, mem: &mut [u8], fd: u32, iovs: u32, n: u32, nwritten: u32) -> Result<(), Errno> {
+pub(crate) fn fd_write(
+    ctx: &mut WasiCtx,
+    mem: &mut [u8],
+    fd: u32,
+    iovs: u32,
+    n: u32,
+    nwritten: u32,
+) -> Result<(), Errno> {
     let entry = writable(ctx, fd)?;
     let (kind, flags) = (entry.kind.clone(), entry.flags);
     check_iovecs(mem, iovs, n)?;
@@ -137,7 +168,11 @@ pub(crate) fn fd_write(ctx: &mut WasiCtx, mem: &mut [u8], fd: u32, iovs: u32, n:
             let end;
             {
                 let mut fs = ctx.fs()?;
-                let start = if flags & fdflags::APPEND != 0 { fs.getattr(ino)?.size } else { offset };
+                let start = if flags & fdflags::APPEND != 0 {
+                    fs.getattr(ino)?.size
+                } else {
+                    offset
+                };
                 total = write_file_iovs(&mut **fs, mem, ino, start, iovs, n, now)?;
                 end = start + total;
             }
@@ -163,7 +198,15 @@ pub(crate) fn fd_write(ctx: &mut WasiCtx, mem: &mut [u8], fd: u32, iovs: u32, n:
     write_u32(mem, nwritten, size32(total))
 }
 
-pub(crate) fn fd_pread(ctx: &mut WasiCtx, mem: &mut [u8], fd: u32, iovs: u32, n: u32, offset: u64, nread: u32) -> Result<(), Errno> {
+pub(crate) fn fd_pread(
+    ctx: &mut WasiCtx,
+    mem: &mut [u8],
+    fd: u32,
+    iovs: u32,
+    n: u32,
+    offset: u64,
+    nread: u32,
+) -> Result<(), Errno> {
     let (ino, _) = file_ino(readable(ctx, fd)?)?;
     check_iovecs(mem, iovs, n)?;
     slice(mem, nread, 4)?;
@@ -171,7 +214,15 @@ pub(crate) fn fd_pread(ctx: &mut WasiCtx, mem: &mut [u8], fd: u32, iovs: u32, n:
     write_u32(mem, nread, size32(total))
 }
 
-pub(crate) fn fd_pwrite(ctx: &mut WasiCtx, mem: &mut [u8], fd: u32, iovs: u32, n: u32, offset: u64, nwritten: u32) -> Result<(), Errno> {
+pub(crate) fn fd_pwrite(
+    ctx: &mut WasiCtx,
+    mem: &mut [u8],
+    fd: u32,
+    iovs: u32,
+    n: u32,
+    offset: u64,
+    nwritten: u32,
+) -> Result<(), Errno> {
     let (ino, _) = file_ino(writable(ctx, fd)?)?;
     check_iovecs(mem, iovs, n)?;
     slice(mem, nwritten, 4)?;
@@ -180,9 +231,20 @@ pub(crate) fn fd_pwrite(ctx: &mut WasiCtx, mem: &mut [u8], fd: u32, iovs: u32, n
     write_u32(mem, nwritten, size32(total))
 }
 
-pub(crate) fn fd_seek(ctx: &mut WasiCtx, mem: &mut [u8], fd: u32, delta: i64, how: u8, out: u32) -> Result<(), Errno> {
+pub(crate) fn fd_seek(
+    ctx: &mut WasiCtx,
+    mem: &mut [u8],
+    fd: u32,
+    delta: i64,
+    how: u8,
+    out: u32,
+) -> Result<(), Errno> {
     let entry = ctx.fds.get(fd)?;
-    let needed = if how == whence::CUR && delta == 0 { rights::FD_TELL } else { rights::FD_SEEK };
+    let needed = if how == whence::CUR && delta == 0 {
+        rights::FD_TELL
+    } else {
+        rights::FD_SEEK
+    };
     // Streams are ESPIPE whatever their rights, as POSIX has it.
     let (ino, offset) = file_ino(entry)?;
     entry.require(needed)?;
@@ -226,7 +288,12 @@ pub(crate) fn fd_sync(ctx: &mut WasiCtx, fd: u32) -> Result<(), Errno> {
     ctx.fds.get(fd).map(|_| ())
 }
 
-pub(crate) fn fd_fdstat_get(ctx: &mut WasiCtx, mem: &mut [u8], fd: u32, out: u32) -> Result<(), Errno> {
+pub(crate) fn fd_fdstat_get(
+    ctx: &mut WasiCtx,
+    mem: &mut [u8],
+    fd: u32,
+    out: u32,
+) -> Result<(), Errno> {
     write_fdstat(mem, out, ctx.fds.get(fd)?)
 }
 
@@ -239,7 +306,12 @@ pub(crate) fn fd_fdstat_set_flags(ctx: &mut WasiCtx, fd: u32, flags: u16) -> Res
     Ok(())
 }
 
-pub(crate) fn fd_fdstat_set_rights(ctx: &mut WasiCtx, fd: u32, base: u64, inheriting: u64) -> Result<(), Errno> {
+pub(crate) fn fd_fdstat_set_rights(
+    ctx: &mut WasiCtx,
+    fd: u32,
+    base: u64,
+    inheriting: u64,
+) -> Result<(), Errno> {
     let e = ctx.fds.get_mut(fd)?;
     if base & !e.rights_base != 0 || inheriting & !e.rights_inheriting != 0 {
         return Err(Errno::Notcapable);
@@ -249,7 +321,12 @@ pub(crate) fn fd_fdstat_set_rights(ctx: &mut WasiCtx, fd: u32, base: u64, inheri
     Ok(())
 }
 
-pub(crate) fn fd_filestat_get(ctx: &mut WasiCtx, mem: &mut [u8], fd: u32, out: u32) -> Result<(), Errno> {
+pub(crate) fn fd_filestat_get(
+    ctx: &mut WasiCtx,
+    mem: &mut [u8],
+    fd: u32,
+    out: u32,
+) -> Result<(), Errno> {
     let entry = ctx.fds.get(fd)?.require(rights::FD_FILESTAT_GET)?;
     match entry.ino() {
         Some(ino) => {
@@ -267,7 +344,13 @@ pub(crate) fn fd_filestat_set_size(ctx: &mut WasiCtx, fd: u32, size: u64) -> Res
     ctx.fs()?.set_size(ino, size, now)
 }
 
-pub(crate) fn fd_filestat_set_times(ctx: &mut WasiCtx, fd: u32, atim: u64, mtim: u64, flags: u16) -> Result<(), Errno> {
+pub(crate) fn fd_filestat_set_times(
+    ctx: &mut WasiCtx,
+    fd: u32,
+    atim: u64,
+    mtim: u64,
+    flags: u16,
+) -> Result<(), Errno> {
     let entry = ctx.fds.get(fd)?.require(rights::FD_FILESTAT_SET_TIMES)?;
     let ino = entry.ino().ok_or(Errno::Badf)?;
     let now = ctx.now_ns();
@@ -275,7 +358,13 @@ pub(crate) fn fd_filestat_set_times(ctx: &mut WasiCtx, fd: u32, atim: u64, mtim:
     ctx.fs()?.set_times(ino, a, m, now)
 }
 
-pub(crate) fn fd_advise(ctx: &mut WasiCtx, fd: u32, offset: u64, len: u64, advice: u8) -> Result<(), Errno> {
+pub(crate) fn fd_advise(
+    ctx: &mut WasiCtx,
+    fd: u32,
+    offset: u64,
+    len: u64,
+    advice: u8,
+) -> Result<(), Errno> {
     if advice > 5 || offset.checked_add(len).is_none() {
         return Err(Errno::Inval);
     }
@@ -296,9 +385,17 @@ pub(crate) fn fd_allocate(ctx: &mut WasiCtx, fd: u32, offset: u64, len: u64) -> 
     Ok(())
 }
 
-pub(crate) fn fd_prestat_get(ctx: &mut WasiCtx, mem: &mut [u8], fd: u32, out: u32) -> Result<(), Errno> {
+pub(crate) fn fd_prestat_get(
+    ctx: &mut WasiCtx,
+    mem: &mut [u8],
+    fd: u32,
+    out: u32,
+) -> Result<(), Errno> {
     match &ctx.fds.get(fd)?.kind {
-        FdKind::Dir { preopen: Some(name), .. } => {
+        FdKind::Dir {
+            preopen: Some(name),
+            ..
+        } => {
             let len = u32::try_from(name.len()).map_err(|_| Errno::Overflow)?;
             let mut rec = [0u8; 8];
             rec[4..].copy_from_slice(&len.to_le_bytes());
@@ -308,9 +405,18 @@ pub(crate) fn fd_prestat_get(ctx: &mut WasiCtx, mem: &mut [u8], fd: u32, out: u3
     }
 }
 
-pub(crate) fn fd_prestat_dir_name(ctx: &mut WasiCtx, mem: &mut [u8], fd: u32, path: u32, len: u32) -> Result<(), Errno> {
+pub(crate) fn fd_prestat_dir_name(
+    ctx: &mut WasiCtx,
+    mem: &mut [u8],
+    fd: u32,
+    path: u32,
+    len: u32,
+) -> Result<(), Errno> {
     match &ctx.fds.get(fd)?.kind {
-        FdKind::Dir { preopen: Some(name), .. } => {
+        FdKind::Dir {
+            preopen: Some(name),
+            ..
+        } => {
             if (len as usize) < name.len() {
                 return Err(Errno::Nametoolong);
             }
@@ -339,9 +445,19 @@ pub(crate) fn fd_renumber(ctx: &mut WasiCtx, from: u32, to: u32) -> Result<(), E
 /// its index in that listing, so cookies stay valid for an unchanged directory. ".."
 /// reports the directory's own inode: a descriptor has no parent it may name (the same
 /// rule that stops `..` at the descriptor during path resolution).
-pub(crate) fn fd_readdir(ctx: &mut WasiCtx, mem: &mut [u8], fd: u32, buf: u32, buf_len: u32, cookie: u64, used_ptr: u32) -> Result<(), Errno> {
+pub(crate) fn fd_readdir(
+    ctx: &mut WasiCtx,
+    mem: &mut [u8],
+    fd: u32,
+    buf: u32,
+    buf_len: u32,
+    cookie: u64,
+    used_ptr: u32,
+) -> Result<(), Errno> {
     let entry = ctx.fds.get(fd)?.require(rights::FD_READDIR)?;
-    let FdKind::Dir { ino, .. } = entry.kind else { return Err(Errno::Notdir) };
+    let FdKind::Dir { ino, .. } = entry.kind else {
+        return Err(Errno::Notdir);
+    };
     slice(mem, used_ptr, 4)?;
     let entries = ctx.fs()?.readdir(ino)?;
     let out = slice_mut(mem, buf, buf_len)?;

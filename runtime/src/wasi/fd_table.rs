@@ -64,7 +64,11 @@ pub struct FdTable {
 impl FdTable {
     /// An empty table allowing at most `max_fds` open descriptors.
     pub fn new(max_fds: usize) -> FdTable {
-        FdTable { slots: Vec::new(), open: 0, max_fds }
+        FdTable {
+            slots: Vec::new(),
+            open: 0,
+            max_fds,
+        }
     }
 
     /// The limit on open descriptors.
@@ -84,12 +88,18 @@ impl FdTable {
 
     /// The entry for `fd`, or `EBADF`.
     pub fn get(&self, fd: u32) -> Result<&FdEntry, Errno> {
-        self.slots.get(fd as usize).and_then(Option::as_ref).ok_or(Errno::Badf)
+        self.slots
+            .get(fd as usize)
+            .and_then(Option::as_ref)
+            .ok_or(Errno::Badf)
     }
 
     /// The mutable entry for `fd`, or `EBADF`.
     pub fn get_mut(&mut self, fd: u32) -> Result<&mut FdEntry, Errno> {
-        self.slots.get_mut(fd as usize).and_then(Option::as_mut).ok_or(Errno::Badf)
+        self.slots
+            .get_mut(fd as usize)
+            .and_then(Option::as_mut)
+            .ok_or(Errno::Badf)
     }
 
     /// `EMFILE` if no descriptor can be opened; checked before side effects such as
@@ -105,7 +115,11 @@ impl FdTable {
     /// Installs `entry` at the lowest free descriptor number.
     pub fn insert(&mut self, entry: FdEntry) -> Result<u32, Errno> {
         self.check_room()?;
-        let idx = self.slots.iter().position(Option::is_none).unwrap_or(self.slots.len());
+        let idx = self
+            .slots
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or(self.slots.len());
         let fd = u32::try_from(idx).map_err(|_| Errno::Mfile)?;
         self.put(fd, entry);
         Ok(fd)
@@ -127,7 +141,11 @@ impl FdTable {
 
     /// Removes `fd`, returning its entry (`EBADF` if it was not open).
     pub fn remove(&mut self, fd: u32) -> Result<FdEntry, Errno> {
-        let entry = self.slots.get_mut(fd as usize).and_then(Option::take).ok_or(Errno::Badf)?;
+        let entry = self
+            .slots
+            .get_mut(fd as usize)
+            .and_then(Option::take)
+            .ok_or(Errno::Badf)?;
         self.open -= 1;
         while matches!(self.slots.last(), Some(None)) {
             self.slots.pop();
@@ -137,7 +155,10 @@ impl FdTable {
 
     /// Every open descriptor in ascending order.
     pub fn iter(&self) -> impl Iterator<Item = (u32, &FdEntry)> {
-        self.slots.iter().enumerate().filter_map(|(i, e)| Some((u32::try_from(i).ok()?, e.as_ref()?)))
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| Some((u32::try_from(i).ok()?, e.as_ref()?)))
     }
 }
 
@@ -146,7 +167,12 @@ mod tests {
     use super::*;
 
     fn file(ino: Ino) -> FdEntry {
-        FdEntry { kind: FdKind::File { ino, offset: 0 }, rights_base: 0, rights_inheriting: 0, flags: 0 }
+        FdEntry {
+            kind: FdKind::File { ino, offset: 0 },
+            rights_base: 0,
+            rights_inheriting: 0,
+            flags: 0,
+        }
     }
 
     #[test]

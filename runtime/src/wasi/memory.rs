@@ -76,7 +76,10 @@ pub fn write_u8(mem: &mut [u8], ptr: u32, v: u8) -> Result<(), Errno> {
 
 /// The `i`-th `iovec`/`ciovec` (`buf: u32, len: u32`) of the array at `iovs`.
 pub fn iovec(mem: &[u8], iovs: u32, i: u32) -> Result<(u32, u32), Errno> {
-    let at = i.checked_mul(8).and_then(|o| iovs.checked_add(o)).ok_or(Errno::Fault)?;
+    let at = i
+        .checked_mul(8)
+        .and_then(|o| iovs.checked_add(o))
+        .ok_or(Errno::Fault)?;
     let buf = read_u32(mem, at)?;
     let len = read_u32(mem, at.checked_add(4).ok_or(Errno::Fault)?)?;
     Ok((buf, len))

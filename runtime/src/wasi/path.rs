@@ -73,7 +73,9 @@ impl Segment<'_> {
 
     /// Whether a non-empty component remains.
     fn has_more(&self) -> bool {
-        self.bytes.get(self.pos..).is_some_and(|rest| rest.iter().any(|&b| b != b'/'))
+        self.bytes
+            .get(self.pos..)
+            .is_some_and(|rest| rest.iter().any(|&b| b != b'/'))
     }
 }
 
@@ -88,12 +90,20 @@ fn check_relative(path: &[u8]) -> Result<(), Errno> {
 /// Resolves `path` relative to directory `root`. The final component is followed if it
 /// is a symlink and `follow_last` is set (or the path ends in '/'). Returns the inode and
 /// its kind.
-pub fn resolve(fs: &dyn FileSystem, root: Ino, path: &[u8], follow_last: bool) -> Result<(Ino, FileKind), Errno> {
+pub fn resolve(
+    fs: &dyn FileSystem,
+    root: Ino,
+    path: &[u8],
+    follow_last: bool,
+) -> Result<(Ino, FileKind), Errno> {
     check_relative(path)?;
     let trailing_slash = path.last() == Some(&b'/');
     let follow_last = follow_last || trailing_slash;
     let mut stack: Vec<Ino> = vec![root];
-    let mut segs: Vec<Segment<'_>> = vec![Segment { bytes: Cow::Borrowed(path), pos: 0 }];
+    let mut segs: Vec<Segment<'_>> = vec![Segment {
+        bytes: Cow::Borrowed(path),
+        pos: 0,
+    }];
     let mut hops = 0u32;
     // The current component, copied out so the segment stack can change under it.
     let mut comp: Vec<u8> = Vec::with_capacity(64);
@@ -130,7 +140,10 @@ pub fn resolve(fs: &dyn FileSystem, root: Ino, path: &[u8], follow_last: bool) -
                         if target.first() == Some(&b'/') {
                             return Err(Errno::Notcapable);
                         }
-                        segs.push(Segment { bytes: Cow::Owned(target), pos: 0 });
+                        segs.push(Segment {
+                            bytes: Cow::Owned(target),
+                            pos: 0,
+                        });
                     }
                     kind @ (FileKind::Symlink | FileKind::Regular) => {
                         if more || trailing_slash {
@@ -148,13 +161,20 @@ pub fn resolve(fs: &dyn FileSystem, root: Ino, path: &[u8], follow_last: bool) -
 
 /// Resolves all but the final component of `path` (following symlinks), for calls that
 /// create, remove or rename the final component itself.
-pub fn resolve_parent<'p>(fs: &dyn FileSystem, root: Ino, path: &'p [u8]) -> Result<Parent<'p>, Errno> {
+pub fn resolve_parent<'p>(
+    fs: &dyn FileSystem,
+    root: Ino,
+    path: &'p [u8],
+) -> Result<Parent<'p>, Errno> {
     check_relative(path)?;
     let end = path.iter().rposition(|&b| b != b'/').map_or(0, |i| i + 1);
     let trimmed = path.get(..end).unwrap_or_default();
     let trailing_slash = trimmed.len() < path.len();
     let (dir_part, last) = match trimmed.iter().rposition(|&b| b == b'/') {
-        Some(i) => (trimmed.get(..i).unwrap_or_default(), trimmed.get(i + 1..).unwrap_or_default()),
+        Some(i) => (
+            trimmed.get(..i).unwrap_or_default(),
+            trimmed.get(i + 1..).unwrap_or_default(),
+        ),
         None => (&b""[..], trimmed),
     };
     let last = match last {
@@ -171,14 +191,22 @@ pub fn resolve_parent<'p>(fs: &dyn FileSystem, root: Ino, path: &'p [u8]) -> Res
             _ => return Err(Errno::Notdir),
         }
     };
-    Ok(Parent { dir, last, trailing_slash })
+    Ok(Parent {
+        dir,
+        last,
+        trailing_slash,
+    })
 }
 
 /// Where `O_CREAT` through a dangling symlink creates its file: follows the chain of
 /// symlinks named by the final component (at most [`MAX_SYMLINK_HOPS`]) by splicing each
 /// target into the path, so the result stays confined exactly like any other path.
 /// Returns the directory and name of the missing final target.
-pub fn resolve_dangling(fs: &dyn FileSystem, root: Ino, path: &[u8]) -> Result<(Ino, Vec<u8>), Errno> {
+pub fn resolve_dangling(
+    fs: &dyn FileSystem,
+    root: Ino,
+    path: &[u8],
+) -> Result<(Ino, Vec<u8>), Errno> {
     let mut cur = path.to_vec();
     for _ in 0..MAX_SYMLINK_HOPS {
         let parent = resolve_parent(fs, root, &cur)?;
@@ -232,11 +260,17 @@ mod tests {
     fn dotdot_and_symlinks_cannot_leave_the_root() {
         let (fs, sb) = tree();
         assert_eq!(resolve(&fs, sb, b"..", true), Err(Errno::Notcapable));
-        assert_eq!(resolve(&fs, sb, b"a/../../secret", true), Err(Errno::Notcapable));
+        assert_eq!(
+            resolve(&fs, sb, b"a/../../secret", true),
+            Err(Errno::Notcapable)
+        );
         assert_eq!(resolve(&fs, sb, b"up/secret", true), Err(Errno::Notcapable));
         assert_eq!(resolve(&fs, sb, b"abs", true), Err(Errno::Notcapable));
         assert_eq!(resolve(&fs, sb, b"/secret", true), Err(Errno::Notcapable));
-        assert_eq!(resolve(&fs, sb, b"a/..", true), Ok((sb, FileKind::Directory)));
+        assert_eq!(
+            resolve(&fs, sb, b"a/..", true),
+            Ok((sb, FileKind::Directory))
+        );
     }
 
     #[test]
@@ -244,7 +278,10 @@ mod tests {
         let (fs, sb) = tree();
         assert_eq!(resolve(&fs, sb, b"loop1", true), Err(Errno::Loop));
         assert_eq!(resolve(&fs, sb, b"loop1/x", false), Err(Errno::Loop));
-        assert_eq!(resolve(&fs, sb, b"loop1", false).map(|r| r.1), Ok(FileKind::Symlink));
+        assert_eq!(
+            resolve(&fs, sb, b"loop1", false).map(|r| r.1),
+            Ok(FileKind::Symlink)
+        );
         let long = vec![b'x'; 256];
         assert_eq!(resolve(&fs, sb, &long, true), Err(Errno::Nametoolong));
         assert_eq!(resolve(&fs, sb, b"", true), Err(Errno::Noent));
@@ -269,8 +306,14 @@ mod tests {
         fs.symlink(a, b"dangle", b"../a/new", 0).expect("symlink");
         fs.symlink(sb, b"chain", b"a/dangle", 0).expect("symlink");
         fs.symlink(sb, b"out", b"../x", 0).expect("symlink");
-        assert_eq!(resolve_dangling(&fs, sb, b"chain"), Ok((a, b"new".to_vec())));
-        assert_eq!(resolve_dangling(&fs, sb, b"a/dangle"), Ok((a, b"new".to_vec())));
+        assert_eq!(
+            resolve_dangling(&fs, sb, b"chain"),
+            Ok((a, b"new".to_vec()))
+        );
+        assert_eq!(
+            resolve_dangling(&fs, sb, b"a/dangle"),
+            Ok((a, b"new".to_vec()))
+        );
         assert_eq!(resolve_dangling(&fs, sb, b"out"), Err(Errno::Notcapable));
         assert_eq!(resolve_dangling(&fs, sb, b"abs"), Err(Errno::Notcapable));
         assert_eq!(resolve_dangling(&fs, sb, b"loop1"), Err(Errno::Loop));
@@ -282,8 +325,18 @@ mod tests {
         let (fs, sb) = tree();
         let a = resolve(&fs, sb, b"a", true).expect("a").0;
         let p = resolve_parent(&fs, sb, b"a/new/").expect("parent");
-        assert_eq!(p, Parent { dir: a, last: Last::Name(b"new"), trailing_slash: true });
-        assert_eq!(resolve_parent(&fs, sb, b"a/..").map(|p| p.last), Ok(Last::DotDot));
+        assert_eq!(
+            p,
+            Parent {
+                dir: a,
+                last: Last::Name(b"new"),
+                trailing_slash: true
+            }
+        );
+        assert_eq!(
+            resolve_parent(&fs, sb, b"a/..").map(|p| p.last),
+            Ok(Last::DotDot)
+        );
         assert_eq!(resolve_parent(&fs, sb, b"x").map(|p| p.dir), Ok(sb));
         assert_eq!(resolve_parent(&fs, sb, b"up/x"), Err(Errno::Notcapable));
         assert_eq!(resolve_parent(&fs, sb, b"a/f/x"), Err(Errno::Notdir));

@@ -15,7 +15,9 @@ use crate::fs::{FileKind, Ino};
 /// The inode and inheriting rights of directory descriptor `fd`, which must hold `needed`.
 fn dir_fd(ctx: &WasiCtx, fd: u32, needed: u64) -> Result<(Ino, u64), Errno> {
     let entry = ctx.fds.get(fd)?;
-    let FdKind::Dir { ino, .. } = entry.kind else { return Err(Errno::Notdir) };
+    let FdKind::Dir { ino, .. } = entry.kind else {
+        return Err(Errno::Notdir);
+    };
     entry.require(needed)?;
     Ok((ino, entry.rights_inheriting))
 }
@@ -29,7 +31,14 @@ pub(crate) struct OpenArgs {
     pub fdflags: u16,
 }
 
-pub(crate) fn path_open(ctx: &mut WasiCtx, mem: &mut [u8], fd: u32, path: (u32, u32), a: &OpenArgs, out: u32) -> Result<(), Errno> {
+pub(crate) fn path_open(
+    ctx: &mut WasiCtx,
+    mem: &mut [u8],
+    fd: u32,
+    path: (u32, u32),
+    a: &OpenArgs,
+    out: u32,
+) -> Result<(), Errno> {
     let (root, inheriting) = dir_fd(ctx, fd, rights::PATH_OPEN)?;
     let path = guest_path(mem, path.0, path.1, PATH_MAX)?;
     if a.oflags & !oflags::ALL != 0 || a.fdflags & !fdflags::ALL != 0 {
@@ -69,11 +78,17 @@ pub(crate) fn path_open(ctx: &mut WasiCtx, mem: &mut [u8], fd: u32, path: (u32, 
                         if parent.trailing_slash {
                             return Err(Errno::Isdir);
                         }
-                        (fs.create_file(parent.dir, name, now)?, FileKind::Regular, true)
+                        (
+                            fs.create_file(parent.dir, name, now)?,
+                            FileKind::Regular,
+                            true,
+                        )
                     }
                     Err(e) => return Err(e),
                 },
-                Last::Dot | Last::DotDot if a.oflags & oflags::EXCL != 0 => return Err(Errno::Exist),
+                Last::Dot | Last::DotDot if a.oflags & oflags::EXCL != 0 => {
+                    return Err(Errno::Exist)
+                }
                 Last::Dot | Last::DotDot => {
                     let (ino, kind) = resolve(&**fs, root, path, true)?;
                     (ino, kind, false)
@@ -86,7 +101,10 @@ pub(crate) fn path_open(ctx: &mut WasiCtx, mem: &mut [u8], fd: u32, path: (u32, 
         match kind {
             FileKind::Symlink => return Err(Errno::Loop),
             FileKind::Regular if a.oflags & oflags::DIRECTORY != 0 => return Err(Errno::Notdir),
-            FileKind::Directory if a.rights_base & rights::FD_WRITE != 0 || a.oflags & (oflags::TRUNC | oflags::CREAT) != 0 => {
+            FileKind::Directory
+                if a.rights_base & rights::FD_WRITE != 0
+                    || a.oflags & (oflags::TRUNC | oflags::CREAT) != 0 =>
+            {
                 return Err(Errno::Isdir)
             }
             _ => {}
@@ -120,16 +138,29 @@ pub(crate) fn path_open(ctx: &mut WasiCtx, mem: &mut [u8], fd: u32, path: (u32, 
     }
 }
 
-pub(crate) fn path_create_directory(ctx: &mut WasiCtx, mem: &mut [u8], fd: u32, path: u32, len: u32) -> Result<(), Errno> {
+pub(crate) fn path_create_directory(
+    ctx: &mut WasiCtx,
+    mem: &mut [u8],
+    fd: u32,
+    path: u32,
+    len: u32,
+) -> Result<(), Errno> {
     let (root, _) = dir_fd(ctx, fd, rights::PATH_CREATE_DIRECTORY)?;
     let path = guest_path(mem, path, len, PATH_MAX)?;
     let now = ctx.now_ns();
     let mut fs = ctx.fs()?;
     let parent = resolve_parent(&**fs, root, path)?;
-    fs.mkdir(parent.dir, parent.name_or(Errno::Exist)?, now).map(|_| ())
+    fs.mkdir(parent.dir, parent.name_or(Errno::Exist)?, now)
+        .map(|_| ())
 }
 
-pub(crate) fn path_remove_directory(ctx: &mut WasiCtx, mem: &mut [u8], fd: u32, path: u32, len: u32) -> Result<(), Errno> {
+pub(crate) fn path_remove_directory(
+    ctx: &mut WasiCtx,
+    mem: &mut [u8],
+    fd: u32,
+    path: u32,
+    len: u32,
+) -> Result<(), Errno> {
     let (root, _) = dir_fd(ctx, fd, rights::PATH_REMOVE_DIRECTORY)?;
     let path = guest_path(mem, path, len, PATH_MAX)?;
     let now = ctx.now_ns();
@@ -143,7 +174,13 @@ pub(crate) fn path_remove_directory(ctx: &mut WasiCtx, mem: &mut [u8], fd: u32, 
     fs.rmdir(parent.dir, name, now)
 }
 
-pub(crate) fn path_unlink_file(ctx: &mut WasiCtx, mem: &mut [u8], fd: u32, path: u32, len: u32) -> Result<(), Errno> {
+pub(crate) fn path_unlink_file(
+    ctx: &mut WasiCtx,
+    mem: &mut [u8],
+    fd: u32,
+    path: u32,
+    len: u32,
+) -> Result<(), Errno> {
     let (root, _) = dir_fd(ctx, fd, rights::PATH_UNLINK_FILE)?;
     let path = guest_path(mem, path, len, PATH_MAX)?;
     let now = ctx.now_ns();
@@ -152,12 +189,23 @@ pub(crate) fn path_unlink_file(ctx: &mut WasiCtx, mem: &mut [u8], fd: u32, path:
     let name = parent.name_or(Errno::Isdir)?;
     if parent.trailing_slash {
         let target = fs.lookup(parent.dir, name)?;
-        return Err(if fs.getattr(target)?.kind == FileKind::Directory { Errno::Isdir } else { Errno::Notdir });
+        return Err(if fs.getattr(target)?.kind == FileKind::Directory {
+            Errno::Isdir
+        } else {
+            Errno::Notdir
+        });
     }
     fs.unlink(parent.dir, name, now)
 }
 
-pub(crate) fn path_filestat_get(ctx: &mut WasiCtx, mem: &mut [u8], fd: u32, flags: u32, path: (u32, u32), out: u32) -> Result<(), Errno> {
+pub(crate) fn path_filestat_get(
+    ctx: &mut WasiCtx,
+    mem: &mut [u8],
+    fd: u32,
+    flags: u32,
+    path: (u32, u32),
+    out: u32,
+) -> Result<(), Errno> {
     let (root, _) = dir_fd(ctx, fd, rights::PATH_FILESTAT_GET)?;
     let path = guest_path(mem, path.0, path.1, PATH_MAX)?;
     let follow = flags & lookupflags::SYMLINK_FOLLOW != 0;
@@ -172,7 +220,14 @@ pub(crate) fn path_filestat_get(ctx: &mut WasiCtx, mem: &mut [u8], fd: u32, flag
 /// Times of `path_filestat_set_times`: `(atim, mtim, fst_flags)`.
 pub(crate) type Times = (u64, u64, u16);
 
-pub(crate) fn path_filestat_set_times(ctx: &mut WasiCtx, mem: &mut [u8], fd: u32, flags: u32, path: (u32, u32), t: Times) -> Result<(), Errno> {
+pub(crate) fn path_filestat_set_times(
+    ctx: &mut WasiCtx,
+    mem: &mut [u8],
+    fd: u32,
+    flags: u32,
+    path: (u32, u32),
+    t: Times,
+) -> Result<(), Errno> {
     let (root, _) = dir_fd(ctx, fd, rights::PATH_FILESTAT_SET_TIMES)?;
     let path = guest_path(mem, path.0, path.1, PATH_MAX)?;
     let now = ctx.now_ns();
@@ -182,7 +237,12 @@ pub(crate) fn path_filestat_set_times(ctx: &mut WasiCtx, mem: &mut [u8], fd: u32
     fs.set_times(ino, a, m, now)
 }
 
-pub(crate) fn path_link(ctx: &mut WasiCtx, mem: &mut [u8], old: (u32, u32, u32, u32), new: (u32, u32, u32)) -> Result<(), Errno> {
+pub(crate) fn path_link(
+    ctx: &mut WasiCtx,
+    mem: &mut [u8],
+    old: (u32, u32, u32, u32),
+    new: (u32, u32, u32),
+) -> Result<(), Errno> {
     let (old_fd, old_flags, old_ptr, old_len) = old;
     let (new_fd, new_ptr, new_len) = new;
     let (old_root, _) = dir_fd(ctx, old_fd, rights::PATH_LINK_SOURCE)?;
@@ -191,12 +251,25 @@ pub(crate) fn path_link(ctx: &mut WasiCtx, mem: &mut [u8], old: (u32, u32, u32, 
     let new_path = guest_path(mem, new_ptr, new_len, PATH_MAX)?;
     let now = ctx.now_ns();
     let mut fs = ctx.fs()?;
-    let (ino, _) = resolve(&**fs, old_root, old_path, old_flags & lookupflags::SYMLINK_FOLLOW != 0)?;
+    let (ino, _) = resolve(
+        &**fs,
+        old_root,
+        old_path,
+        old_flags & lookupflags::SYMLINK_FOLLOW != 0,
+    )?;
     let parent = resolve_parent(&**fs, new_root, new_path)?;
     fs.link(ino, parent.dir, parent.name_or(Errno::Exist)?, now)
 }
 
-pub(crate) fn path_readlink(ctx: &mut WasiCtx, mem: &mut [u8], fd: u32, path: (u32, u32), buf: u32, buf_len: u32, used: u32) -> Result<(), Errno> {
+pub(crate) fn path_readlink(
+    ctx: &mut WasiCtx,
+    mem: &mut [u8],
+    fd: u32,
+    path: (u32, u32),
+    buf: u32,
+    buf_len: u32,
+    used: u32,
+) -> Result<(), Errno> {
     let (root, _) = dir_fd(ctx, fd, rights::PATH_READLINK)?;
     let path = guest_path(mem, path.0, path.1, PATH_MAX)?;
     slice(mem, used, 4)?;
@@ -216,7 +289,12 @@ pub(crate) fn path_readlink(ctx: &mut WasiCtx, mem: &mut [u8], fd: u32, path: (u
     write_u32(mem, used, n as u32)
 }
 
-pub(crate) fn path_rename(ctx: &mut WasiCtx, mem: &mut [u8], old: (u32, u32, u32), new: (u32, u32, u32)) -> Result<(), Errno> {
+pub(crate) fn path_rename(
+    ctx: &mut WasiCtx,
+    mem: &mut [u8],
+    old: (u32, u32, u32),
+    new: (u32, u32, u32),
+) -> Result<(), Errno> {
     let (old_root, _) = dir_fd(ctx, old.0, rights::PATH_RENAME_SOURCE)?;
     let (new_root, _) = dir_fd(ctx, new.0, rights::PATH_RENAME_TARGET)?;
     let old_path = guest_path(mem, old.1, old.2, PATH_MAX)?;
@@ -236,7 +314,13 @@ pub(crate) fn path_rename(ctx: &mut WasiCtx, mem: &mut [u8], old: (u32, u32, u32
     fs.rename(from.dir, from_name, to.dir, to_name, now)
 }
 
-pub(crate) fn path_symlink(ctx: &mut WasiCtx, mem: &mut [u8], target: (u32, u32), fd: u32, path: (u32, u32)) -> Result<(), Errno> {
+pub(crate) fn path_symlink(
+    ctx: &mut WasiCtx,
+    mem: &mut [u8],
+    target: (u32, u32),
+    fd: u32,
+    path: (u32, u32),
+) -> Result<(), Errno> {
     let (root, _) = dir_fd(ctx, fd, rights::PATH_SYMLINK)?;
     let target = guest_path(mem, target.0, target.1, PATH_MAX)?;
     let path = guest_path(mem, path.0, path.1, PATH_MAX)?;
@@ -247,5 +331,6 @@ pub(crate) fn path_symlink(ctx: &mut WasiCtx, mem: &mut [u8], target: (u32, u32)
     let now = ctx.now_ns();
     let mut fs = ctx.fs()?;
     let parent = resolve_parent(&**fs, root, path)?;
-    fs.symlink(parent.dir, parent.name_or(Errno::Exist)?, target, now).map(|_| ())
+    fs.symlink(parent.dir, parent.name_or(Errno::Exist)?, target, now)
+        .map(|_| ())
 }

@@ -35,11 +35,23 @@ struct PendingClock {
 }
 
 fn ready(userdata: u64, kind: u8, nbytes: u64, flags: u16) -> Event {
-    Event { userdata, error: Errno::Success, kind, nbytes, flags }
+    Event {
+        userdata,
+        error: Errno::Success,
+        kind,
+        nbytes,
+        flags,
+    }
 }
 
 fn failed(userdata: u64, kind: u8, error: Errno) -> Event {
-    Event { userdata, error, kind, nbytes: 0, flags: 0 }
+    Event {
+        userdata,
+        error,
+        kind,
+        nbytes: 0,
+        flags: 0,
+    }
 }
 
 /// Readiness of `fd` for reading, or None if the caller must wait for it.
@@ -50,18 +62,34 @@ fn read_readiness(ctx: &WasiCtx, userdata: u64, fd: u32) -> Option<Event> {
     };
     match entry.kind {
         FdKind::File { ino, offset } => {
-            let size = ctx.fs().and_then(|fs| fs.getattr(ino)).map(|a| a.size).unwrap_or(0);
-            Some(ready(userdata, event::FD_READ, size.saturating_sub(offset), 0))
+            let size = ctx
+                .fs()
+                .and_then(|fs| fs.getattr(ino))
+                .map(|a| a.size)
+                .unwrap_or(0);
+            Some(ready(
+                userdata,
+                event::FD_READ,
+                size.saturating_sub(offset),
+                0,
+            ))
         }
         FdKind::PipeRead { pipe } => {
             let pipe = ctx.pipes.get(pipe as usize)?;
             match (pipe.available(), pipe.is_write_closed()) {
                 (0, false) => None,
-                (0, true) => Some(ready(userdata, event::FD_READ, 0, event::FD_READWRITE_HANGUP)),
+                (0, true) => Some(ready(
+                    userdata,
+                    event::FD_READ,
+                    0,
+                    event::FD_READWRITE_HANGUP,
+                )),
                 (n, _) => Some(ready(userdata, event::FD_READ, n as u64, 0)),
             }
         }
-        FdKind::Dir { .. } | FdKind::Sink { .. } => Some(failed(userdata, event::FD_READ, Errno::Badf)),
+        FdKind::Dir { .. } | FdKind::Sink { .. } => {
+            Some(failed(userdata, event::FD_READ, Errno::Badf))
+        }
     }
 }
 
@@ -80,15 +108,27 @@ fn write_event(mem: &mut [u8], out: u32, index: u32, ev: &Event) -> Result<(), E
     rec[10] = ev.kind;
     rec[16..24].copy_from_slice(&ev.nbytes.to_le_bytes());
     rec[24..26].copy_from_slice(&ev.flags.to_le_bytes());
-    let at = index.checked_mul(event::EVENT_SIZE).and_then(|o| out.checked_add(o)).ok_or(Errno::Fault)?;
+    let at = index
+        .checked_mul(event::EVENT_SIZE)
+        .and_then(|o| out.checked_add(o))
+        .ok_or(Errno::Fault)?;
     write_bytes(mem, at, &rec)
 }
 
-pub(crate) fn poll_oneoff(ctx: &mut WasiCtx, mem: &mut [u8], subs: u32, out: u32, n: u32, nevents: u32) -> Result<(), SysError> {
+pub(crate) fn poll_oneoff(
+    ctx: &mut WasiCtx,
+    mem: &mut [u8],
+    subs: u32,
+    out: u32,
+    n: u32,
+    nevents: u32,
+) -> Result<(), SysError> {
     if n == 0 {
         return Err(Errno::Inval.into());
     }
-    let in_len = n.checked_mul(event::SUBSCRIPTION_SIZE).ok_or(Errno::Fault)?;
+    let in_len = n
+        .checked_mul(event::SUBSCRIPTION_SIZE)
+        .ok_or(Errno::Fault)?;
     let out_len = n.checked_mul(event::EVENT_SIZE).ok_or(Errno::Fault)?;
     slice(mem, subs, in_len)?;
     slice(mem, out, out_len)?;
@@ -152,12 +192,21 @@ pub(crate) fn poll_oneoff(ctx: &mut WasiCtx, mem: &mut [u8], subs: u32, out: u32
         match earliest {
             Some(deadline) if wait_fds.is_empty() || !can_block => {
                 ctx.clock.advance(deadline - now);
-                events.extend(clocks.iter().filter(|c| c.deadline <= deadline).map(|c| ready(c.userdata, event::CLOCK, 0, 0)));
+                events.extend(
+                    clocks
+                        .iter()
+                        .filter(|c| c.deadline <= deadline)
+                        .map(|c| ready(c.userdata, event::CLOCK, 0, 0)),
+                );
             }
             _ => {
                 wait_fds.sort_unstable();
                 wait_fds.dedup();
-                return Err(SysError::Block(BlockOn::Poll { fds: wait_fds, started_ns: started, deadline_ns: earliest }));
+                return Err(SysError::Block(BlockOn::Poll {
+                    fds: wait_fds,
+                    started_ns: started,
+                    deadline_ns: earliest,
+                }));
             }
         }
     }

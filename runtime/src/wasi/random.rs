@@ -6,7 +6,12 @@ use super::ctx::WasiCtx;
 use super::memory::slice_mut;
 use crate::errno::Errno;
 
-pub(crate) fn random_get(ctx: &mut WasiCtx, mem: &mut [u8], buf: u32, len: u32) -> Result<(), Errno> {
+pub(crate) fn random_get(
+    ctx: &mut WasiCtx,
+    mem: &mut [u8],
+    buf: u32,
+    len: u32,
+) -> Result<(), Errno> {
     let dst = slice_mut(mem, buf, len)?;
     ctx.entropy.fill(dst);
     Ok(())

@@ -27,10 +27,23 @@ pub(crate) fn fd_filetype(entry: &FdEntry) -> u8 {
 }
 
 /// Writes a `filestat` record (64 bytes) for `attr`, or for a stream if `attr` is None.
-pub(crate) fn write_filestat(mem: &mut [u8], ptr: u32, attr: Option<&Attr>, stream_type: u8) -> Result<(), Errno> {
+pub(crate) fn write_filestat(
+    mem: &mut [u8],
+    ptr: u32,
+    attr: Option<&Attr>,
+    stream_type: u8,
+) -> Result<(), Errno> {
     let mut rec = [0u8; FILESTAT_SIZE as usize];
     let (ino, ftype, nlink, size, atim, mtim, ctim) = match attr {
-        Some(a) => (a.ino, filetype_of(a.kind), a.nlink, a.size, a.atime_ns, a.mtime_ns, a.ctime_ns),
+        Some(a) => (
+            a.ino,
+            filetype_of(a.kind),
+            a.nlink,
+            a.size,
+            a.atime_ns,
+            a.mtime_ns,
+            a.ctime_ns,
+        ),
         None => (0, stream_type, 1, 0, 0, 0, 0),
     };
     put(&mut rec, 8, &ino.to_le_bytes());
@@ -61,7 +74,12 @@ fn put(rec: &mut [u8], at: usize, bytes: &[u8]) {
 }
 
 /// Decodes the times of `*_set_times`: `(atime, mtime)` to set, `now` for the `*_NOW` flags.
-pub(crate) fn set_times_args(flags: u16, atim: u64, mtim: u64, now: u64) -> Result<(Option<u64>, Option<u64>), Errno> {
+pub(crate) fn set_times_args(
+    flags: u16,
+    atim: u64,
+    mtim: u64,
+    now: u64,
+) -> Result<(Option<u64>, Option<u64>), Errno> {
     if flags & !fstflags::ALL != 0 {
         return Err(Errno::Inval);
     }
@@ -71,5 +89,8 @@ pub(crate) fn set_times_args(flags: u16, atim: u64, mtim: u64, now: u64) -> Resu
         (false, true) => Ok(Some(now)),
         (false, false) => Ok(None),
     };
-    Ok((pick(fstflags::ATIM, fstflags::ATIM_NOW, atim)?, pick(fstflags::MTIM, fstflags::MTIM_NOW, mtim)?))
+    Ok((
+        pick(fstflags::ATIM, fstflags::ATIM_NOW, atim)?,
+        pick(fstflags::MTIM, fstflags::MTIM_NOW, mtim)?,
+    ))
 }

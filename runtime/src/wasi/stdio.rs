@@ -40,7 +40,10 @@ pub enum PipeRead {
 impl Pipe {
     /// A new empty pipe. `id` names it in process snapshots (the caller keeps ids unique).
     pub fn new(id: u64) -> Pipe {
-        Pipe { id, state: Arc::new(Mutex::new(PipeState::default())) }
+        Pipe {
+            id,
+            state: Arc::new(Mutex::new(PipeState::default())),
+        }
     }
 
     /// A pipe that already holds `data` and is closed for writing (a whole stdin).
@@ -59,7 +62,9 @@ impl Pipe {
     fn lock(&self) -> MutexGuard<'_, PipeState> {
         // A poisoned lock only means another thread panicked mid-operation on a plain
         // byte queue; the queue itself is still consistent.
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Appends bytes (ignored once the read side is closed).
@@ -96,7 +101,11 @@ impl Pipe {
     pub fn read(&self, buf: &mut [u8]) -> PipeRead {
         let mut s = self.lock();
         if s.data.is_empty() {
-            return if s.write_closed { PipeRead::Eof } else { PipeRead::Empty };
+            return if s.write_closed {
+                PipeRead::Eof
+            } else {
+                PipeRead::Empty
+            };
         }
         let n = buf.len().min(s.data.len());
         for (dst, src) in buf.iter_mut().zip(s.data.drain(..n)) {
@@ -136,7 +145,9 @@ impl Capture {
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<u8>> {
-        self.buf.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.buf
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A copy of everything captured so far.

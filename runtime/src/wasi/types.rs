@@ -147,7 +147,8 @@ pub mod rights {
     /// treats it as a character device (`isatty`), like a terminal.
     pub const STREAM_IN: u64 = FD_READ | FD_FDSTAT_SET_FLAGS | FD_FILESTAT_GET | POLL_FD_READWRITE;
     /// Rights of a writable stream (stdout, stderr, pipe write end).
-    pub const STREAM_OUT: u64 = FD_WRITE | FD_FDSTAT_SET_FLAGS | FD_FILESTAT_GET | POLL_FD_READWRITE;
+    pub const STREAM_OUT: u64 =
+        FD_WRITE | FD_FDSTAT_SET_FLAGS | FD_FILESTAT_GET | POLL_FD_READWRITE;
 }
 
 /// The largest path a guest may pass (`ENAMETOOLONG` beyond).

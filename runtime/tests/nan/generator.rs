@@ -54,8 +54,19 @@ const F64_POOL: &[u64] = &[
 ];
 
 const F32_POOL: &[u32] = &[
-    0x0000_0000, 0x8000_0000, 0x3fc0_0000, 0xc010_0000, 0x7f00_0000, 0x7f80_0000, 0xff80_0000,
-    0x7fc0_0000, 0xffc0_0000, 0x7fc0_beef, 0x7f80_0001, 0xffa0_1234, 0x0000_0001,
+    0x0000_0000,
+    0x8000_0000,
+    0x3fc0_0000,
+    0xc010_0000,
+    0x7f00_0000,
+    0x7f80_0000,
+    0xff80_0000,
+    0x7fc0_0000,
+    0xffc0_0000,
+    0x7fc0_beef,
+    0x7f80_0001,
+    0xffa0_1234,
+    0x0000_0001,
 ];
 
 const SIGS: &[(&[V], &[V])] = &[
@@ -91,13 +102,21 @@ const MAX_DEPTH: u32 = 5;
 const COUNTERS: usize = 3;
 
 /// Declared locals of every generated function, after its parameters.
-const LOCALS: &[(u32, V)] = &[(3, V::F64), (3, V::F32), (2, V::I32), (2, V::I64), (3, V::I32)];
+const LOCALS: &[(u32, V)] = &[
+    (3, V::F64),
+    (3, V::F32),
+    (2, V::I32),
+    (2, V::I64),
+    (3, V::I32),
+];
 
 /// Builds module number `seed` with `functions` functions.
 pub fn generate(seed: u64, functions: usize) -> Generated {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let leaves = (functions / 5).max(1);
-    let sig_of: Vec<usize> = (0..functions).map(|_| rng.gen_range(0..SIGS.len())).collect();
+    let sig_of: Vec<usize> = (0..functions)
+        .map(|_| rng.gen_range(0..SIGS.len()))
+        .collect();
 
     let mut types = TypeSection::new();
     types.ty().function([V::F32], []);
@@ -126,9 +145,16 @@ pub fn generate(seed: u64, functions: usize) -> Generated {
         page_size_log2: None,
     });
     let mut globals = GlobalSection::new();
-    let g = |ty| GlobalType { val_type: ty, mutable: true, shared: false };
+    let g = |ty| GlobalType {
+        val_type: ty,
+        mutable: true,
+        shared: false,
+    };
     globals.global(g(V::F32), &ConstExpr::f32_const(Ieee32::new(0x7fc0_1234)));
-    globals.global(g(V::F64), &ConstExpr::f64_const(Ieee64::new(0xfff8_0000_0000_0042)));
+    globals.global(
+        g(V::F64),
+        &ConstExpr::f64_const(Ieee64::new(0xfff8_0000_0000_0042)),
+    );
     globals.global(g(V::F64), &ConstExpr::f64_const(Ieee64::new(0)));
 
     let mut exports = ExportSection::new();
@@ -143,7 +169,9 @@ pub fn generate(seed: u64, functions: usize) -> Generated {
         let callees: Vec<(u32, usize)> = if k < leaves {
             Vec::new()
         } else {
-            (0..leaves).map(|j| (IMPORTED + j as u32, sig_of[j])).collect()
+            (0..leaves)
+                .map(|j| (IMPORTED + j as u32, sig_of[j]))
+                .collect()
         };
         let (params, results) = SIGS[sig_of[k]];
         let mut fg = FnGen::new(&mut rng, params, results, callees);
@@ -187,7 +215,11 @@ pub fn generate(seed: u64, functions: usize) -> Generated {
         .section(&exports)
         .section(&code)
         .section(&data);
-    Generated { wasm: module.finish(), calls, functions }
+    Generated {
+        wasm: module.finish(),
+        calls,
+        functions,
+    }
 }
 
 fn arg(rng: &mut ChaCha8Rng, ty: V) -> Arg {
@@ -224,7 +256,11 @@ fn key(ty: V) -> u8 {
 }
 
 fn mem(align: u32, offset: u64) -> MemArg {
-    MemArg { offset, align, memory_index: 0 }
+    MemArg {
+        offset,
+        align,
+        memory_index: 0,
+    }
 }
 
 impl<'r> FnGen<'r> {
@@ -469,7 +505,11 @@ impl<'r> FnGen<'r> {
             }
             74..=75 => {
                 self.value(V::I32, d);
-                self.emit(if f32 { I::F32ConvertI32S } else { I::F64ConvertI32U });
+                self.emit(if f32 {
+                    I::F32ConvertI32S
+                } else {
+                    I::F64ConvertI32U
+                });
             }
             76..=80 => {
                 self.value(ty, d);
@@ -521,7 +561,11 @@ impl<'r> FnGen<'r> {
             89..=90 => {
                 // A block parameter flowing through a sign op or arithmetic.
                 self.value(ty, d);
-                let bt = if f32 { TY_BLOCK_PARAM_F32 } else { TY_BLOCK_PARAM_F64 };
+                let bt = if f32 {
+                    TY_BLOCK_PARAM_F32
+                } else {
+                    TY_BLOCK_PARAM_F64
+                };
                 self.emit(I::Block(BlockType::FunctionType(bt)));
                 match self.rng.gen_range(0..3) {
                     0 => self.emit(if f32 { I::F32Neg } else { I::F64Neg }),
@@ -656,12 +700,20 @@ impl<'r> FnGen<'r> {
     fn stmt(&mut self, depth: u32) {
         let d = depth + 1;
         if depth >= MAX_DEPTH || self.budget == 0 {
-            let ty = if self.rng.gen_bool(0.5) { V::F64 } else { V::F32 };
+            let ty = if self.rng.gen_bool(0.5) {
+                V::F64
+            } else {
+                V::F32
+            };
             let l = self.local(ty);
             self.leaf(ty);
             return self.emit(I::LocalSet(l));
         }
-        let float = if self.rng.gen_bool(0.6) { V::F64 } else { V::F32 };
+        let float = if self.rng.gen_bool(0.6) {
+            V::F64
+        } else {
+            V::F32
+        };
         match self.rng.gen_range(0..100) {
             0..=24 => {
                 let ty = match self.rng.gen_range(0..6) {
@@ -676,7 +728,11 @@ impl<'r> FnGen<'r> {
             }
             25..=44 => {
                 let align = if float == V::F32 { 4 } else { 8 };
-                let area = if self.rng.gen_bool(0.8) { MEMORY_BYTES } else { PATTERN_BYTES };
+                let area = if self.rng.gen_bool(0.8) {
+                    MEMORY_BYTES
+                } else {
+                    PATTERN_BYTES
+                };
                 self.addr(area, align);
                 self.value(float, d);
                 self.emit(if float == V::F32 {
@@ -703,7 +759,11 @@ impl<'r> FnGen<'r> {
             }
             57..=68 => {
                 self.value(float, d);
-                self.emit(I::Call(if float == V::F32 { FN_OBS_F32 } else { FN_OBS_F64 }));
+                self.emit(I::Call(if float == V::F32 {
+                    FN_OBS_F32
+                } else {
+                    FN_OBS_F64
+                }));
             }
             69..=76 => {
                 self.value(V::I32, d);

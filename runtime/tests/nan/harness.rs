@@ -73,13 +73,21 @@ pub fn run_generated(engine: &Engine, wasm: &[u8], calls: &[(String, Vec<Arg>)])
     let mut store: Store<Vec<u64>> = Store::new(engine, Vec::new());
     let mut linker: Linker<Vec<u64>> = Linker::new(engine);
     linker
-        .func_wrap("env", "obs_f32", |mut c: wasmtime::Caller<'_, Vec<u64>>, x: f32| {
-            c.data_mut().push(u64::from(x.to_bits()));
-        })
+        .func_wrap(
+            "env",
+            "obs_f32",
+            |mut c: wasmtime::Caller<'_, Vec<u64>>, x: f32| {
+                c.data_mut().push(u64::from(x.to_bits()));
+            },
+        )
         .and_then(|l| {
-            l.func_wrap("env", "obs_f64", |mut c: wasmtime::Caller<'_, Vec<u64>>, x: f64| {
-                c.data_mut().push(x.to_bits());
-            })
+            l.func_wrap(
+                "env",
+                "obs_f64",
+                |mut c: wasmtime::Caller<'_, Vec<u64>>, x: f64| {
+                    c.data_mut().push(x.to_bits());
+                },
+            )
         })
         .unwrap_or_else(|e| panic!("linker: {e:#}"));
     let instance: Instance = linker
@@ -93,7 +101,9 @@ pub fn run_generated(engine: &Engine, wasm: &[u8], calls: &[(String, Vec<Arg>)])
         let ty = func.ty(&store);
         let args: Vec<Val> = args.iter().map(to_val).collect();
         let mut results: Vec<Val> = ty.results().map(|_| Val::I32(0)).collect();
-        store.set_fuel(FUEL).unwrap_or_else(|e| panic!("fuel: {e:#}"));
+        store
+            .set_fuel(FUEL)
+            .unwrap_or_else(|e| panic!("fuel: {e:#}"));
         outcomes.push(match func.call(&mut store, &args, &mut results) {
             Ok(()) => CallOutcome::Returned(results.iter().map(bits).collect()),
             Err(e) => CallOutcome::Trapped(trap_name(&e)),
@@ -109,7 +119,12 @@ pub fn run_generated(engine: &Engine, wasm: &[u8], calls: &[(String, Vec<Arg>)])
         Some(m) => Sha256::digest(m.data(&store)).into(),
         None => [0; 32],
     };
-    Outcome { calls: outcomes, observed: store.into_data(), globals, memory_sha256 }
+    Outcome {
+        calls: outcomes,
+        observed: store.into_data(),
+        globals,
+        memory_sha256,
+    }
 }
 
 /// What a WASI guest showed the world.
@@ -134,7 +149,9 @@ pub fn run_wasi(engine: &Engine, wasm: &[u8], args: &[&str]) -> WasiOutcome {
     let mut store: Store<WasiP1Ctx> = Store::new(engine, wasi);
     let mut linker: Linker<WasiP1Ctx> = Linker::new(engine);
     p1::add_to_linker_sync(&mut linker, |t| t).unwrap_or_else(|e| panic!("linker: {e:#}"));
-    store.set_fuel(FUEL).unwrap_or_else(|e| panic!("fuel: {e:#}"));
+    store
+        .set_fuel(FUEL)
+        .unwrap_or_else(|e| panic!("fuel: {e:#}"));
     let instance = linker
         .instantiate(&mut store, &module)
         .unwrap_or_else(|e| panic!("instantiate failed: {e:#}"));
@@ -153,5 +170,9 @@ pub fn run_wasi(engine: &Engine, wasm: &[u8], args: &[&str]) -> WasiOutcome {
         None => [0; 32],
     };
     drop(store);
-    WasiOutcome { stdout: stdout.contents().to_vec(), exit, memory_sha256 }
+    WasiOutcome {
+        stdout: stdout.contents().to_vec(),
+        exit,
+        memory_sha256,
+    }
 }

@@ -15,7 +15,9 @@ use std::sync::{Arc, OnceLock};
 use replicode_runtime::fs::{self, SharedFs, ROOT_INO};
 use replicode_runtime::process::codec::{DecodeError, Reader, Writer};
 use replicode_runtime::process::instance::StoreData;
-use replicode_runtime::process::{GuestError, ProcessHost, ProcessModule, ProcessTable, StreamKind, TableLimits, Wait};
+use replicode_runtime::process::{
+    GuestError, ProcessHost, ProcessModule, ProcessTable, StreamKind, TableLimits, Wait,
+};
 use wasmtime::{Caller, Engine, Linker};
 
 pub const FUEL: u64 = 10_000_000;
@@ -33,30 +35,30 @@ pub const SERVER_WAT: &str = r#"
   (func $handle (param $n i32)
     (local $c i32)
     (global.set $count (i32.add (global.get $count) (i32.const 1)))
-    (i32.store (i32.const 512) (i32.add (i32.load (i32.const 512)) (local.get $n)))
-    (local.set $c (i32.load8_u (i32.const 1024)))
+    (i32.store (i32.const 40512) (i32.add (i32.load (i32.const 40512)) (local.get $n)))
+    (local.set $c (i32.load8_u (i32.const 41024)))
     (if (i32.eq (local.get $c) (i32.const 84)) (then unreachable))
     (if (i32.eq (local.get $c) (i32.const 76)) (then (loop $spin (br $spin))))
     (if (i32.eq (local.get $c) (i32.const 88))
       (then (drop (memory.grow (i32.const 4))) (i32.store (i32.const 200000) (i32.const 7)) unreachable))
     (if (i32.eq (local.get $c) (i32.const 89))
-      (then (call $append (i32.const 1024) (local.get $n)) unreachable))
+      (then (call $append (i32.const 41024) (local.get $n)) unreachable))
     (if (i32.eq (local.get $c) (i32.const 71))
       (then (drop (memory.grow (i32.const 1))) (i32.store (i32.const 200000) (i32.const 9))))
-    (if (i32.eq (local.get $c) (i32.const 70)) (then (call $append (i32.const 1024) (local.get $n))))
+    (if (i32.eq (local.get $c) (i32.const 70)) (then (call $append (i32.const 41024) (local.get $n))))
     (if (i32.eq (local.get $c) (i32.const 87))
       (then (call $sleep_until (i64.add (call $now) (i64.const 1000)))))
     (if (i32.eq (local.get $c) (i32.const 81)) (then (call $exit (global.get $count))))
-    (call $write (i32.const 1) (i32.const 1024) (local.get $n))
-    (i32.store8 (i32.const 2000) (i32.const 35))
-    (i32.store8 (i32.const 2001) (i32.add (i32.const 48) (i32.rem_u (global.get $count) (i32.const 10))))
-    (i32.store8 (i32.const 2002) (i32.add (i32.const 48) (i32.rem_u (i32.load (i32.const 512)) (i32.const 10))))
-    (i32.store8 (i32.const 2003) (i32.const 10))
-    (call $write (i32.const 1) (i32.const 2000) (i32.const 4)))
+    (call $write (i32.const 1) (i32.const 41024) (local.get $n))
+    (i32.store8 (i32.const 42000) (i32.const 35))
+    (i32.store8 (i32.const 42001) (i32.add (i32.const 48) (i32.rem_u (global.get $count) (i32.const 10))))
+    (i32.store8 (i32.const 42002) (i32.add (i32.const 48) (i32.rem_u (i32.load (i32.const 40512)) (i32.const 10))))
+    (i32.store8 (i32.const 42003) (i32.const 10))
+    (call $write (i32.const 1) (i32.const 42000) (i32.const 4)))
   (func (export "_start")
     (local $n i32)
     (loop $l
-      (local.set $n (call $read (i32.const 1024) (i32.const 256)))
+      (local.set $n (call $read (i32.const 41024) (i32.const 256)))
       (if (i32.eqz (local.get $n)) (then (return)))
       (call $handle (local.get $n))
       (br $l))))
@@ -106,7 +108,10 @@ pub fn fs_digest(fs: &SharedFs) -> [u8; 32] {
 /// A fresh table on a fresh filesystem, with the server module compiled.
 pub fn machine() -> (ProcessTable<TestHost>, Arc<ProcessModule<TestHost>>) {
     let engine = new_engine();
-    (ProcessTable::new(new_fs(), TableLimits::default()), Arc::new(module(&engine)))
+    (
+        ProcessTable::new(new_fs(), TableLimits::default()),
+        Arc::new(module(&engine)),
+    )
 }
 
 /// `proc_exit` equivalent.
@@ -152,61 +157,106 @@ fn finish_rewind<T>(caller: &mut Caller<'_, T>) -> wasmtime::Result<()> {
 }
 
 fn memory<T>(caller: &mut Caller<'_, T>) -> wasmtime::Result<wasmtime::Memory> {
-    caller.get_export("memory").and_then(|e| e.into_memory()).ok_or_else(|| wasmtime::Error::msg("no memory"))
+    caller
+        .get_export("memory")
+        .and_then(|e| e.into_memory())
+        .ok_or_else(|| wasmtime::Error::msg("no memory"))
 }
 
-
 /// The fixture's imports, for any store data that holds a `TestHost`.
-fn add_imports<T: 'static>(linker: &mut Linker<T>, get: fn(&mut T) -> &mut TestHost) -> wasmtime::Result<()> {
-    linker.func_wrap("env", "read", move |mut caller: Caller<'_, T>, ptr: i32, len: i32| -> wasmtime::Result<i32> {
-        finish_rewind(&mut caller)?;
-        let h = get(caller.data_mut());
-        if h.stdin.is_empty() && !h.eof {
-            h.wait = Some(Wait { stdin: true, deadline_ns: None });
-            let buffer = h.buffer as i32;
-            call_export::<i32, (), T>(&mut caller, "asyncify_start_unwind", buffer)?;
-            return Ok(0);
-        }
-        let n = (len.max(0) as usize).min(h.stdin.len());
-        let data: Vec<u8> = h.stdin.drain(..n).collect();
-        memory(&mut caller)?.write(&mut caller, ptr as u32 as usize, &data)?;
-        Ok(n as i32)
+fn add_imports<T: 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut TestHost,
+) -> wasmtime::Result<()> {
+    linker.func_wrap(
+        "env",
+        "read",
+        move |mut caller: Caller<'_, T>, ptr: i32, len: i32| -> wasmtime::Result<i32> {
+            finish_rewind(&mut caller)?;
+            let h = get(caller.data_mut());
+            if h.stdin.is_empty() && !h.eof {
+                h.wait = Some(Wait {
+                    stdin: true,
+                    deadline_ns: None,
+                });
+                let buffer = h.buffer as i32;
+                call_export::<i32, (), T>(&mut caller, "asyncify_start_unwind", buffer)?;
+                return Ok(0);
+            }
+            let n = (len.max(0) as usize).min(h.stdin.len());
+            let data: Vec<u8> = h.stdin.drain(..n).collect();
+            memory(&mut caller)?.write(&mut caller, ptr as u32 as usize, &data)?;
+            Ok(n as i32)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "write",
+        move |mut caller: Caller<'_, T>, fd: i32, ptr: i32, len: i32| -> wasmtime::Result<()> {
+            let mut data = vec![0u8; len.max(0) as usize];
+            memory(&mut caller)?.read(&caller, ptr as u32 as usize, &mut data)?;
+            let stream = if fd == 2 {
+                StreamKind::Stderr
+            } else {
+                StreamKind::Stdout
+            };
+            get(caller.data_mut()).out.push((stream, data));
+            Ok(())
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "sleep_until",
+        move |mut caller: Caller<'_, T>, deadline: i64| -> wasmtime::Result<()> {
+            finish_rewind(&mut caller)?;
+            let h = get(caller.data_mut());
+            if (deadline as u64) > h.now {
+                h.wait = Some(Wait {
+                    stdin: false,
+                    deadline_ns: Some(deadline as u64),
+                });
+                let buffer = h.buffer as i32;
+                call_export::<i32, (), T>(&mut caller, "asyncify_start_unwind", buffer)?;
+            }
+            Ok(())
+        },
+    )?;
+    linker.func_wrap("env", "now", move |mut caller: Caller<'_, T>| -> i64 {
+        get(caller.data_mut()).now as i64
     })?;
-    linker.func_wrap("env", "write", move |mut caller: Caller<'_, T>, fd: i32, ptr: i32, len: i32| -> wasmtime::Result<()> {
-        let mut data = vec![0u8; len.max(0) as usize];
-        memory(&mut caller)?.read(&caller, ptr as u32 as usize, &mut data)?;
-        let stream = if fd == 2 { StreamKind::Stderr } else { StreamKind::Stdout };
-        get(caller.data_mut()).out.push((stream, data));
-        Ok(())
-    })?;
-    linker.func_wrap("env", "sleep_until", move |mut caller: Caller<'_, T>, deadline: i64| -> wasmtime::Result<()> {
-        finish_rewind(&mut caller)?;
-        let h = get(caller.data_mut());
-        if (deadline as u64) > h.now {
-            h.wait = Some(Wait { stdin: false, deadline_ns: Some(deadline as u64) });
-            let buffer = h.buffer as i32;
-            call_export::<i32, (), T>(&mut caller, "asyncify_start_unwind", buffer)?;
-        }
-        Ok(())
-    })?;
-    linker.func_wrap("env", "now", move |mut caller: Caller<'_, T>| -> i64 { get(caller.data_mut()).now as i64 })?;
-    linker.func_wrap("env", "exit", move |_caller: Caller<'_, T>, code: i32| -> wasmtime::Result<()> {
-        Err(wasmtime::Error::new(GuestExit(code)))
-    })?;
-    linker.func_wrap("env", "append_file", move |mut caller: Caller<'_, T>, ptr: i32, len: i32| -> wasmtime::Result<()> {
-        let mut data = vec![0u8; len.max(0) as usize];
-        memory(&mut caller)?.read(&caller, ptr as u32 as usize, &mut data)?;
-        let h = get(caller.data_mut());
-        let now = h.now;
-        let mut fs = h.fs.lock().map_err(|_| wasmtime::Error::msg("fs lock poisoned"))?;
-        let ino = match fs.lookup(ROOT_INO, b"log") {
-            Ok(ino) => ino,
-            Err(_) => fs.create_file(ROOT_INO, b"log", now).map_err(|e| wasmtime::Error::msg(format!("{e:?}")))?,
-        };
-        let size = fs.getattr(ino).map_err(|e| wasmtime::Error::msg(format!("{e:?}")))?.size;
-        fs.write(ino, size, &data, now).map_err(|e| wasmtime::Error::msg(format!("{e:?}")))?;
-        Ok(())
-    })?;
+    linker.func_wrap(
+        "env",
+        "exit",
+        move |_caller: Caller<'_, T>, code: i32| -> wasmtime::Result<()> {
+            Err(wasmtime::Error::new(GuestExit(code)))
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "append_file",
+        move |mut caller: Caller<'_, T>, ptr: i32, len: i32| -> wasmtime::Result<()> {
+            let mut data = vec![0u8; len.max(0) as usize];
+            memory(&mut caller)?.read(&caller, ptr as u32 as usize, &mut data)?;
+            let h = get(caller.data_mut());
+            let now = h.now;
+            let mut fs =
+                h.fs.lock()
+                    .map_err(|_| wasmtime::Error::msg("fs lock poisoned"))?;
+            let ino = match fs.lookup(ROOT_INO, b"log") {
+                Ok(ino) => ino,
+                Err(_) => fs
+                    .create_file(ROOT_INO, b"log", now)
+                    .map_err(|e| wasmtime::Error::msg(format!("{e:?}")))?,
+            };
+            let size = fs
+                .getattr(ino)
+                .map_err(|e| wasmtime::Error::msg(format!("{e:?}")))?
+                .size;
+            fs.write(ino, size, &data, now)
+                .map_err(|e| wasmtime::Error::msg(format!("{e:?}")))?;
+            Ok(())
+        },
+    )?;
     Ok(())
 }
 
@@ -214,7 +264,15 @@ impl ProcessHost for TestHost {
     type Env = SharedFs;
 
     fn spawn(env: &SharedFs, _args: &[String], _vars: &[(String, String)]) -> Result<Self, String> {
-        Ok(TestHost { fs: env.clone(), stdin: VecDeque::new(), eof: false, out: Vec::new(), now: 0, buffer: 0, wait: None })
+        Ok(TestHost {
+            fs: env.clone(),
+            stdin: VecDeque::new(),
+            eof: false,
+            out: Vec::new(),
+            now: 0,
+            buffer: 0,
+            wait: None,
+        })
     }
 
     fn add_to_linker(linker: &mut Linker<StoreData<Self>>) -> wasmtime::Result<()> {
@@ -266,14 +324,24 @@ impl ProcessHost for TestHost {
     }
 
     fn decode_state(env: &SharedFs, r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let mut h = TestHost { fs: env.clone(), stdin: VecDeque::new(), eof: false, out: Vec::new(), now: 0, buffer: 0, wait: None };
+        let mut h = TestHost {
+            fs: env.clone(),
+            stdin: VecDeque::new(),
+            eof: false,
+            out: Vec::new(),
+            now: 0,
+            buffer: 0,
+            wait: None,
+        };
         h.stdin = r.bytes("stdin")?.iter().copied().collect();
         h.eof = r.bool("eof")?;
         Ok(h)
     }
 
     fn savepoint(env: &SharedFs) -> fs::Savepoint {
-        env.lock().map(|mut f| f.savepoint()).unwrap_or(fs::Savepoint(0))
+        env.lock()
+            .map(|mut f| f.savepoint())
+            .unwrap_or(fs::Savepoint(0))
     }
 
     fn rollback_to(env: &SharedFs, sp: fs::Savepoint) {

@@ -6,12 +6,17 @@ use std::sync::Arc;
 
 use replicode_runtime::fs::{self, ROOT_INO};
 use replicode_runtime::process::wasi_host::{WasiEnv, WasiProcess};
-use replicode_runtime::process::{InputOutcome, InputStatus, ProcState, ProcessModule, ProcessTable, SpawnSpec, TableLimits};
+use replicode_runtime::process::{
+    InputOutcome, InputStatus, ProcState, ProcessModule, ProcessTable, SpawnSpec, TableLimits,
+};
 
 const FUEL: u64 = 200_000_000;
 
 fn guest(name: &str) -> Option<Vec<u8>> {
-    let path = format!("{}/../wasm_programs/build/{name}.wasm", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../wasm_programs/build/{name}.wasm",
+        env!("CARGO_MANIFEST_DIR")
+    );
     match std::fs::read(&path) {
         Ok(b) => Some(b),
         Err(_) => {
@@ -24,7 +29,10 @@ fn guest(name: &str) -> Option<Vec<u8>> {
 /// Asyncify with the WASI blocking imports (what the install-time pipeline
 /// does), compiled for `engine`.
 fn prepared(engine: &wasmtime::Engine, wasm: &[u8]) -> Arc<ProcessModule<WasiProcess>> {
-    let bytes = super::process_support::asyncify(wasm, "wasi_snapshot_preview1.fd_read,wasi_snapshot_preview1.poll_oneoff");
+    let bytes = super::process_support::asyncify(
+        wasm,
+        "wasi_snapshot_preview1.fd_read,wasi_snapshot_preview1.poll_oneoff",
+    );
     Arc::new(ProcessModule::new(engine, &bytes).expect("process module"))
 }
 
@@ -34,7 +42,10 @@ fn engine() -> wasmtime::Engine {
 
 fn wasi_env() -> WasiEnv {
     let fs = fs::shared(fs::mem::MemFs::new(fs::FsLimits::default(), 0));
-    fs.lock().expect("fs").mkdir(ROOT_INO, b"data", 0).expect("mkdir /data");
+    fs.lock()
+        .expect("fs")
+        .mkdir(ROOT_INO, b"data", 0)
+        .expect("mkdir /data");
     WasiEnv::new(fs)
 }
 
@@ -44,12 +55,16 @@ fn text(out: &InputOutcome, pid: u64) -> String {
 
 #[test]
 fn echo_server_c_answers_each_line_and_survives_restore_at_every_input() {
-    let Some(wasm) = guest("echo_server") else { return };
+    let Some(wasm) = guest("echo_server") else {
+        return;
+    };
     let inputs: [&[u8]; 4] = [b"hello\n", b"second line\n", b"no newline", b"\nlast\n"];
     let run = |restore_at: Option<usize>| {
         let m = prepared(&engine(), &wasm);
         let mut t = ProcessTable::new(wasi_env(), TableLimits::default());
-        let (pid, _) = t.spawn(m.clone(), &["echo_server".into()], &[], None, FUEL).expect("spawn");
+        let (pid, _) = t
+            .spawn(m.clone(), &["echo_server".into()], &[], None, FUEL)
+            .expect("spawn");
         let mut log = Vec::new();
         for (i, input) in inputs.iter().enumerate() {
             if restore_at == Some(i) {
@@ -57,14 +72,20 @@ fn echo_server_c_answers_each_line_and_survives_restore_at_every_input() {
                 let digest = t.digest().expect("digest");
                 let env = t.env().clone();
                 let m2 = prepared(&engine(), &wasm);
-                t = ProcessTable::restore(&bytes, env, TableLimits::default(), move |_| Some(m2.clone())).expect("restore");
+                t = ProcessTable::restore(&bytes, env, TableLimits::default(), move |_| {
+                    Some(m2.clone())
+                })
+                .expect("restore");
                 assert_eq!(t.digest().expect("digest"), digest);
             }
             let out = t.deliver_stdin(pid, input, false, FUEL).expect("deliver");
             log.push((text(&out, pid), t.digest().expect("digest")));
         }
         let end = t.deliver_stdin(pid, b"", true, FUEL).expect("eof");
-        log.push((format!("{}|{:?}", text(&end, pid), end.exits), t.digest().expect("digest")));
+        log.push((
+            format!("{}|{:?}", text(&end, pid), end.exits),
+            t.digest().expect("digest"),
+        ));
         log
     };
     let reference = run(None);
@@ -80,65 +101,140 @@ fn echo_server_c_answers_each_line_and_survives_restore_at_every_input() {
 
 #[test]
 fn faulty_server_trap_and_loop_are_rolled_back_with_the_log_file() {
-    let Some(wasm) = guest("faulty_server") else { return };
+    let Some(wasm) = guest("faulty_server") else {
+        return;
+    };
     let m = prepared(&engine(), &wasm);
     let mut t = ProcessTable::new(wasi_env(), TableLimits::default());
-    let (pid, _) = t.spawn(m, &["faulty_server".into()], &[], None, FUEL).expect("spawn");
-    let first = t.deliver_stdin(pid, b"hello\n", false, FUEL).expect("deliver");
+    let (pid, _) = t
+        .spawn(m, &["faulty_server".into()], &[], None, FUEL)
+        .expect("spawn");
+    let first = t
+        .deliver_stdin(pid, b"hello\n", false, FUEL)
+        .expect("deliver");
     assert_eq!(text(&first, pid), "input 1: hello\nok 1\n");
     let digest = t.digest().expect("digest");
     let files = t.env().fs.lock().expect("fs").digest();
-    let trap = t.deliver_stdin(pid, b"trap\n", false, FUEL).expect("deliver");
-    assert!(matches!(trap.status, InputStatus::Trap { .. }), "{:?}", trap.status);
-    let spin = t.deliver_stdin(pid, b"loop\n", false, 5_000_000).expect("deliver");
+    let trap = t
+        .deliver_stdin(pid, b"trap\n", false, FUEL)
+        .expect("deliver");
+    assert!(
+        matches!(trap.status, InputStatus::Trap { .. }),
+        "{:?}",
+        trap.status
+    );
+    let spin = t
+        .deliver_stdin(pid, b"loop\n", false, 5_000_000)
+        .expect("deliver");
     assert_eq!(spin.status, InputStatus::OutOfFuel);
     assert_eq!(t.digest().expect("digest"), digest);
     assert_eq!(t.env().fs.lock().expect("fs").digest(), files);
-    let next = t.deliver_stdin(pid, b"again\n", false, FUEL).expect("deliver");
-    assert_eq!(text(&next, pid), "input 2: again\nok 2\n", "the failed inputs left no trace");
+    let next = t
+        .deliver_stdin(pid, b"again\n", false, FUEL)
+        .expect("deliver");
+    assert_eq!(
+        text(&next, pid),
+        "input 2: again\nok 2\n",
+        "the failed inputs left no trace"
+    );
 }
 
 #[test]
 fn producer_consumer_pipeline_loses_nothing() {
-    let (Some(p), Some(c)) = (guest("producer"), guest("consumer")) else { return };
+    let (Some(p), Some(c)) = (guest("producer"), guest("consumer")) else {
+        return;
+    };
     let engine = engine();
     let (pm, cm) = (prepared(&engine, &p), prepared(&engine, &c));
     let mut t = ProcessTable::new(wasi_env(), TableLimits::default());
     let specs = vec![
-        SpawnSpec { module: pm, args: vec!["producer".into(), "50".into(), "100".into()], vars: vec![] },
-        SpawnSpec { module: cm, args: vec!["consumer".into(), "-q".into()], vars: vec![] },
+        SpawnSpec {
+            module: pm,
+            args: vec!["producer".into(), "50".into(), "100".into()],
+            vars: vec![],
+        },
+        SpawnSpec {
+            module: cm,
+            args: vec!["consumer".into(), "-q".into()],
+            vars: vec![],
+        },
     ];
     let (pids, out) = t.spawn_pipeline(specs, None, FUEL).expect("pipeline");
     assert_eq!(out.status, InputStatus::Ok);
-    assert!(out.stdout_of(pids[0]).is_empty(), "producer output went into the pipe");
+    assert!(
+        out.stdout_of(pids[0]).is_empty(),
+        "producer output went into the pipe"
+    );
     let summary = text(&out, pids[1]);
-    assert!(summary.contains("lines=50 sum=1275") && summary.contains("order=ok"), "{summary}");
+    assert!(
+        summary.contains("lines=50 sum=1275") && summary.contains("order=ok"),
+        "{summary}"
+    );
     assert_eq!(out.exits, vec![(pids[0], 0), (pids[1], 0)]);
 }
 
 #[test]
 fn poll_timeout_fires_on_logical_time_and_input_wakes_it() {
-    let Some(wasm) = guest("poll_timeout") else { return };
+    let Some(wasm) = guest("poll_timeout") else {
+        return;
+    };
     let m = prepared(&engine(), &wasm);
     let mut t = ProcessTable::new(wasi_env(), TableLimits::default());
-    let (pid, _) = t.spawn(m, &["poll_timeout".into(), "1000".into(), "2".into()], &[], None, FUEL).expect("spawn");
-    assert!(matches!(t.info(pid).expect("info").state, ProcState::Blocked(w) if w.stdin && w.deadline_ns.is_some()));
+    let (pid, _) = t
+        .spawn(
+            m,
+            &["poll_timeout".into(), "1000".into(), "2".into()],
+            &[],
+            None,
+            FUEL,
+        )
+        .expect("spawn");
+    assert!(
+        matches!(t.info(pid).expect("info").state, ProcState::Blocked(w) if w.stdin && w.deadline_ns.is_some())
+    );
     let early = t.advance_time(500_000_000, FUEL).expect("time");
-    assert!(text(&early, pid).is_empty(), "nothing before the deadline: {:?}", text(&early, pid));
+    assert!(
+        text(&early, pid).is_empty(),
+        "nothing before the deadline: {:?}",
+        text(&early, pid)
+    );
     let due = t.advance_time(600_000_000, FUEL).expect("time");
-    assert!(text(&due, pid).starts_with("round 1: timeout after "), "{:?}", text(&due, pid));
+    assert!(
+        text(&due, pid).starts_with("round 1: timeout after "),
+        "{:?}",
+        text(&due, pid)
+    );
     let input = t.deliver_stdin(pid, b"hi", false, FUEL).expect("deliver");
-    assert!(text(&input, pid).starts_with("round 2: read 2 bytes"), "{:?}", text(&input, pid));
+    assert!(
+        text(&input, pid).starts_with("round 2: read 2 bytes"),
+        "{:?}",
+        text(&input, pid)
+    );
 }
 
 #[test]
 fn nonblocking_stdin_gets_eagain_instead_of_suspending() {
-    let Some(wasm) = guest("nonblock") else { return };
+    let Some(wasm) = guest("nonblock") else {
+        return;
+    };
     let m = prepared(&engine(), &wasm);
     let mut t = ProcessTable::new(wasi_env(), TableLimits::default());
-    let (pid, out) = t.spawn(m, &["nonblock".into(), "block".into()], &[], None, FUEL).expect("spawn");
-    assert!(text(&out, pid).contains("nonblock: read -> EAGAIN"), "{:?}", text(&out, pid));
-    assert!(matches!(t.info(pid).expect("info").state, ProcState::Blocked(_)), "then blocks in the blocking read");
+    let (pid, out) = t
+        .spawn(m, &["nonblock".into(), "block".into()], &[], None, FUEL)
+        .expect("spawn");
+    assert!(
+        text(&out, pid).contains("nonblock: read -> EAGAIN"),
+        "{:?}",
+        text(&out, pid)
+    );
+    assert!(
+        matches!(t.info(pid).expect("info").state, ProcState::Blocked(_)),
+        "then blocks in the blocking read"
+    );
     let out = t.deliver_stdin(pid, b"data", false, FUEL).expect("deliver");
-    assert!(text(&out, pid).contains("blocking: read 4 bytes: data"), "{:?}", text(&out, pid));
+    assert!(
+        text(&out, pid).contains("blocking: read 4 bytes: data"),
+        "{:?}",
+        text(&out, pid)
+    );
 }

@@ -4,9 +4,18 @@ use crate::common::{run_guest, Opts};
 
 #[test]
 fn hello_sees_exactly_its_arguments() {
-    let out = run_guest("hello", Opts { args: vec!["one".into(), "two words".into()], ..Opts::default() });
+    let out = run_guest(
+        "hello",
+        Opts {
+            args: vec!["one".into(), "two words".into()],
+            ..Opts::default()
+        },
+    );
     out.assert_exit(0);
-    assert_eq!(out.stdout, "hello from replicode\nargc=3\nargv[0]=hello\nargv[1]=one\nargv[2]=two words\n");
+    assert_eq!(
+        out.stdout,
+        "hello from replicode\nargc=3\nargv[0]=hello\nargv[1]=one\nargv[2]=two words\n"
+    );
     assert_eq!(out.stderr, "");
 }
 
@@ -14,7 +23,10 @@ fn hello_sees_exactly_its_arguments() {
 fn environment_is_only_what_the_caller_gave() {
     let opts = Opts {
         args: vec!["FOO".into(), "PATH".into(), "HOME".into()],
-        env: vec![("FOO".into(), "bar=baz".into()), ("EMPTY".into(), String::new())],
+        env: vec![
+            ("FOO".into(), "bar=baz".into()),
+            ("EMPTY".into(), String::new()),
+        ],
         ..Opts::default()
     };
     let out = run_guest("wasi_env", opts);

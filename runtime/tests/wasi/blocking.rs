@@ -29,21 +29,31 @@ const ASYNCIFY: &str = r#"
     (func (export "asyncify_start_rewind") (param i32) (global.set $state (i32.const 2)))
     (func (export "asyncify_stop_rewind") (global.set $state (i32.const 0)))"#;
 
-fn setup(with_asyncify: bool, stdin: &Pipe, data_ptr: Option<u32>) -> (Store<Host>, wasmtime::Instance) {
+fn setup(
+    with_asyncify: bool,
+    stdin: &Pipe,
+    data_ptr: Option<u32>,
+) -> (Store<Host>, wasmtime::Instance) {
     let src = READER.replace("ASYNCIFY", if with_asyncify { ASYNCIFY } else { "" });
     let module = Module::new(engine(), src).expect("wat");
     let (fs, data) = new_fs(Default::default(), 0);
-    let opts = Opts { stdin: Some(stdin.clone()), ..Opts::default() };
+    let opts = Opts {
+        stdin: Some(stdin.clone()),
+        ..Opts::default()
+    };
     let mut wasi = build_ctx(&opts, fs, data, &Capture::new(), &Capture::new());
     wasi.set_asyncify_data_ptr(data_ptr);
     let mut store = Store::new(engine(), Host { wasi });
     store.set_fuel(1_000_000).expect("fuel");
-    let instance = linker().instantiate(&mut store, &module).expect("instantiate");
+    let instance = linker()
+        .instantiate(&mut store, &module)
+        .expect("instantiate");
     (store, instance)
 }
 
 fn call(store: &mut Store<Host>, inst: &wasmtime::Instance, name: &str) -> wasmtime::Result<i32> {
-    inst.get_typed_func::<(), i32>(&mut *store, name)?.call(&mut *store, ())
+    inst.get_typed_func::<(), i32>(&mut *store, name)?
+        .call(&mut *store, ())
 }
 
 #[test]
@@ -51,7 +61,9 @@ fn without_asyncify_a_blocking_read_is_would_block_forever() {
     let stdin = Pipe::new(0);
     let (mut store, inst) = setup(false, &stdin, None);
     let err = call(&mut store, &inst, "test").expect_err("must not return");
-    let wb = err.downcast_ref::<WouldBlockForever>().expect("typed error");
+    let wb = err
+        .downcast_ref::<WouldBlockForever>()
+        .expect("typed error");
     assert_eq!(wb.reason, BlockOn::Read { fd: 0 });
 }
 
@@ -74,11 +86,21 @@ fn blocking_read_unwinds_then_rewinds_and_reads() {
     assert_eq!(store.data().wasi.blocked(), Some(&BlockOn::Read { fd: 0 }));
 
     // Executor: stop the unwind, deliver input, start the rewind, re-enter.
-    inst.get_typed_func::<(), ()>(&mut store, "asyncify_stop_unwind").expect("f").call(&mut store, ()).expect("stop");
+    inst.get_typed_func::<(), ()>(&mut store, "asyncify_stop_unwind")
+        .expect("f")
+        .call(&mut store, ())
+        .expect("stop");
     stdin.push(b"data!");
-    inst.get_typed_func::<i32, ()>(&mut store, "asyncify_start_rewind").expect("f").call(&mut store, 1024).expect("rewind");
+    inst.get_typed_func::<i32, ()>(&mut store, "asyncify_start_rewind")
+        .expect("f")
+        .call(&mut store, 1024)
+        .expect("rewind");
     assert_eq!(call(&mut store, &inst, "test").expect("reads"), 0);
-    assert_eq!(call(&mut store, &inst, "state").expect("state"), 0, "the import stopped the rewind");
+    assert_eq!(
+        call(&mut store, &inst, "state").expect("state"),
+        0,
+        "the import stopped the rewind"
+    );
     assert_eq!(call(&mut store, &inst, "nread").expect("nread"), 4);
     assert_eq!(store.data().wasi.blocked(), None);
     let mem = inst.get_memory(&mut store, "memory").expect("memory");
@@ -109,21 +131,34 @@ fn poll_on_an_open_pipe_blocks_with_the_deadline() {
         (func (export "event_type") (result i32) (i32.load8_u (i32.const 1010))))"#;
     let module = Module::new(engine(), src).expect("wat");
     let (fs, data) = new_fs(Default::default(), 0);
-    let opts = Opts { stdin: Some(Pipe::new(0)), ..Opts::default() };
+    let opts = Opts {
+        stdin: Some(Pipe::new(0)),
+        ..Opts::default()
+    };
     let wasi = build_ctx(&opts, fs, data, &Capture::new(), &Capture::new());
     let mut store = Store::new(engine(), Host { wasi });
     store.set_fuel(1_000_000).expect("fuel");
-    let inst = linker().instantiate(&mut store, &module).expect("instantiate");
+    let inst = linker()
+        .instantiate(&mut store, &module)
+        .expect("instantiate");
     // Without asyncify the clock fires by sleeping 5 ms of logical time.
     assert_eq!(call(&mut store, &inst, "test").expect("poll"), 0);
     assert_eq!(call(&mut store, &inst, "nevents").expect("n"), 1);
-    assert_eq!(call(&mut store, &inst, "event_type").expect("type"), 0, "clock event");
+    assert_eq!(
+        call(&mut store, &inst, "event_type").expect("type"),
+        0,
+        "clock event"
+    );
     // With a data pointer but no exports, the block cannot happen: typed error.
     store.data_mut().wasi.set_asyncify_data_ptr(Some(4096));
     let err = call(&mut store, &inst, "test").expect_err("cannot suspend");
     let wb = err.downcast_ref::<WouldBlockForever>().expect("typed");
     match &wb.reason {
-        BlockOn::Poll { fds, deadline_ns, started_ns } => {
+        BlockOn::Poll {
+            fds,
+            deadline_ns,
+            started_ns,
+        } => {
             assert_eq!(fds, &vec![0]);
             assert_eq!(*deadline_ns, Some(started_ns + 5_000_000));
         }

@@ -41,7 +41,9 @@ pub fn guest_path(name: &str) -> PathBuf {
     static MAKE: Mutex<()> = Mutex::new(());
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../wasm_programs");
     let wasm = dir.join("build").join(format!("{name}.wasm"));
-    let _guard = MAKE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _guard = MAKE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let status = std::process::Command::new("make")
         .args(["-s", "-C"])
         .arg(&dir)
@@ -55,7 +57,9 @@ pub fn guest_path(name: &str) -> PathBuf {
 /// A compiled guest (modules are cached per name).
 pub fn guest(name: &str) -> Module {
     static CACHE: Mutex<Vec<(String, Module)>> = Mutex::new(Vec::new());
-    let mut cache = CACHE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut cache = CACHE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some((_, m)) = cache.iter().find(|(n, _)| n == name) {
         return m.clone();
     }
@@ -129,12 +133,21 @@ impl Outcome {
 pub fn new_fs(limits: FsLimits, now: u64) -> (SharedFs, Ino) {
     let mut fs = MemFs::new(limits, now);
     let data = fs.mkdir(ROOT_INO, b"data", now).expect("mkdir data");
-    let secret = fs.create_file(ROOT_INO, b"secret", now).expect("create secret");
-    fs.write(secret, 0, b"top secret\n", now).expect("write secret");
+    let secret = fs
+        .create_file(ROOT_INO, b"secret", now)
+        .expect("create secret");
+    fs.write(secret, 0, b"top secret\n", now)
+        .expect("write secret");
     (shared(fs), data)
 }
 
-pub fn build_ctx(opts: &Opts, fs: SharedFs, data: Ino, stdout: &Capture, stderr: &Capture) -> WasiCtx {
+pub fn build_ctx(
+    opts: &Opts,
+    fs: SharedFs,
+    data: Ino,
+    stdout: &Capture,
+    stderr: &Capture,
+) -> WasiCtx {
     let mut b = WasiCtxBuilder::new(fs)
         .args(&opts.args)
         .preopen("/data", data)
@@ -198,9 +211,10 @@ pub fn call_wat(src: &str, wasi: WasiCtx) -> (wasmtime::Result<i32>, Store<Host>
     let module = wat(src);
     let mut store = Store::new(engine(), Host { wasi });
     store.set_fuel(1_000_000_000).expect("fuel");
-    let r = linker()
-        .instantiate(&mut store, &module)
-        .and_then(|inst| inst.get_typed_func::<(), i32>(&mut store, "test")?.call(&mut store, ()));
+    let r = linker().instantiate(&mut store, &module).and_then(|inst| {
+        inst.get_typed_func::<(), i32>(&mut store, "test")?
+            .call(&mut store, ())
+    });
     (r, store)
 }
 
@@ -208,6 +222,10 @@ pub fn call_wat(src: &str, wasi: WasiCtx) -> (wasmtime::Result<i32>, Store<Host>
 /// one environment variable (so the args/environ calls have something to write).
 pub fn plain_ctx() -> WasiCtx {
     let (fs, data) = new_fs(FsLimits::default(), 0);
-    let opts = Opts { args: vec!["prog".into()], env: vec![("K".into(), "V".into())], ..Opts::default() };
+    let opts = Opts {
+        args: vec!["prog".into()],
+        env: vec![("K".into(), "V".into())],
+        ..Opts::default()
+    };
     build_ctx(&opts, fs, data, &Capture::new(), &Capture::new())
 }

@@ -28,12 +28,40 @@ const END: &str = "(i32.const 65536)";
 fn fd_write_and_read_with_bad_iovecs() {
     let sig = "(param i32 i32 i32 i32) (result i32)";
     // iovec array past the end of memory.
-    assert_eq!(errno_of("fd_write", sig, &format!("(i32.const 1) {END} (i32.const 1) (i32.const 0)")), FAULT);
+    assert_eq!(
+        errno_of(
+            "fd_write",
+            sig,
+            &format!("(i32.const 1) {END} (i32.const 1) (i32.const 0)")
+        ),
+        FAULT
+    );
     // iovec array length overflowing.
-    assert_eq!(errno_of("fd_write", sig, "(i32.const 1) (i32.const 0) (i32.const 0x7fffffff) (i32.const 0)"), FAULT);
+    assert_eq!(
+        errno_of(
+            "fd_write",
+            sig,
+            "(i32.const 1) (i32.const 0) (i32.const 0x7fffffff) (i32.const 0)"
+        ),
+        FAULT
+    );
     // nwritten pointer out of bounds.
-    assert_eq!(errno_of("fd_write", sig, "(i32.const 1) (i32.const 0) (i32.const 0) (i32.const -1)"), FAULT);
-    assert_eq!(errno_of("fd_read", sig, &format!("(i32.const 0) {END} (i32.const 1) (i32.const 0)")), FAULT);
+    assert_eq!(
+        errno_of(
+            "fd_write",
+            sig,
+            "(i32.const 1) (i32.const 0) (i32.const 0) (i32.const -1)"
+        ),
+        FAULT
+    );
+    assert_eq!(
+        errno_of(
+            "fd_read",
+            sig,
+            &format!("(i32.const 0) {END} (i32.const 1) (i32.const 0)")
+        ),
+        FAULT
+    );
 }
 
 #[test]
@@ -50,7 +78,10 @@ fn iovec_pointing_outside_memory_writes_nothing() {
     let ctx = build_ctx(&Opts::default(), fs, data, &out, &Capture::new());
     let (r, _store) = call_wat(src, ctx);
     assert_eq!(r.expect("errno"), FAULT);
-    assert!(out.contents().is_empty(), "a partial write happened before EFAULT");
+    assert!(
+        out.contents().is_empty(),
+        "a partial write happened before EFAULT"
+    );
 }
 
 #[test]
@@ -79,33 +110,115 @@ fn path_calls_with_bad_paths() {
     assert_eq!(fs.lookup(data, b"file.txt"), Err(Errno::Noent));
     assert_eq!(store.data().wasi.fd_table().len(), 4, "no fd leaked");
     let two = "(param i32 i32 i32) (result i32)";
-    assert_eq!(errno_of("path_create_directory", two, &format!("(i32.const 3) {END} (i32.const 1)")), FAULT);
-    assert_eq!(errno_of("path_unlink_file", two, "(i32.const 3) (i32.const -1) (i32.const 2)"), FAULT);
+    assert_eq!(
+        errno_of(
+            "path_create_directory",
+            two,
+            &format!("(i32.const 3) {END} (i32.const 1)")
+        ),
+        FAULT
+    );
+    assert_eq!(
+        errno_of(
+            "path_unlink_file",
+            two,
+            "(i32.const 3) (i32.const -1) (i32.const 2)"
+        ),
+        FAULT
+    );
     // Absolute paths and ".." are not capabilities.
-    assert_eq!(errno_of("path_create_directory", two, "(i32.const 3) (i32.const 64) (i32.const 0)"), Errno::Noent as i32);
+    assert_eq!(
+        errno_of(
+            "path_create_directory",
+            two,
+            "(i32.const 3) (i32.const 64) (i32.const 0)"
+        ),
+        Errno::Noent as i32
+    );
 }
 
 #[test]
 fn other_calls_with_bad_pointers() {
     let two = "(param i32 i32) (result i32)";
-    assert_eq!(errno_of("args_get", two, "(i32.const 65534) (i32.const 0)"), FAULT);
-    assert_eq!(errno_of("args_sizes_get", two, "(i32.const 0) (i32.const 65533)"), FAULT);
-    assert_eq!(errno_of("environ_sizes_get", two, "(i32.const -1) (i32.const 0)"), FAULT);
-    assert_eq!(errno_of("random_get", two, "(i32.const 65000) (i32.const 1000)"), FAULT);
-    assert_eq!(errno_of("random_get", two, "(i32.const -16) (i32.const 32)"), FAULT);
-    assert_eq!(errno_of("random_get", two, "(i32.const 0) (i32.const 65536)"), 0);
-    assert_eq!(errno_of("fd_fdstat_get", two, "(i32.const 1) (i32.const 65530)"), FAULT);
-    assert_eq!(errno_of("fd_filestat_get", two, "(i32.const 3) (i32.const 65500)"), FAULT);
-    assert_eq!(errno_of("fd_prestat_get", two, "(i32.const 3) (i32.const 65535)"), FAULT);
-    assert_eq!(errno_of("clock_res_get", two, "(i32.const 0) (i32.const 65529)"), FAULT);
-    assert_eq!(errno_of("clock_res_get", two, "(i32.const 9) (i32.const 0)"), Errno::Inval as i32);
+    assert_eq!(
+        errno_of("args_get", two, "(i32.const 65534) (i32.const 0)"),
+        FAULT
+    );
+    assert_eq!(
+        errno_of("args_sizes_get", two, "(i32.const 0) (i32.const 65533)"),
+        FAULT
+    );
+    assert_eq!(
+        errno_of("environ_sizes_get", two, "(i32.const -1) (i32.const 0)"),
+        FAULT
+    );
+    assert_eq!(
+        errno_of("random_get", two, "(i32.const 65000) (i32.const 1000)"),
+        FAULT
+    );
+    assert_eq!(
+        errno_of("random_get", two, "(i32.const -16) (i32.const 32)"),
+        FAULT
+    );
+    assert_eq!(
+        errno_of("random_get", two, "(i32.const 0) (i32.const 65536)"),
+        0
+    );
+    assert_eq!(
+        errno_of("fd_fdstat_get", two, "(i32.const 1) (i32.const 65530)"),
+        FAULT
+    );
+    assert_eq!(
+        errno_of("fd_filestat_get", two, "(i32.const 3) (i32.const 65500)"),
+        FAULT
+    );
+    assert_eq!(
+        errno_of("fd_prestat_get", two, "(i32.const 3) (i32.const 65535)"),
+        FAULT
+    );
+    assert_eq!(
+        errno_of("clock_res_get", two, "(i32.const 0) (i32.const 65529)"),
+        FAULT
+    );
+    assert_eq!(
+        errno_of("clock_res_get", two, "(i32.const 9) (i32.const 0)"),
+        Errno::Inval as i32
+    );
     let time = "(param i32 i64 i32) (result i32)";
-    assert_eq!(errno_of("clock_time_get", time, "(i32.const 0) (i64.const 0) (i32.const 65532)"), FAULT);
+    assert_eq!(
+        errno_of(
+            "clock_time_get",
+            time,
+            "(i32.const 0) (i64.const 0) (i32.const 65532)"
+        ),
+        FAULT
+    );
     let poll = "(param i32 i32 i32 i32) (result i32)";
-    assert_eq!(errno_of("poll_oneoff", poll, "(i32.const 0) (i32.const 0) (i32.const 0x10000000) (i32.const 0)"), FAULT);
-    assert_eq!(errno_of("poll_oneoff", poll, "(i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)"), Errno::Inval as i32);
+    assert_eq!(
+        errno_of(
+            "poll_oneoff",
+            poll,
+            "(i32.const 0) (i32.const 0) (i32.const 0x10000000) (i32.const 0)"
+        ),
+        FAULT
+    );
+    assert_eq!(
+        errno_of(
+            "poll_oneoff",
+            poll,
+            "(i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)"
+        ),
+        Errno::Inval as i32
+    );
     let readdir = "(param i32 i32 i32 i64 i32) (result i32)";
-    assert_eq!(errno_of("fd_readdir", readdir, "(i32.const 3) (i32.const 65000) (i32.const 4096) (i64.const 0) (i32.const 0)"), FAULT);
+    assert_eq!(
+        errno_of(
+            "fd_readdir",
+            readdir,
+            "(i32.const 3) (i32.const 65000) (i32.const 4096) (i64.const 0) (i32.const 0)"
+        ),
+        FAULT
+    );
     let readlink = "(param i32 i32 i32 i32 i32 i32) (result i32)";
     assert_eq!(errno_of("path_readlink", readlink, "(i32.const 3) (i32.const 64) (i32.const 8) (i32.const 0) (i32.const 10) (i32.const -2)"), FAULT);
 }
@@ -113,25 +226,101 @@ fn other_calls_with_bad_pointers() {
 #[test]
 fn bad_descriptors_are_ebadf() {
     let sig = "(param i32 i32 i32 i32) (result i32)";
-    assert_eq!(errno_of("fd_write", sig, "(i32.const 99) (i32.const 0) (i32.const 0) (i32.const 0)"), Errno::Badf as i32);
-    assert_eq!(errno_of("fd_write", sig, "(i32.const -1) (i32.const 0) (i32.const 0) (i32.const 0)"), Errno::Badf as i32);
+    assert_eq!(
+        errno_of(
+            "fd_write",
+            sig,
+            "(i32.const 99) (i32.const 0) (i32.const 0) (i32.const 0)"
+        ),
+        Errno::Badf as i32
+    );
+    assert_eq!(
+        errno_of(
+            "fd_write",
+            sig,
+            "(i32.const -1) (i32.const 0) (i32.const 0) (i32.const 0)"
+        ),
+        Errno::Badf as i32
+    );
     // Writing to stdin / reading from stdout.
-    assert_eq!(errno_of("fd_write", sig, "(i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)"), Errno::Badf as i32);
-    assert_eq!(errno_of("fd_read", sig, "(i32.const 1) (i32.const 0) (i32.const 0) (i32.const 0)"), Errno::Badf as i32);
-    assert_eq!(errno_of("fd_close", "(param i32) (result i32)", "(i32.const 77)"), Errno::Badf as i32);
+    assert_eq!(
+        errno_of(
+            "fd_write",
+            sig,
+            "(i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)"
+        ),
+        Errno::Badf as i32
+    );
+    assert_eq!(
+        errno_of(
+            "fd_read",
+            sig,
+            "(i32.const 1) (i32.const 0) (i32.const 0) (i32.const 0)"
+        ),
+        Errno::Badf as i32
+    );
+    assert_eq!(
+        errno_of("fd_close", "(param i32) (result i32)", "(i32.const 77)"),
+        Errno::Badf as i32
+    );
     let seek = "(param i32 i64 i32 i32) (result i32)";
-    assert_eq!(errno_of("fd_seek", seek, "(i32.const 1) (i64.const 0) (i32.const 0) (i32.const 0)"), Errno::Spipe as i32);
-    assert_eq!(errno_of("fd_prestat_get", "(param i32 i32) (result i32)", "(i32.const 4) (i32.const 0)"), Errno::Badf as i32);
+    assert_eq!(
+        errno_of(
+            "fd_seek",
+            seek,
+            "(i32.const 1) (i64.const 0) (i32.const 0) (i32.const 0)"
+        ),
+        Errno::Spipe as i32
+    );
+    assert_eq!(
+        errno_of(
+            "fd_prestat_get",
+            "(param i32 i32) (result i32)",
+            "(i32.const 4) (i32.const 0)"
+        ),
+        Errno::Badf as i32
+    );
 }
 
 #[test]
 fn unsupported_calls_are_enosys_not_traps() {
     let nosys = Errno::Nosys as i32;
-    assert_eq!(errno_of("proc_raise", "(param i32) (result i32)", "(i32.const 9)"), nosys);
-    assert_eq!(errno_of("sock_accept", "(param i32 i32 i32) (result i32)", "(i32.const 3) (i32.const 0) (i32.const 0)"), nosys);
-    assert_eq!(errno_of("sock_shutdown", "(param i32 i32) (result i32)", "(i32.const 3) (i32.const 0)"), nosys);
-    assert_eq!(errno_of("sock_send", "(param i32 i32 i32 i32 i32) (result i32)", "(i32.const 3) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)"), nosys);
-    assert_eq!(errno_of("sock_recv", "(param i32 i32 i32 i32 i32 i32) (result i32)", "(i32.const 3) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)"), nosys);
+    assert_eq!(
+        errno_of("proc_raise", "(param i32) (result i32)", "(i32.const 9)"),
+        nosys
+    );
+    assert_eq!(
+        errno_of(
+            "sock_accept",
+            "(param i32 i32 i32) (result i32)",
+            "(i32.const 3) (i32.const 0) (i32.const 0)"
+        ),
+        nosys
+    );
+    assert_eq!(
+        errno_of(
+            "sock_shutdown",
+            "(param i32 i32) (result i32)",
+            "(i32.const 3) (i32.const 0)"
+        ),
+        nosys
+    );
+    assert_eq!(
+        errno_of(
+            "sock_send",
+            "(param i32 i32 i32 i32 i32) (result i32)",
+            "(i32.const 3) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)"
+        ),
+        nosys
+    );
+    assert_eq!(
+        errno_of(
+            "sock_recv",
+            "(param i32 i32 i32 i32 i32 i32) (result i32)",
+            "(i32.const 3) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)"
+        ),
+        nosys
+    );
     assert_eq!(errno_of("sched_yield", "(result i32)", ""), 0);
 }
 

@@ -6,8 +6,17 @@ use crate::common::{run_guest, Opts, Outcome};
 
 fn assert_outside_untouched(out: &Outcome) {
     let fs = out.fs.lock().expect("fs");
-    let names: Vec<Vec<u8>> = fs.readdir(ROOT_INO).expect("readdir /").into_iter().map(|e| e.name).collect();
-    assert_eq!(names, vec![b"data".to_vec(), b"secret".to_vec()], "something was created outside /data");
+    let names: Vec<Vec<u8>> = fs
+        .readdir(ROOT_INO)
+        .expect("readdir /")
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(
+        names,
+        vec![b"data".to_vec(), b"secret".to_vec()],
+        "something was created outside /data"
+    );
     let secret = fs.lookup(ROOT_INO, b"secret").expect("secret");
     let mut buf = [0u8; 64];
     let n = fs.read(secret, 0, &mut buf).expect("read secret");
@@ -16,7 +25,13 @@ fn assert_outside_untouched(out: &Outcome) {
 
 #[test]
 fn dotdot_escapes_are_refused() {
-    let out = run_guest("escape_dotdot", Opts { args: vec!["/data".into()], ..Opts::default() });
+    let out = run_guest(
+        "escape_dotdot",
+        Opts {
+            args: vec!["/data".into()],
+            ..Opts::default()
+        },
+    );
     assert!(!out.stdout.contains("ALLOWED"), "{}", out.stdout);
     out.assert_exit(0);
     assert!(out.stdout.contains("refused"), "{}", out.stdout);
@@ -25,8 +40,18 @@ fn dotdot_escapes_are_refused() {
 
 #[test]
 fn symlink_escapes_are_refused_and_loops_are_eloop() {
-    let out = run_guest("escape_symlink", Opts { args: vec!["/data".into()], ..Opts::default() });
-    assert!(!out.stdout.contains("ALLOWED") && !out.stdout.contains("WRONG"), "{}", out.stdout);
+    let out = run_guest(
+        "escape_symlink",
+        Opts {
+            args: vec!["/data".into()],
+            ..Opts::default()
+        },
+    );
+    assert!(
+        !out.stdout.contains("ALLOWED") && !out.stdout.contains("WRONG"),
+        "{}",
+        out.stdout
+    );
     out.assert_exit(0);
     assert!(out.stdout.contains("ELOOP"), "{}", out.stdout);
     assert_outside_untouched(&out);

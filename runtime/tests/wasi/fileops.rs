@@ -4,10 +4,28 @@ use crate::common::{run_guest, Opts};
 
 #[test]
 fn fileops_guest_passes_all_its_checks() {
-    let out = run_guest("fileops", Opts { args: vec!["-k".into(), "/data".into()], ..Opts::default() });
-    let failures: Vec<&str> = out.stdout.lines().filter(|l| l.starts_with("FAIL") && !is_libc_utime_now_bug(l)).collect();
-    assert!(failures.is_empty(), "fileops failures:\n{}", failures.join("\n"));
-    assert!(out.stdout.contains("ok fstat_after_futimens_now"), "{}", out.stdout);
+    let out = run_guest(
+        "fileops",
+        Opts {
+            args: vec!["-k".into(), "/data".into()],
+            ..Opts::default()
+        },
+    );
+    let failures: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("FAIL") && !is_libc_utime_now_bug(l))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "fileops failures:\n{}",
+        failures.join("\n")
+    );
+    assert!(
+        out.stdout.contains("ok fstat_after_futimens_now"),
+        "{}",
+        out.stdout
+    );
     let passed = out.stdout.lines().filter(|l| l.starts_with("ok ")).count();
     assert!(passed > 250, "only {passed} checks passed:\n{}", out.stdout);
     // It cleans up after itself, and every fd it left open was closed by close_all.

@@ -27,7 +27,10 @@ use replicode_runtime::process::{InputOutcome, InputStatus, ProcessError, Stream
 /// Splits the inputs file into inputs: one per line, each with its `\n`; a last
 /// line without `\n` is one more input. An empty file has no inputs.
 pub fn split_inputs(bytes: &[u8]) -> Vec<Vec<u8>> {
-    bytes.split_inclusive(|&b| b == b'\n').map(<[u8]>::to_vec).collect()
+    bytes
+        .split_inclusive(|&b| b == b'\n')
+        .map(<[u8]>::to_vec)
+        .collect()
 }
 
 /// Why serving stopped early.
@@ -77,7 +80,12 @@ fn write_bytes(out: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
 /// Writes one step's section of the transcript.
 fn write_step(out: &mut impl Write, name: &str, outcome: &InputOutcome) -> std::io::Result<()> {
     let stream = |kind: StreamKind| -> Vec<u8> {
-        outcome.outputs.iter().filter(|o| o.stream == kind).flat_map(|o| o.bytes.iter().copied()).collect()
+        outcome
+            .outputs
+            .iter()
+            .filter(|o| o.stream == kind)
+            .flat_map(|o| o.bytes.iter().copied())
+            .collect()
     };
     writeln!(out, "== {name}")?;
     write_bytes(out, &stream(StreamKind::Stdout))?;
@@ -89,7 +97,11 @@ fn write_step(out: &mut impl Write, name: &str, outcome: &InputOutcome) -> std::
     match &outcome.status {
         InputStatus::Ok => {}
         InputStatus::OutOfFuel => {
-            writeln!(out, "-- out of fuel after {} units; input rolled back", outcome.fuel_used)?;
+            writeln!(
+                out,
+                "-- out of fuel after {} units; input rolled back",
+                outcome.fuel_used
+            )?;
         }
         InputStatus::Trap { pid, reason } => {
             writeln!(out, "-- trap in pid {pid}: {reason}; input rolled back")?;
@@ -118,7 +130,8 @@ pub fn serve(
             return;
         }
         let mut out = stdout.lock();
-        let written = write_step(&mut out, &step_name(step.index, inputs), step.outcome).and_then(|()| out.flush());
+        let written = write_step(&mut out, &step_name(step.index, inputs), step.outcome)
+            .and_then(|()| out.flush());
         write_err = written.err();
     })?;
     if let Some(e) = write_err {
@@ -139,7 +152,10 @@ mod tests {
     #[test]
     fn split_keeps_newlines_and_a_last_unterminated_line() {
         assert_eq!(split_inputs(b""), Vec::<Vec<u8>>::new());
-        assert_eq!(split_inputs(b"a\n\nb"), vec![b"a\n".to_vec(), b"\n".to_vec(), b"b".to_vec()]);
+        assert_eq!(
+            split_inputs(b"a\n\nb"),
+            vec![b"a\n".to_vec(), b"\n".to_vec(), b"b".to_vec()]
+        );
     }
 
     #[test]

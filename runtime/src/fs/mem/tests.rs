@@ -9,7 +9,14 @@ fn fs() -> MemFs {
 }
 
 fn small(max_file_size: u64, max_total_bytes: u64, max_inodes: u64) -> MemFs {
-    MemFs::new(FsLimits { max_file_size, max_total_bytes, max_inodes }, 0)
+    MemFs::new(
+        FsLimits {
+            max_file_size,
+            max_total_bytes,
+            max_inodes,
+        },
+        0,
+    )
 }
 
 fn contents(fs: &MemFs, ino: Ino) -> Vec<u8> {
@@ -41,7 +48,11 @@ fn limits_give_short_writes_then_errors_without_side_effects() {
     // File size limit: a short write up to the limit, then EFBIG.
     assert_eq!(fs.write(f, 0, &[1; 11], 0), Ok(10));
     assert_eq!(fs.write(f, 10, &[1; 1], 0), Err(Errno::Fbig));
-    assert_eq!(fs.write(f, 2, &[3; 4], 0), Ok(4), "overwriting needs no room");
+    assert_eq!(
+        fs.write(f, 2, &[3; 4], 0),
+        Ok(4),
+        "overwriting needs no room"
+    );
     // Quota: 5 bytes left, so a short write of 5, then ENOSPC.
     let g = fs.create_file(ROOT_INO, b"g", 0).expect("create");
     assert_eq!(fs.write(g, 0, &[2; 6], 0), Ok(5));
@@ -54,12 +65,20 @@ fn limits_give_short_writes_then_errors_without_side_effects() {
     fs.set_size(g, 0, 0).expect("truncate");
     assert_eq!(fs.write(g, 7, b"abc", 0), Err(Errno::Nospc));
     assert_eq!(fs.write(g, 3, b"abc", 0), Ok(2));
-    assert_eq!(fs.create_file(ROOT_INO, b"h", 0), Err(Errno::Nospc), "inode limit");
+    assert_eq!(
+        fs.create_file(ROOT_INO, b"h", 0),
+        Err(Errno::Nospc),
+        "inode limit"
+    );
     assert_eq!(fs.usage().bytes, 15);
     assert_eq!(fs.usage().inodes, 3);
     // Freeing space makes room again.
     fs.set_size(f, 0, 0).expect("truncate");
-    assert_eq!(fs.write(g, 5, &[2; 10], 0), Ok(5), "g is capped at 10 bytes");
+    assert_eq!(
+        fs.write(g, 5, &[2; 10], 0),
+        Ok(5),
+        "g is capped at 10 bytes"
+    );
 }
 
 #[test]
@@ -79,11 +98,15 @@ fn lowest_free_inode_is_reused() {
 #[test]
 fn names_are_validated() {
     let mut fs = fs();
-    assert_eq!(fs.create_file(ROOT_INO, &[b'n'; 256], 0), Err(Errno::Nametoolong));
+    assert_eq!(
+        fs.create_file(ROOT_INO, &[b'n'; 256], 0),
+        Err(Errno::Nametoolong)
+    );
     assert_eq!(fs.create_file(ROOT_INO, b"a/b", 0), Err(Errno::Inval));
     assert_eq!(fs.mkdir(ROOT_INO, b"..", 0), Err(Errno::Inval));
     assert_eq!(fs.create_file(ROOT_INO, b"", 0), Err(Errno::Inval));
-    fs.create_file(ROOT_INO, &[b'n'; 255], 0).expect("255 bytes is fine");
+    fs.create_file(ROOT_INO, &[b'n'; 255], 0)
+        .expect("255 bytes is fine");
     assert_eq!(fs.create_file(ROOT_INO, &[b'n'; 255], 0), Err(Errno::Exist));
     assert_eq!(fs.lookup(ROOT_INO, &[b'n'; 300]), Err(Errno::Nametoolong));
 }
@@ -150,16 +173,30 @@ fn rename_follows_posix_replace_rules() {
     let empty = fs.mkdir(ROOT_INO, b"empty", 0).expect("empty");
     assert_eq!(fs.rename(ROOT_INO, b"a", b, b"x", 1), Err(Errno::Inval));
     assert_eq!(fs.rename(ROOT_INO, b"a", a, b"x", 1), Err(Errno::Inval));
-    assert_eq!(fs.rename(ROOT_INO, b"f", ROOT_INO, b"a", 1), Err(Errno::Isdir));
-    assert_eq!(fs.rename(ROOT_INO, b"empty", ROOT_INO, b"f", 1), Err(Errno::Notdir));
-    assert_eq!(fs.rename(ROOT_INO, b"empty", ROOT_INO, b"a", 1), Err(Errno::Notempty));
-    assert_eq!(fs.rename(ROOT_INO, b"nope", ROOT_INO, b"x", 1), Err(Errno::Noent));
+    assert_eq!(
+        fs.rename(ROOT_INO, b"f", ROOT_INO, b"a", 1),
+        Err(Errno::Isdir)
+    );
+    assert_eq!(
+        fs.rename(ROOT_INO, b"empty", ROOT_INO, b"f", 1),
+        Err(Errno::Notdir)
+    );
+    assert_eq!(
+        fs.rename(ROOT_INO, b"empty", ROOT_INO, b"a", 1),
+        Err(Errno::Notempty)
+    );
+    assert_eq!(
+        fs.rename(ROOT_INO, b"nope", ROOT_INO, b"x", 1),
+        Err(Errno::Noent)
+    );
     // File over file: the old target is freed.
-    fs.rename(ROOT_INO, b"f", ROOT_INO, b"g", 2).expect("f -> g");
+    fs.rename(ROOT_INO, b"f", ROOT_INO, b"g", 2)
+        .expect("f -> g");
     assert_eq!(fs.lookup(ROOT_INO, b"g"), Ok(f));
     assert_eq!(fs.getattr(g), Err(Errno::Noent));
     // Directory over empty directory, across parents: link counts follow.
-    fs.rename(a, b"b", ROOT_INO, b"empty", 3).expect("a/b -> empty");
+    fs.rename(a, b"b", ROOT_INO, b"empty", 3)
+        .expect("a/b -> empty");
     assert_eq!(fs.getattr(empty), Err(Errno::Noent));
     assert_eq!(fs.getattr(a).map(|x| x.nlink), Ok(2));
     assert_eq!(fs.getattr(ROOT_INO).map(|x| x.nlink), Ok(4));
@@ -215,7 +252,10 @@ fn nested_savepoints_release_and_rollback() {
     fs.create_file(ROOT_INO, b"c", 0).expect("c");
     fs.rollback_to(inner2);
     assert_eq!(fs.lookup(ROOT_INO, b"c"), Err(Errno::Noent));
-    assert!(fs.lookup(ROOT_INO, b"b").is_ok(), "released savepoint keeps b");
+    assert!(
+        fs.lookup(ROOT_INO, b"b").is_ok(),
+        "released savepoint keeps b"
+    );
     fs.rollback_to(outer);
     assert_eq!(fs.readdir(ROOT_INO).map(|e| e.len()), Ok(0));
     fs.release_savepoint(outer);
@@ -251,8 +291,22 @@ fn readdir_is_sorted_by_bytes() {
     for name in [&b"b"[..], b"a", b"B", b"aa", b"\xff"] {
         fs.create_file(ROOT_INO, name, 0).expect("create");
     }
-    let names: Vec<Vec<u8>> = fs.readdir(ROOT_INO).expect("readdir").into_iter().map(|e| e.name).collect();
-    assert_eq!(names, vec![b"B".to_vec(), b"a".to_vec(), b"aa".to_vec(), b"b".to_vec(), b"\xff".to_vec()]);
+    let names: Vec<Vec<u8>> = fs
+        .readdir(ROOT_INO)
+        .expect("readdir")
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            b"B".to_vec(),
+            b"a".to_vec(),
+            b"aa".to_vec(),
+            b"b".to_vec(),
+            b"\xff".to_vec()
+        ]
+    );
 }
 
 #[test]

@@ -129,7 +129,11 @@ pub(crate) fn plan_fixes(
         }
     }
     let outcome = analyzer.round()?;
-    if outcome.demands.iter().any(|d| !analyzer.fixset[*d as usize]) {
+    if outcome
+        .demands
+        .iter()
+        .any(|d| !analyzer.fixset[*d as usize])
+    {
         return Err(analyzer.internal(0, "eager fallback left an escaping value unfixed"));
     }
     Ok(outcome.fixes)
@@ -157,8 +161,18 @@ impl LabelState {
             return None;
         }
         Some(LabelState {
-            locals: self.locals.iter().zip(&other.locals).map(|(a, b)| a.join(b)).collect(),
-            vals: self.vals.iter().zip(&other.vals).map(|(a, b)| a.join(b)).collect(),
+            locals: self
+                .locals
+                .iter()
+                .zip(&other.locals)
+                .map(|(a, b)| a.join(b))
+                .collect(),
+            vals: self
+                .vals
+                .iter()
+                .zip(&other.vals)
+                .map(|(a, b)| a.join(b))
+                .collect(),
         })
     }
 }
@@ -257,7 +271,11 @@ impl<'a, 'm> Analyzer<'a, 'm> {
             fixset: vec![false; input.ops.len()],
             headers: BTreeMap::new(),
             header_changed: false,
-            state: State { locals: Vec::new(), stack: Vec::new(), reachable: true },
+            state: State {
+                locals: Vec::new(),
+                stack: Vec::new(),
+                reachable: true,
+            },
             frames: Vec::new(),
             demands: BTreeSet::new(),
             fixes: Vec::new(),
@@ -265,7 +283,11 @@ impl<'a, 'm> Analyzer<'a, 'm> {
     }
 
     fn internal(&self, offset: usize, what: &str) -> NanPassError {
-        NanPassError::Internal { func: self.input.func_index, offset, what: what.to_string() }
+        NanPassError::Internal {
+            func: self.input.func_index,
+            offset,
+            what: what.to_string(),
+        }
     }
 
     /// Adds demanded points to the fix set; false when nothing was new.
@@ -368,9 +390,17 @@ impl<'a, 'm> Analyzer<'a, 'm> {
 
     fn push_frame(&mut self, kind: FrameKindAbs, op: u32, params: usize, results: usize) {
         let height = self.state.stack.len().saturating_sub(params);
-        let else_entry = (kind == FrameKindAbs::If && self.state.reachable)
-            .then(|| self.state.clone());
-        self.frames.push(Frame { kind, op, height, params, results, merged: None, else_entry });
+        let else_entry =
+            (kind == FrameKindAbs::If && self.state.reachable).then(|| self.state.clone());
+        self.frames.push(Frame {
+            kind,
+            op,
+            height,
+            params,
+            results,
+            merged: None,
+            else_entry,
+        });
     }
 
     fn join_into(slot: &mut Option<LabelState>, incoming: LabelState) -> Option<bool> {
@@ -388,7 +418,12 @@ impl<'a, 'm> Analyzer<'a, 'm> {
         }
     }
 
-    fn join_header(&mut self, op: u32, incoming: LabelState, offset: usize) -> Result<(), NanPassError> {
+    fn join_header(
+        &mut self,
+        op: u32,
+        incoming: LabelState,
+        offset: usize,
+    ) -> Result<(), NanPassError> {
         let mut slot = self.headers.remove(&op);
         let changed = Self::join_into(&mut slot, incoming)
             .ok_or_else(|| self.internal(offset, "loop label shapes differ"))?;
@@ -408,7 +443,15 @@ impl<'a, 'm> Analyzer<'a, 'm> {
             .ok_or_else(|| self.internal(offset, "branch depth out of range"))?;
         let (kind, op, arity) = {
             let f = &self.frames[idx];
-            (f.kind, f.op, if f.kind == FrameKindAbs::Loop { f.params } else { f.results })
+            (
+                f.kind,
+                f.op,
+                if f.kind == FrameKindAbs::Loop {
+                    f.params
+                } else {
+                    f.results
+                },
+            )
         };
         let vals = self.top_n(arity);
         if kind == FrameKindAbs::Func {
@@ -417,7 +460,10 @@ impl<'a, 'm> Analyzer<'a, 'm> {
             }
             return Ok(());
         }
-        let incoming = LabelState { locals: self.state.locals.clone(), vals };
+        let incoming = LabelState {
+            locals: self.state.locals.clone(),
+            vals,
+        };
         if kind == FrameKindAbs::Loop {
             return self.join_header(op, incoming, offset);
         }
@@ -440,8 +486,10 @@ impl<'a, 'm> Analyzer<'a, 'm> {
                 let (n, m) = self.block_arity(*blockty, offset)?;
                 self.push_frame(FrameKindAbs::Loop, p, n, m);
                 if self.state.reachable {
-                    let incoming =
-                        LabelState { locals: self.state.locals.clone(), vals: self.top_n(n) };
+                    let incoming = LabelState {
+                        locals: self.state.locals.clone(),
+                        vals: self.top_n(n),
+                    };
                     self.join_header(p, incoming, offset)?;
                     if let Some(h) = self.headers.get(&p) {
                         self.state.locals = h.locals.clone();
@@ -533,7 +581,12 @@ impl<'a, 'm> Analyzer<'a, 'm> {
             }
             Operator::LocalTee { local_index } => {
                 if let Some(s) = self.slot(*local_index) {
-                    let top = self.state.stack.last().cloned().unwrap_or_else(|| Val::not_nan(None));
+                    let top = self
+                        .state
+                        .stack
+                        .last()
+                        .cloned()
+                        .unwrap_or_else(|| Val::not_nan(None));
                     self.state.locals[s] = top;
                 }
             }
@@ -604,7 +657,10 @@ impl<'a, 'm> Analyzer<'a, 'm> {
             .ok_or_else(|| self.internal(offset, "else without if"))?;
         if self.state.reachable {
             let results = self.frames[idx].results;
-            let fall = LabelState { locals: self.state.locals.clone(), vals: self.top_n(results) };
+            let fall = LabelState {
+                locals: self.state.locals.clone(),
+                vals: self.top_n(results),
+            };
             Self::join_into(&mut self.frames[idx].merged, fall)
                 .ok_or_else(|| self.internal(offset, "if label shapes differ"))?;
         }
@@ -655,7 +711,10 @@ impl<'a, 'm> Analyzer<'a, 'm> {
                     // An `if` without `else`: the parameters pass through unchanged.
                     let len = entry.stack.len();
                     let vals = entry.stack[len.saturating_sub(frame.params)..].to_vec();
-                    let implicit = LabelState { locals: entry.locals, vals };
+                    let implicit = LabelState {
+                        locals: entry.locals,
+                        vals,
+                    };
                     Self::join_into(&mut merged, implicit)
                         .ok_or_else(|| self.internal(offset, "if label shapes differ"))?;
                 }
@@ -689,7 +748,10 @@ impl<'a, 'm> Analyzer<'a, 'm> {
         match class {
             OpClass::Arith(ty) => push(self, Val::canon(Kind::CanonPos, ty, p)),
             OpClass::Neg | OpClass::Abs => {
-                let v = inputs.into_iter().next().unwrap_or_else(|| Val::not_nan(None));
+                let v = inputs
+                    .into_iter()
+                    .next()
+                    .unwrap_or_else(|| Val::not_nan(None));
                 let out = match (class, v.kind, v.ty) {
                     (OpClass::Neg, Kind::CanonPos, Some(ty)) => Val::canon(Kind::CanonNeg, ty, p),
                     (OpClass::Neg, Kind::CanonNeg, Some(ty)) => Val::canon(Kind::CanonPos, ty, p),
@@ -710,9 +772,14 @@ impl<'a, 'm> Analyzer<'a, 'm> {
                 }
             }
             OpClass::NeverNan(ty) => push(self, Val::not_nan(Some(ty))),
-            OpClass::Const { ty, nan } => {
-                push(self, if nan { Val::exact(Some(ty)) } else { Val::not_nan(Some(ty)) })
-            }
+            OpClass::Const { ty, nan } => push(
+                self,
+                if nan {
+                    Val::exact(Some(ty))
+                } else {
+                    Val::not_nan(Some(ty))
+                },
+            ),
             OpClass::Escape => {
                 for v in &inputs {
                     self.demand(v);
@@ -738,7 +805,11 @@ impl<'a, 'm> Analyzer<'a, 'm> {
             return Err(self.internal(offset, "fixing a float value without a type"));
         };
         *top = Val::exact(Some(ty));
-        self.fixes.push(Fix { point: p, ty, negative });
+        self.fixes.push(Fix {
+            point: p,
+            ty,
+            negative,
+        });
         Ok(())
     }
 }

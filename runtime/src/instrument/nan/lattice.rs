@@ -71,16 +71,28 @@ pub(crate) struct Val {
 
 impl Val {
     pub(crate) fn not_nan(ty: Option<FloatTy>) -> Val {
-        Val { kind: Kind::NotNan, ty, origins: Vec::new() }
+        Val {
+            kind: Kind::NotNan,
+            ty,
+            origins: Vec::new(),
+        }
     }
 
     pub(crate) fn exact(ty: Option<FloatTy>) -> Val {
-        Val { kind: Kind::Exact, ty, origins: Vec::new() }
+        Val {
+            kind: Kind::Exact,
+            ty,
+            origins: Vec::new(),
+        }
     }
 
     /// A fresh arithmetic result (or a sign-op result) that can be fixed at `point`.
     pub(crate) fn canon(kind: Kind, ty: FloatTy, point: u32) -> Val {
-        Val { kind, ty: Some(ty), origins: vec![point] }
+        Val {
+            kind,
+            ty: Some(ty),
+            origins: vec![point],
+        }
     }
 
     /// The same value, but to be fixed at `point` instead of at its origins.
@@ -98,7 +110,11 @@ impl Val {
         } else {
             Vec::new()
         };
-        Val { kind, ty: self.ty.or(other.ty), origins }
+        Val {
+            kind,
+            ty: self.ty.or(other.ty),
+            origins,
+        }
     }
 }
 
@@ -135,7 +151,13 @@ mod tests {
 
     #[test]
     fn not_nan_is_bottom_and_mixed_is_top() {
-        for k in [Kind::NotNan, Kind::Exact, Kind::CanonPos, Kind::CanonNeg, Kind::Mixed] {
+        for k in [
+            Kind::NotNan,
+            Kind::Exact,
+            Kind::CanonPos,
+            Kind::CanonNeg,
+            Kind::Mixed,
+        ] {
             assert_eq!(Kind::NotNan.join(k), k);
             assert_eq!(k.join(Kind::Mixed), Kind::Mixed);
             assert_eq!(k.join(k), k);

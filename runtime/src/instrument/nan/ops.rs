@@ -38,22 +38,60 @@ pub(crate) fn classify(op: &Operator<'_>) -> OpClass {
     use FloatTy::{F32, F64};
     use Operator as O;
     match op {
-        O::F32Add | O::F32Sub | O::F32Mul | O::F32Div | O::F32Min | O::F32Max | O::F32Sqrt
-        | O::F32Ceil | O::F32Floor | O::F32Trunc | O::F32Nearest | O::F32DemoteF64 => {
-            OpClass::Arith(F32)
-        }
-        O::F64Add | O::F64Sub | O::F64Mul | O::F64Div | O::F64Min | O::F64Max | O::F64Sqrt
-        | O::F64Ceil | O::F64Floor | O::F64Trunc | O::F64Nearest | O::F64PromoteF32 => {
-            OpClass::Arith(F64)
-        }
+        O::F32Add
+        | O::F32Sub
+        | O::F32Mul
+        | O::F32Div
+        | O::F32Min
+        | O::F32Max
+        | O::F32Sqrt
+        | O::F32Ceil
+        | O::F32Floor
+        | O::F32Trunc
+        | O::F32Nearest
+        | O::F32DemoteF64 => OpClass::Arith(F32),
+        O::F64Add
+        | O::F64Sub
+        | O::F64Mul
+        | O::F64Div
+        | O::F64Min
+        | O::F64Max
+        | O::F64Sqrt
+        | O::F64Ceil
+        | O::F64Floor
+        | O::F64Trunc
+        | O::F64Nearest
+        | O::F64PromoteF32 => OpClass::Arith(F64),
         O::F32Neg | O::F64Neg => OpClass::Neg,
         O::F32Abs | O::F64Abs => OpClass::Abs,
-        O::F32Eq | O::F32Ne | O::F32Lt | O::F32Gt | O::F32Le | O::F32Ge | O::F64Eq
-        | O::F64Ne | O::F64Lt | O::F64Gt | O::F64Le | O::F64Ge | O::I32TruncF32S
-        | O::I32TruncF32U | O::I32TruncF64S | O::I32TruncF64U | O::I64TruncF32S
-        | O::I64TruncF32U | O::I64TruncF64S | O::I64TruncF64U | O::I32TruncSatF32S
-        | O::I32TruncSatF32U | O::I32TruncSatF64S | O::I32TruncSatF64U | O::I64TruncSatF32S
-        | O::I64TruncSatF32U | O::I64TruncSatF64S | O::I64TruncSatF64U => OpClass::Opaque,
+        O::F32Eq
+        | O::F32Ne
+        | O::F32Lt
+        | O::F32Gt
+        | O::F32Le
+        | O::F32Ge
+        | O::F64Eq
+        | O::F64Ne
+        | O::F64Lt
+        | O::F64Gt
+        | O::F64Le
+        | O::F64Ge
+        | O::I32TruncF32S
+        | O::I32TruncF32U
+        | O::I32TruncF64S
+        | O::I32TruncF64U
+        | O::I64TruncF32S
+        | O::I64TruncF32U
+        | O::I64TruncF64S
+        | O::I64TruncF64U
+        | O::I32TruncSatF32S
+        | O::I32TruncSatF32U
+        | O::I32TruncSatF64S
+        | O::I32TruncSatF64U
+        | O::I64TruncSatF32S
+        | O::I64TruncSatF32U
+        | O::I64TruncSatF64S
+        | O::I64TruncSatF64U => OpClass::Opaque,
         O::F32ConvertI32S | O::F32ConvertI32U | O::F32ConvertI64S | O::F32ConvertI64U => {
             OpClass::NeverNan(F32)
         }
@@ -143,15 +181,26 @@ mod tests {
 
     #[test]
     fn arithmetic_and_sign_ops_are_classified() {
-        assert_eq!(classify(&Operator::F64PromoteF32), OpClass::Arith(FloatTy::F64));
+        assert_eq!(
+            classify(&Operator::F64PromoteF32),
+            OpClass::Arith(FloatTy::F64)
+        );
         assert_eq!(classify(&Operator::F32Neg), OpClass::Neg);
         assert_eq!(classify(&Operator::F64Copysign), OpClass::Escape);
-        assert_eq!(classify(&Operator::F64Store { memarg: memarg() }), OpClass::Escape);
+        assert_eq!(
+            classify(&Operator::F64Store { memarg: memarg() }),
+            OpClass::Escape
+        );
         assert_eq!(classify(&Operator::I64ReinterpretF64), OpClass::Escape);
         assert_eq!(classify(&Operator::F64Lt), OpClass::Opaque);
     }
 
     fn memarg() -> wasmparser::MemArg {
-        wasmparser::MemArg { align: 3, max_align: 3, offset: 0, memory: 0 }
+        wasmparser::MemArg {
+            align: 3,
+            max_align: 3,
+            offset: 0,
+            memory: 0,
+        }
     }
 }

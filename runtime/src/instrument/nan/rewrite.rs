@@ -44,8 +44,14 @@ pub(crate) fn rewrite_body(
     let needs = |ty| fixes.iter().any(|f| f.ty == ty);
     let (need_f32, need_f64) = (needs(FloatTy::F32), needs(FloatTy::F64));
     let extra = u32::from(need_f32) + u32::from(need_f64);
-    let too_many = || NanPassError::TooManyLocals { func: layout.func_index, limit: MAX_LOCALS };
-    let total = layout.total_locals.checked_add(extra).ok_or_else(too_many)?;
+    let too_many = || NanPassError::TooManyLocals {
+        func: layout.func_index,
+        limit: MAX_LOCALS,
+    };
+    let total = layout
+        .total_locals
+        .checked_add(extra)
+        .ok_or_else(too_many)?;
     if extra > 0 && total > MAX_LOCALS {
         return Err(too_many());
     }
@@ -104,7 +110,11 @@ fn emit_fix(out: &mut Vec<u8>, fix: &Fix, local: u32) {
             F32_EQ
         }
         FloatTy::F64 => {
-            let sign = if fix.negative { 0x8000_0000_0000_0000 } else { 0 };
+            let sign = if fix.negative {
+                0x8000_0000_0000_0000
+            } else {
+                0
+            };
             out.push(F64_CONST);
             out.extend_from_slice(&(CANONICAL_NAN_F64 | sign).to_le_bytes());
             F64_EQ
