@@ -186,6 +186,12 @@ impl WorkingSet {
                 Err(Error::NotFound(_)) => continue, // removed later in the block
                 Err(e) => return Err(e),
             };
+            // The set may over-approximate: a savepoint rollback can free a
+            // directory's ino and a later op reuse it for a file or symlink.
+            // Sealing an unchanged directory is a no-op, so a superset is safe.
+            if !matches!(inode.body, InodeBody::Dir { .. }) {
+                continue;
+            }
             let entries = self.readdir(dir)?;
             let pairs: Vec<(Vec<u8>, crate::codec::Dirent)> = entries
                 .into_iter()
