@@ -26,7 +26,7 @@ mod working_set;
 pub use error::{Error, Result};
 pub use keys::Height;
 pub use read::{FsRead, StateRead};
-pub use store::{Snapshot, Store, StoreOptions};
+pub use store::{PreparedCommit, Snapshot, Store, StoreOptions};
 pub use working_set::{Savepoint, WorkingSet};
 
 /// An inode number; the root directory is [`ROOT_INO`].

@@ -76,6 +76,80 @@ pub struct Store {
     pub(crate) inner: Arc<Inner>,
 }
 
+/// A commit whose root is known and whose write batch is built, but not yet written:
+/// the app hash of a block is reported at FinalizeBlock and made durable at Commit.
+/// Dropping it leaves no trace.
+pub struct PreparedCommit {
+    store: Store,
+    base: Option<Height>,
+    height: Height,
+    root: Root,
+    batch: WriteBatch,
+    alloc: Alloc,
+    usage: Usage,
+}
+
+impl std::fmt::Debug for PreparedCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedCommit")
+            .field("base", &self.base)
+            .field("height", &self.height)
+            .field("root", &hex_root(&self.root))
+            .field("batch_len", &self.batch.len())
+            .finish()
+    }
+}
+
+fn hex_root(root: &Root) -> String {
+    root.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl PreparedCommit {
+    /// The root the store will have at [`PreparedCommit::height`] once written.
+    pub fn root(&self) -> Root {
+        self.root
+    }
+
+    /// The height this commit creates.
+    pub fn height(&self) -> Height {
+        self.height
+    }
+
+    /// Writes the batch atomically and returns the new root. Fails (writing nothing)
+    /// if another commit moved the store past the base this was prepared on.
+    pub fn write(self) -> Result<Root> {
+        let PreparedCommit {
+            store,
+            base,
+            height,
+            root,
+            batch,
+            alloc,
+            usage,
+        } = self;
+        let mut head = store.head();
+        if let Some(b) = base {
+            if b != head.latest {
+                return Err(Error::StaleWorkingSet {
+                    base: b,
+                    latest: head.latest,
+                });
+            }
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(store.inner.opts.sync);
+        store
+            .inner
+            .db
+            .write_opt(batch, &wo)
+            .map_err(Error::db(format!("commit height {height}")))?;
+        head.latest = height;
+        head.alloc = alloc;
+        head.usage = usage;
+        Ok(root)
+    }
+}
+
 /// Encodes a value-store entry: `present ‖ sha256(value) ‖ value` or `deleted`.
 fn encode_entry(value: Option<&[u8]>) -> Vec<u8> {
     match value {
@@ -381,10 +455,8 @@ impl Store {
         Ok(out)
     }
 
-    /// Commits `changes` at `height` on top of `base` as one atomic write batch.
-    ///
-    /// The jmt update (the hashing) runs on one core while the value entries and their
-    /// checksums are built on the other.
+    /// Commits `changes` at `height` on top of `base` as one atomic write batch:
+    /// [`Store::prepare`] then [`PreparedCommit::write`], the only commit path.
     pub(crate) fn apply(
         &self,
         base: Option<Height>,
@@ -393,12 +465,28 @@ impl Store {
         alloc: Alloc,
         usage: Usage,
     ) -> Result<Root> {
-        let mut head = self.head();
+        self.prepare(base, height, changes, alloc, usage)?.write()
+    }
+
+    /// Computes the root `changes` give at `height` on top of `base` and builds the
+    /// write batch that would commit them, reading RocksDB but writing nothing.
+    ///
+    /// The jmt update (the hashing) runs on one core while the value entries and their
+    /// checksums are built on the other.
+    pub(crate) fn prepare(
+        &self,
+        base: Option<Height>,
+        height: Height,
+        changes: BTreeMap<LKey, Option<Vec<u8>>>,
+        alloc: Alloc,
+        usage: Usage,
+    ) -> Result<PreparedCommit> {
+        let latest = self.head().latest;
         match base {
-            Some(b) if b != head.latest => {
+            Some(b) if b != latest => {
                 return Err(Error::StaleWorkingSet {
                     base: b,
-                    latest: head.latest,
+                    latest,
                 })
             }
             Some(b) if height != b + 1 => {
@@ -494,14 +582,15 @@ impl Store {
             keys::state::ALLOC,
             encode_alloc_usage(&alloc, &usage),
         );
-        let mut wo = WriteOptions::default();
-        wo.set_sync(self.inner.opts.sync);
-        db.write_opt(batch, &wo)
-            .map_err(Error::db(format!("commit height {height}")))?;
-        head.latest = height;
-        head.alloc = alloc;
-        head.usage = usage;
-        Ok(root.0)
+        Ok(PreparedCommit {
+            store: self.clone(),
+            base,
+            height,
+            root: root.0,
+            batch,
+            alloc,
+            usage,
+        })
     }
 
     /// Deletes everything only needed to read heights below `retain` (stale tree nodes,

@@ -1,7 +1,9 @@
 //! A block-scoped overlay over the latest committed height: read-your-writes, nested
 //! savepoints (per-input atomicity), and commit as one atomic batch. Dropping a
 //! working set without committing leaves no trace: nothing touches RocksDB before
-//! [`WorkingSet::commit`].
+//! [`WorkingSet::commit`] or [`PreparedCommit::write`]; [`WorkingSet::root`] and
+//! [`WorkingSet::prepare_commit`] compute the root commit would give by the same
+//! code path, without writing.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::hash;
 use crate::keys::{self, Height, LKey};
 use crate::read::{FsRead, StateRead};
-use crate::{Ino, Limits, Root, Store, Usage};
+use crate::{Ino, Limits, PreparedCommit, Root, Store, Usage};
 
 /// A point a working set can roll back to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -217,10 +219,30 @@ impl WorkingSet {
         Ok(())
     }
 
-    /// Commits at `height` (the base height + 1) as one atomic RocksDB write batch and
-    /// returns the new root. Cost: O(changed keys · log n) plus, for each directory
-    /// whose entry set changed, O(its entries) to rehash its listing.
-    pub fn commit(mut self, height: Height) -> Result<Root> {
+    /// The root [`WorkingSet::commit`] at `height` would give now, computed without
+    /// writing anything: the working set stays usable and dropping it leaves no trace.
+    /// Cost: that of a commit plus a copy of the changed keys.
+    pub fn root(&mut self, height: Height) -> Result<Root> {
+        // Sealing writes listing roots into the overlay; a later rollback past this
+        // point may undo those writes, so the directories stay marked for the commit
+        // (resealing an up-to-date listing is a no-op).
+        let dirty = self.dirty_dirs.clone();
+        self.seal_listings()?;
+        self.dirty_dirs = dirty;
+        let prepared = self.store.prepare(
+            Some(self.base),
+            height,
+            self.overlay.clone(),
+            self.alloc.clone(),
+            self.usage,
+        )?;
+        Ok(prepared.root())
+    }
+
+    /// Seals the block and builds its commit at `height` (the base height + 1)
+    /// without writing: the root is known now, [`PreparedCommit::write`] makes it
+    /// durable later, and dropping the result leaves no trace.
+    pub fn prepare_commit(mut self, height: Height) -> Result<PreparedCommit> {
         self.marks.clear();
         self.undo.clear();
         self.seal_listings()?;
@@ -232,7 +254,14 @@ impl WorkingSet {
             usage,
             ..
         } = self;
-        store.apply(Some(base), height, overlay, alloc, usage)
+        store.prepare(Some(base), height, overlay, alloc, usage)
+    }
+
+    /// Commits at `height` (the base height + 1) as one atomic RocksDB write batch and
+    /// returns the new root. Cost: O(changed keys · log n) plus, for each directory
+    /// whose entry set changed, O(its entries) to rehash its listing.
+    pub fn commit(self, height: Height) -> Result<Root> {
+        self.prepare_commit(height)?.write()
     }
 
     /// Writes an inode record.
