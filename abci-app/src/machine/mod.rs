@@ -320,6 +320,7 @@ impl Executor for Machine {
         env.realtime_base_ns = ctx.time_unix_nanos;
         env.seed = ctx.seed;
         self.table = ProcessTable::new(env, table_limits(&self.limits));
+        self.table.set_entropy_seed(ctx.seed);
         let limits_json =
             serde_json::to_vec(&self.limits).map_err(|e| ExecError::new("encode limits", e))?;
         self.ws_do("write genesis meta", |ws| {
@@ -369,6 +370,8 @@ impl Executor for Machine {
     fn begin_block(&mut self, ctx: &BlockContext) -> Result<(), ExecError> {
         self.ensure_working_set();
         self.block_height = ctx.height;
+        // Per-block randomness (context::seed), keyed per pid; before the timers run.
+        self.table.set_entropy_seed(ctx.seed);
         let logical = ctx.time_unix_nanos.saturating_sub(self.genesis_time_ns);
         if logical > self.now_ns() {
             let out = self

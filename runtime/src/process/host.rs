@@ -114,6 +114,12 @@ pub trait ProcessHost: Send + Sized + 'static {
     /// Classifies an error returned from a guest call.
     fn classify(&self, error: &wasmtime::Error) -> GuestError;
 
+    /// Rekeys the process's random stream with `key`, from its start. The table
+    /// calls this at spawn and at every [`super::ProcessTable::set_entropy_seed`]
+    /// so randomness comes from consensus data per block; a host that offers
+    /// its guest no randomness has nothing to rekey.
+    fn reseed_entropy(&mut self, _key: [u8; 32]) {}
+
     /// The process ended (exit or kill): release what it holds (open inodes).
     /// Runs inside the input's filesystem savepoint, so it is undone with it.
     fn on_exit(&mut self) {}

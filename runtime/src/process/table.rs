@@ -238,6 +238,20 @@ pub struct ProcessTable<H: ProcessHost> {
     pub(crate) procs: BTreeMap<Pid, Proc<H>>,
     pub(crate) next_pid: Pid,
     pub(crate) now_ns: u64,
+    /// Seed of the current block's randomness; `None` until the machine sets
+    /// one, and then processes keep the stream [`ProcessHost::spawn`] gave them.
+    pub(crate) entropy_seed: Option<[u8; 32]>,
+}
+
+/// The key of `pid`'s random stream under block seed `seed`: distinct per
+/// process (same-argument processes do not share bytes) and per block.
+pub fn entropy_key(seed: &[u8; 32], pid: Pid) -> [u8; 32] {
+    use sha2::{Digest as _, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"replicode/block-entropy/v1");
+    h.update(seed);
+    h.update(pid.to_le_bytes());
+    h.finalize().into()
 }
 
 impl<H: ProcessHost> ProcessTable<H> {
@@ -249,6 +263,22 @@ impl<H: ProcessHost> ProcessTable<H> {
             procs: BTreeMap::new(),
             next_pid: 1,
             now_ns: 0,
+            entropy_seed: None,
+        }
+    }
+
+    /// Starts a new randomness epoch (a block): every live process's stream, and
+    /// every process spawned from now on, is keyed by [`entropy_key`]`(seed, pid)`
+    /// from its start. The new keys are part of each process's state, so they
+    /// are in the next snapshot and digest; call it between inputs.
+    pub fn set_entropy_seed(&mut self, seed: [u8; 32]) {
+        self.entropy_seed = Some(seed);
+        for (pid, p) in &mut self.procs {
+            if let Some(live) = p.live.as_mut() {
+                live.inst
+                    .host_mut()
+                    .reseed_entropy(entropy_key(&seed, *pid));
+            }
         }
     }
 
@@ -336,9 +366,12 @@ impl<H: ProcessHost> ProcessTable<H> {
         };
         // Instantiate everything first: a failure here changes nothing.
         let mut built = Vec::with_capacity(specs.len());
-        for spec in specs {
-            let host =
+        for (pid, spec) in (self.next_pid..).zip(specs) {
+            let mut host =
                 H::spawn(&self.env, &spec.args, &spec.vars).map_err(ProcessError::Instantiate)?;
+            if let Some(seed) = &self.entropy_seed {
+                host.reseed_entropy(entropy_key(seed, pid));
+            }
             let inst = ProcessInstance::spawn(&spec.module, host, self.limits.max_memory_bytes)?;
             let shadow = MemoryShadow::new(inst.memory());
             built.push((spec, inst, shadow));

@@ -407,6 +407,17 @@ impl ProcessHost for WasiProcess {
         self.ctx.close_all();
     }
 
+    fn reseed_entropy(&mut self, key: [u8; 32]) {
+        *self
+            .entropy
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = EntropyState {
+            seed: key,
+            rng: ChaCha20Rng::from_seed(key),
+        };
+    }
+
     fn encode_state(&self, w: &mut Writer) {
         w.u32(self.ctx.args.len() as u32);
         for a in &self.ctx.args {
