@@ -9,12 +9,16 @@
 //!   so a restarted validator can recompile what the snapshot references;
 //! - `replicode/recent/<pid, 20 digits>`: the tail of each process's stdout.
 //!
-//! Durability: merkle-fs can only compute a root by committing, so the block is
-//! committed at the end of FinalizeBlock and `commit` confirms it. CometBFT's
-//! handshake replays from the app's reported height; see docs/tx-format.md.
+//! Durability: InitChain reports the genesis root computed in the working set, which
+//! carries the genesis state into block 1; FinalizeBlock seals the block into a
+//! [`merkle_fs::PreparedCommit`] (root known, nothing written) and Commit writes it
+//! in one atomic batch. A validator killed before Commit reopens at the last
+//! committed height and re-executes the block CometBFT replays; see docs/tx-format.md.
 
 pub mod fs;
 mod keys;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -54,6 +58,8 @@ pub struct Machine {
     limits: Limits,
     genesis_time_ns: u64,
     block_height: u64,
+    /// The finalized block, sealed and hashed, waiting for Commit to write it.
+    prepared: Option<merkle_fs::PreparedCommit>,
 }
 
 fn err(op: &'static str) -> impl Fn(merkle_fs::Error) -> ExecError {
@@ -95,6 +101,7 @@ impl Machine {
             limits,
             genesis_time_ns,
             block_height: 0,
+            prepared: None,
         };
         if let Some(snapshot) = latest.get_meta_bytes(keys::TABLE)? {
             for (key, source) in latest.list_meta_bytes(keys::MODULE_PREFIX)? {
@@ -149,6 +156,18 @@ impl Machine {
             .as_mut()
             .ok_or_else(|| ExecError::new(op, "no working set (no block started)"))?;
         f(ws).map_err(err(op))
+    }
+
+    /// Stores the process table in the working set, so the root covers every process.
+    fn write_table(&mut self) -> Result<(), ExecError> {
+        let snapshot = self
+            .table
+            .snapshot_all()
+            .map_err(|e| ExecError::new("snapshot processes", e))?;
+        self.ws_do("write process table", |ws| {
+            ws.put_meta(keys::TABLE, &snapshot);
+            Ok(())
+        })
     }
 
     fn ensure_working_set(&self) {
@@ -311,6 +330,7 @@ impl Executor for Machine {
         ctx: &BlockContext,
     ) -> Result<AppHash, ExecError> {
         *self.slot.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.prepared = None;
         self.limits = genesis.limits.clone();
         self.genesis_time_ns = ctx.time_unix_nanos;
         self.ensure_working_set();
@@ -356,11 +376,15 @@ impl Executor for Machine {
                 ));
             }
         }
-        // merkle-fs computes a root only by committing, and genesis state must not be
-        // durable before block 1 commits (a crash would skip InitChain on restart),
-        // so InitChain reports the empty hash (CometBFT's default genesis app hash);
-        // the genesis state is covered by block 1's app hash.
-        Ok(Vec::new())
+        // The genesis state stays in the working set and becomes durable with block 1
+        // (a crash before that reopens at height 0, and CometBFT repeats InitChain);
+        // its root, computed without writing, is the genesis app hash.
+        self.write_table()?;
+        let root = self.ws_do("genesis root", |ws| {
+            let height = ws.base_height() + 1;
+            ws.root(height)
+        })?;
+        Ok(root.to_vec())
     }
 
     fn limits(&self) -> Result<Limits, ExecError> {
@@ -368,6 +392,16 @@ impl Executor for Machine {
     }
 
     fn begin_block(&mut self, ctx: &BlockContext) -> Result<(), ExecError> {
+        if let Some(prepared) = &self.prepared {
+            return Err(ExecError::new(
+                "begin block",
+                format!(
+                    "block {} was finalized but not committed (starting block {})",
+                    prepared.height(),
+                    ctx.height
+                ),
+            ));
+        }
         self.ensure_working_set();
         self.block_height = ctx.height;
         // Per-block randomness (context::seed), keyed per pid; before the timers run.
@@ -421,21 +455,23 @@ impl Executor for Machine {
     }
 
     fn end_block(&mut self) -> Result<AppHash, ExecError> {
-        let snapshot = self
-            .table
-            .snapshot_all()
-            .map_err(|e| ExecError::new("snapshot processes", e))?;
-        self.ws_do("write process table", |ws| {
-            ws.put_meta(keys::TABLE, &snapshot);
-            Ok(())
-        })?;
+        self.write_table()?;
         let ws = self.slot.lock().unwrap_or_else(|p| p.into_inner()).take();
         let ws = ws.ok_or_else(|| ExecError::new("end block", "no working set"))?;
-        let root = ws.commit(self.block_height).map_err(err("commit"))?;
+        let prepared = ws
+            .prepare_commit(self.block_height)
+            .map_err(err("prepare commit"))?;
+        let root = prepared.root();
+        self.prepared = Some(prepared);
         Ok(root.to_vec())
     }
 
     fn commit(&mut self) -> Result<Committed, ExecError> {
+        let prepared = self
+            .prepared
+            .take()
+            .ok_or_else(|| ExecError::new("commit", "no finalized block to write"))?;
+        prepared.write().map_err(err("commit"))?;
         self.committed()
     }
 

@@ -1,0 +1,172 @@
+//! The real machine through the ABCI state machine: the genesis app hash and the
+//! crash window between FinalizeBlock and Commit.
+
+use std::path::Path;
+
+use prost::bytes::Bytes;
+use tendermint_proto::google::protobuf::Timestamp;
+use tendermint_proto::v0_38::abci::{RequestFinalizeBlock, RequestInfo, RequestInitChain};
+
+use super::Machine;
+use crate::codes::Code;
+use crate::consensus::Core;
+use crate::executor::Executor;
+use crate::mempool::SharedView;
+use crate::tx::{Body, Install, Tx};
+
+/// The smallest program the validator accepts: `_start` (empty) and one page of
+/// exported memory.
+const TINY_WASM: &[u8] = &[
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+    0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // type: () -> ()
+    0x03, 0x02, 0x01, 0x00, // function 0 has type 0
+    0x05, 0x03, 0x01, 0x00, 0x01, // memory: min 1 page
+    0x07, 0x13, 0x02, // exports: 2
+    0x06, b'_', b's', b't', b'a', b'r', b't', 0x00, 0x00, // "_start" func 0
+    0x06, b'm', b'e', b'm', b'o', b'r', b'y', 0x02, 0x00, // "memory" memory 0
+    0x0a, 0x04, 0x01, 0x02, 0x00, 0x0b, // code: empty body
+];
+
+const GENESIS_SECONDS: i64 = 1_700_000_000;
+
+fn open(dir: &Path) -> Core<Machine> {
+    let machine = Machine::open(dir).expect("open machine");
+    Core::new(machine, Machine::validator(), SharedView::default()).expect("core")
+}
+
+fn app_state(motd: &str) -> Vec<u8> {
+    format!(
+        r#"{{"limits":{{"fuel_per_tx":1000000,"memory_bytes":1048576,"storage_quota_bytes":1048576,"max_processes":4}},"files":[{{"path":"/etc/motd","text":"{motd}"}}]}}"#
+    )
+    .into_bytes()
+}
+
+fn init(core: &mut Core<Machine>, motd: &str) -> Vec<u8> {
+    core.init_chain(RequestInitChain {
+        app_state_bytes: Bytes::from(app_state(motd)),
+        initial_height: 1,
+        chain_id: "test".into(),
+        time: Some(Timestamp {
+            seconds: GENESIS_SECONDS,
+            nanos: 0,
+        }),
+        ..Default::default()
+    })
+    .expect("init chain")
+    .app_hash
+    .to_vec()
+}
+
+/// Finalizes block `height` (block time = genesis time, so the clock does not move)
+/// and returns its app hash; does not commit.
+fn finalize(core: &mut Core<Machine>, height: i64, txs: Vec<Vec<u8>>) -> Vec<u8> {
+    let res = core
+        .finalize_block(RequestFinalizeBlock {
+            txs: txs.into_iter().map(Bytes::from).collect(),
+            height,
+            hash: Bytes::from(vec![height as u8; 32]),
+            time: Some(Timestamp {
+                seconds: GENESIS_SECONDS,
+                nanos: 0,
+            }),
+            ..Default::default()
+        })
+        .expect("finalize");
+    for r in &res.tx_results {
+        assert_eq!(r.code, Code::Ok.value(), "tx refused: {}", r.log);
+    }
+    res.app_hash.to_vec()
+}
+
+fn install(path: &str) -> Vec<u8> {
+    Tx::new(
+        Body::Install(Install {
+            path: path.into(),
+            wasm: TINY_WASM.to_vec(),
+        }),
+        0,
+    )
+    .to_bytes()
+}
+
+fn info(core: &Core<Machine>) -> (i64, Vec<u8>) {
+    let info = core.info(RequestInfo::default()).expect("info");
+    (info.last_block_height, info.last_block_app_hash.to_vec())
+}
+
+#[test]
+fn init_chain_app_hash_is_the_genesis_root_and_equals_what_a_fresh_node_computes() {
+    let a_dir = tempfile::tempdir().expect("tempdir");
+    let b_dir = tempfile::tempdir().expect("tempdir");
+    let c_dir = tempfile::tempdir().expect("tempdir");
+    let mut a = open(a_dir.path());
+    let genesis = init(&mut a, "hello");
+    assert_eq!(genesis.len(), 32, "the genesis app hash is a merkle-fs root");
+    assert_eq!(genesis, init(&mut open(b_dir.path()), "hello"));
+    assert_ne!(
+        genesis,
+        init(&mut open(c_dir.path()), "other"),
+        "the genesis hash must cover the genesis files"
+    );
+    // Nothing is durable yet: a restart reports height 0 (CometBFT repeats
+    // InitChain), and repeating it gives the same hash.
+    assert_eq!(info(&a), (0, Vec::new()));
+    drop(a);
+    let mut a = open(a_dir.path());
+    assert_eq!(info(&a), (0, Vec::new()));
+    assert_eq!(init(&mut a, "hello"), genesis);
+    // An empty block at the genesis time changes nothing: block 1's committed root
+    // is exactly the genesis root, and holds the genesis file.
+    assert_eq!(finalize(&mut a, 1, vec![]), genesis);
+    a.commit().expect("commit");
+    assert_eq!(info(&a), (1, genesis.clone()));
+    let motd = a.exec.read_file("/etc/motd", Some(1), false).expect("read");
+    assert_eq!(motd.contents.as_deref(), Some(&b"hello"[..]));
+}
+
+#[test]
+fn finalize_without_commit_then_restart_gives_the_same_hash_after_re_executing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut core = open(dir.path());
+    init(&mut core, "hello");
+    let h1 = finalize(&mut core, 1, vec![install("/bin/a")]);
+    core.commit().expect("commit 1");
+    let h2 = finalize(&mut core, 2, vec![install("/bin/b")]);
+    assert_ne!(h1, h2);
+    // Killed between FinalizeBlock and Commit: nothing of block 2 is durable.
+    drop(core);
+    let mut core = open(dir.path());
+    assert_eq!(info(&core), (1, h1.clone()));
+    let absent = core.exec.read_file("/bin/b", None, false).expect("read");
+    assert_eq!(absent.contents, None, "block 2 must not be visible after restart");
+    // CometBFT replays block 2; re-executing gives the same app hash.
+    assert_eq!(finalize(&mut core, 2, vec![install("/bin/b")]), h2);
+    core.commit().expect("commit 2");
+    assert_eq!(info(&core), (2, h2.clone()));
+
+    // A node that never crashed agrees.
+    let other_dir = tempfile::tempdir().expect("tempdir");
+    let mut other = open(other_dir.path());
+    init(&mut other, "hello");
+    assert_eq!(finalize(&mut other, 1, vec![install("/bin/a")]), h1);
+    other.commit().expect("commit 1");
+    assert_eq!(finalize(&mut other, 2, vec![install("/bin/b")]), h2);
+    other.commit().expect("commit 2");
+    assert_eq!(info(&other), (2, h2));
+}
+
+#[test]
+fn finalize_reports_the_root_commit_then_writes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut core = open(dir.path());
+    init(&mut core, "hello");
+    let h1 = finalize(&mut core, 1, vec![install("/bin/a")]);
+    assert_eq!(
+        core.exec.committed().expect("committed").height,
+        0,
+        "FinalizeBlock must not write"
+    );
+    core.commit().expect("commit");
+    let committed = core.exec.committed().expect("committed");
+    assert_eq!((committed.height, committed.app_hash), (1, h1));
+}
