@@ -12,7 +12,6 @@ mod efault;
 mod escape;
 mod fileops;
 mod limits;
-mod perf;
 mod poll;
 mod readdir;
 mod stdio;
