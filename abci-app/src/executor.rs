@@ -142,11 +142,13 @@ pub trait Executor: Send + 'static {
     /// no trace in the working set.
     fn execute(&mut self, input: &Input<'_>, fuel: u64) -> Result<Outcome, ExecError>;
 
-    /// Ends the block: the root of the working set, the block's app hash.
+    /// Ends the block: the root of the working set, the block's app hash. Writes
+    /// nothing, so a validator killed before [`Executor::commit`] reopens at the
+    /// previous height and re-executes the block to the same root.
     fn end_block(&mut self) -> Result<AppHash, ExecError>;
 
-    /// Persists the working set atomically at the height of the last begin_block
-    /// (or InitChain's initial height - 1 ... see docs) and returns it.
+    /// Persists the block sealed by the last end_block (with the genesis state,
+    /// for the first block) atomically at its height and returns it.
     fn commit(&mut self) -> Result<Committed, ExecError>;
 
     /// Pids of processes alive in committed state (CheckTx reads this).
