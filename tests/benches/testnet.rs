@@ -9,7 +9,7 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,12 +22,22 @@ const SECONDS: u64 = 20;
 fn main() -> anyhow::Result<()> {
     let kv = kvstore_run()?;
     let rc = replicode_run()?;
-    println!("\n| app | committed tx/s | commit latency p50 | p99 |");
-    println!("|---|---|---|---|");
+    println!(
+        "\n| app | committed tx/s | commit latency p50 | p99 | blocks | txs/block \
+         | broadcasts accepted / refused / failed |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     for (name, r) in [("cometbft kvstore", &kv), ("replicode kv_server", &rc)] {
         println!(
-            "| {name} | {:.0} | {:.0} ms | {:.0} ms |",
-            r.tps, r.p50_ms, r.p99_ms
+            "| {name} | {:.0} | {:.0} ms | {:.0} ms | {} | {:.0} | {} / {} / {} |",
+            r.tps,
+            r.p50_ms,
+            r.p99_ms,
+            r.blocks,
+            r.txs as f64 / r.blocks.max(1) as f64,
+            r.accepted,
+            r.refused,
+            r.failed
         );
     }
     println!(
@@ -41,6 +51,13 @@ struct Result_ {
     tps: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// Blocks and transactions committed during the run.
+    blocks: u64,
+    txs: u64,
+    /// Broadcasts CheckTx accepted / refused (non-zero code) / that failed at RPC.
+    accepted: u64,
+    refused: u64,
+    failed: u64,
 }
 
 fn replicode_run() -> anyhow::Result<Result_> {
@@ -145,11 +162,18 @@ fn load(
 ) -> anyhow::Result<Result_> {
     let make = Arc::new(make);
     let stop = Arc::new(AtomicBool::new(false));
+    // accepted, refused, failed broadcasts over all clients.
+    let counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
     let start_height = height(ports[0])?;
     let started = Instant::now();
     let mut workers = Vec::new();
     for client in 0..CLIENTS {
-        let (port, make, stop) = (ports[client % ports.len()], make.clone(), stop.clone());
+        let (port, make, stop, counts) = (
+            ports[client % ports.len()],
+            make.clone(),
+            stop.clone(),
+            counts.clone(),
+        );
         workers.push(std::thread::spawn(move || -> Vec<f64> {
             let mut latencies = Vec::new();
             let mut i = 0u64;
@@ -157,8 +181,10 @@ fn load(
                 i += 1;
                 let t0 = Instant::now();
                 let Ok((code, _, hash)) = broadcast_raw(port, &make(client, i)) else {
+                    counts[2].fetch_add(1, Ordering::Relaxed);
                     continue;
                 };
+                counts[usize::from(code != 0)].fetch_add(1, Ordering::Relaxed);
                 if code != 0 {
                     std::thread::sleep(Duration::from_millis(5));
                     continue;
@@ -202,6 +228,11 @@ fn load(
         tps: txs as f64 / secs,
         p50_ms: pct(0.5),
         p99_ms: pct(0.99),
+        blocks: end_height.saturating_sub(start_height),
+        txs,
+        accepted: counts[0].load(Ordering::Relaxed),
+        refused: counts[1].load(Ordering::Relaxed),
+        failed: counts[2].load(Ordering::Relaxed),
     })
 }
 
