@@ -483,12 +483,7 @@ impl Store {
     ) -> Result<PreparedCommit> {
         let latest = self.head().latest;
         match base {
-            Some(b) if b != latest => {
-                return Err(Error::StaleWorkingSet {
-                    base: b,
-                    latest,
-                })
-            }
+            Some(b) if b != latest => return Err(Error::StaleWorkingSet { base: b, latest }),
             Some(b) if height != b + 1 => {
                 return Err(Error::HeightOutOfOrder {
                     expected: b + 1,

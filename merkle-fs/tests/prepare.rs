@@ -16,9 +16,13 @@ fn store(dir: &tempfile::TempDir) -> Store {
 
 /// A block touching files, directories, deletions and node state.
 fn block(ws: &mut WorkingSet, h: u64) {
-    let d = ws.mkdir(ROOT_INO, format!("d{h}").as_bytes(), h).expect("mkdir");
+    let d = ws
+        .mkdir(ROOT_INO, format!("d{h}").as_bytes(), h)
+        .expect("mkdir");
     let f = ws.create_file(d, b"f", h).expect("create");
-    let data: Vec<u8> = (0..CHUNK_SIZE as usize + 5).map(|i| (i as u64 ^ h) as u8).collect();
+    let data: Vec<u8> = (0..CHUNK_SIZE as usize + 5)
+        .map(|i| (i as u64 ^ h) as u8)
+        .collect();
     ws.write(f, 0, &data, h).expect("write");
     ws.put_meta(format!("k{h}").as_bytes(), &h.to_be_bytes());
     if h > 1 {
@@ -114,7 +118,10 @@ fn prepared_commit_writes_at_write_and_refuses_when_stale() {
     assert_eq!(s.root().expect("root"), root);
     // `b` was prepared on height 0, which is no longer the latest.
     let stale = b.prepare_commit(1);
-    assert!(stale.is_err(), "a working set on a superseded base must not prepare");
+    assert!(
+        stale.is_err(),
+        "a working set on a superseded base must not prepare"
+    );
     drop(s);
     let s = store(&dir);
     assert_eq!((s.latest_height(), s.root().expect("root")), (1, root));

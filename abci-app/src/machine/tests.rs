@@ -101,7 +101,11 @@ fn init_chain_app_hash_is_the_genesis_root_and_equals_what_a_fresh_node_computes
     let c_dir = tempfile::tempdir().expect("tempdir");
     let mut a = open(a_dir.path());
     let genesis = init(&mut a, "hello");
-    assert_eq!(genesis.len(), 32, "the genesis app hash is a merkle-fs root");
+    assert_eq!(
+        genesis.len(),
+        32,
+        "the genesis app hash is a merkle-fs root"
+    );
     assert_eq!(genesis, init(&mut open(b_dir.path()), "hello"));
     assert_ne!(
         genesis,
@@ -138,7 +142,10 @@ fn finalize_without_commit_then_restart_gives_the_same_hash_after_re_executing()
     let mut core = open(dir.path());
     assert_eq!(info(&core), (1, h1.clone()));
     let absent = core.exec.read_file("/bin/b", None, false).expect("read");
-    assert_eq!(absent.contents, None, "block 2 must not be visible after restart");
+    assert_eq!(
+        absent.contents, None,
+        "block 2 must not be visible after restart"
+    );
     // CometBFT replays block 2; re-executing gives the same app hash.
     assert_eq!(finalize(&mut core, 2, vec![install("/bin/b")]), h2);
     core.commit().expect("commit 2");
