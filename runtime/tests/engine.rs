@@ -737,17 +737,7 @@ mod guests {
 
     #[test]
     fn membomb_is_refused_at_the_memory_limit() {
-        let a = run_guest(config(), "membomb", &[], false);
-        assert_eq!(
-            a.result.outcome,
-            RunOutcome::Exited(0),
-            "{}{}",
-            a.stdout,
-            a.stderr
-        );
-        assert!(a.stdout.contains("memory now 512 pages"), "{}", a.stdout);
-        let b = run_guest(config(), "membomb", &[], false);
-        assert_eq!((a.result, a.stdout), (b.result, b.stdout));
+        exits_cleanly_and_repeats("membomb", &[], false, "memory now 512 pages");
     }
 
     #[test]
@@ -767,32 +757,12 @@ mod guests {
 
     #[test]
     fn fd_exhaustion_is_emfile_and_recoverable() {
-        let a = run_guest(config(), "fd_exhaust", &["/data"], true);
-        assert_eq!(
-            a.result.outcome,
-            RunOutcome::Exited(0),
-            "{}{}",
-            a.stdout,
-            a.stderr
-        );
-        assert!(a.stdout.contains("before EMFILE"), "{}", a.stdout);
-        let b = run_guest(config(), "fd_exhaust", &["/data"], true);
-        assert_eq!((a.result, a.stdout), (b.result, b.stdout));
+        exits_cleanly_and_repeats("fd_exhaust", &["/data"], true, "before EMFILE");
     }
 
     #[test]
     fn quota_exhaustion_is_enospc_and_recoverable() {
-        let a = run_guest(config(), "quota", &["/data"], true);
-        assert_eq!(
-            a.result.outcome,
-            RunOutcome::Exited(0),
-            "{}{}",
-            a.stdout,
-            a.stderr
-        );
-        assert!(a.stdout.contains("before ENOSPC"), "{}", a.stdout);
-        let b = run_guest(config(), "quota", &["/data"], true);
-        assert_eq!((a.result, a.stdout), (b.result, b.stdout));
+        exits_cleanly_and_repeats("quota", &["/data"], true, "before ENOSPC");
     }
 
     #[test]
@@ -823,6 +793,22 @@ mod guests {
             "{}",
             a.stdout
         );
+    }
+
+    /// Runs `guest` twice: it must exit 0, print `marker`, and give identical
+    /// outcome and stdout both times.
+    fn exits_cleanly_and_repeats(guest: &str, args: &[&str], data_dir: bool, marker: &str) {
+        let a = run_guest(config(), guest, args, data_dir);
+        assert_eq!(
+            a.result.outcome,
+            RunOutcome::Exited(0),
+            "{}{}",
+            a.stdout,
+            a.stderr
+        );
+        assert!(a.stdout.contains(marker), "{}", a.stdout);
+        let b = run_guest(config(), guest, args, data_dir);
+        assert_eq!((a.result, a.stdout), (b.result, b.stdout));
     }
 
     /// The `replicode` binary, built next to this test's target directory.
