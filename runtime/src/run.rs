@@ -13,7 +13,7 @@ use std::sync::Arc;
 use wasmtime::Linker;
 
 use crate::clock::LogicalClock;
-use crate::engine::GuestEngine;
+use crate::engine::{CompiledModule, GuestEngine};
 use crate::entropy::ChaChaEntropy;
 use crate::errno::Errno;
 use crate::error::RuntimeError;
@@ -121,13 +121,21 @@ pub fn build_fs(
     spec: &RunSpec,
 ) -> Result<(SharedFs, Vec<(String, Ino)>), RunError> {
     let mut memfs = MemFs::new(engine.config().limits.fs, spec.start_time_ns);
+    let preopens = copy_dirs(&mut memfs, spec)?;
+    Ok((fs::shared(memfs), preopens))
+}
+
+/// Copies each `--dir` of `spec` into `fs` at its guest path (creating missing
+/// directories on the way; a name that already exists is an error) and returns the
+/// preopens, in the order given.
+pub fn copy_dirs(fs: &mut dyn FileSystem, spec: &RunSpec) -> Result<Vec<(String, Ino)>, RunError> {
     let mut preopens = Vec::with_capacity(spec.dirs.len());
     for dir in &spec.dirs {
-        let ino = mkdir_all(&mut memfs, &dir.guest, spec.start_time_ns, &dir.host)?;
-        copy_dir(&mut memfs, &dir.host, ino, spec.start_time_ns)?;
+        let ino = mkdir_all(fs, &dir.guest, spec.start_time_ns, &dir.host)?;
+        copy_dir(fs, &dir.host, ino, spec.start_time_ns)?;
         preopens.push((dir.guest.clone(), ino));
     }
-    Ok((fs::shared(memfs), preopens))
+    Ok(preopens)
 }
 
 /// Runs `wasm` under `spec`, streaming stdout/stderr to the given sinks.
@@ -141,6 +149,34 @@ pub fn run(
 ) -> Result<RunResult, RunError> {
     let module = engine.load(wasm)?;
     let (shared_fs, preopens) = build_fs(engine, spec)?;
+    run_loaded(engine, module, spec, shared_fs, &preopens, stdout, stderr)
+}
+
+/// Like [`run`], on a filesystem the caller built (`spec.dirs` is not looked at:
+/// `preopens` are the guest's preopened directories). The caller keeps `fs` and
+/// decides what to do with the changes (`replicode run --state` commits them).
+pub fn run_in(
+    engine: &GuestEngine,
+    wasm: &[u8],
+    spec: &RunSpec,
+    fs: SharedFs,
+    preopens: &[(String, Ino)],
+    stdout: Box<dyn OutputSink>,
+    stderr: Box<dyn OutputSink>,
+) -> Result<RunResult, RunError> {
+    let module = engine.load(wasm)?;
+    run_loaded(engine, module, spec, fs, preopens, stdout, stderr)
+}
+
+fn run_loaded(
+    engine: &GuestEngine,
+    module: Arc<CompiledModule>,
+    spec: &RunSpec,
+    shared_fs: SharedFs,
+    preopens: &[(String, Ino)],
+    stdout: Box<dyn OutputSink>,
+    stderr: Box<dyn OutputSink>,
+) -> Result<RunResult, RunError> {
     let stdin = Pipe::with_contents(0, &spec.stdin);
     stdin.close_write();
     let mut builder = WasiCtxBuilder::new(shared_fs.clone())
@@ -154,7 +190,7 @@ pub fn run(
     for (k, v) in &spec.env {
         builder = builder.env(k, v);
     }
-    for (guest, ino) in &preopens {
+    for (guest, ino) in preopens {
         builder = builder.preopen(guest, *ino);
     }
     let ctx = builder.build()?;
@@ -175,7 +211,7 @@ pub fn run(
 }
 
 /// Creates (or reuses) the directories of `guest` under the root.
-fn mkdir_all(fs: &mut MemFs, guest: &str, now: u64, host: &Path) -> Result<Ino, RunError> {
+fn mkdir_all(fs: &mut dyn FileSystem, guest: &str, now: u64, host: &Path) -> Result<Ino, RunError> {
     let mut ino = ROOT_INO;
     for part in guest.split('/').filter(|p| !p.is_empty() && *p != ".") {
         let copy_err = |errno| RunError::Copy {
@@ -193,7 +229,7 @@ fn mkdir_all(fs: &mut MemFs, guest: &str, now: u64, host: &Path) -> Result<Ino, 
 
 /// Copies the host tree at `host` into directory `dir`, entries in sorted order.
 /// Iterative (explicit stack), so a deep host tree cannot exhaust the native stack.
-fn copy_dir(fs: &mut MemFs, host: &Path, dir: Ino, now: u64) -> Result<(), RunError> {
+fn copy_dir(fs: &mut dyn FileSystem, host: &Path, dir: Ino, now: u64) -> Result<(), RunError> {
     let mut pending = vec![(host.to_path_buf(), dir)];
     while let Some((host_dir, dir)) = pending.pop() {
         let io_err = |source| RunError::HostDir {

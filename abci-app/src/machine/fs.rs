@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use merkle_fs::{FsRead, WorkingSet};
 use replicode_runtime::errno::Errno;
-use replicode_runtime::fs::{Attr, DirEntry, FileKind, FileSystem, FsUsage, Ino, Savepoint};
+use replicode_runtime::fs::{
+    Attr, DirEntry, FileKind, FileSystem, FsLimits, FsUsage, Ino, Savepoint,
+};
 
 /// The working set of the block being executed (`None` between blocks).
 pub type Slot = Arc<Mutex<Option<WorkingSet>>>;
@@ -43,6 +45,16 @@ impl MerkleFs {
             Some(ws) => f(ws).map_err(errno),
             None => Err(Errno::Io),
         }
+    }
+}
+
+/// The runtime's filesystem limits as merkle-fs working-set limits (same meaning:
+/// `EFBIG` past `max_file_size`, `ENOSPC` past the byte quota or the inode count).
+pub fn limits(l: &FsLimits) -> merkle_fs::Limits {
+    merkle_fs::Limits {
+        max_file_size: l.max_file_size,
+        max_total_bytes: l.max_total_bytes,
+        max_inodes: l.max_inodes,
     }
 }
 

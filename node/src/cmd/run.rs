@@ -10,8 +10,13 @@
 //! layer: it suspends on an empty stdin and is fed one line at a time); see
 //! [`serve`] for the transcript it prints and `--snapshot-at` for the
 //! mid-run snapshot/restore check.
+//!
+//! With `--state DIR` the filesystem is a merkle-fs store in DIR, mounted at `/`
+//! and committed as a new version after each run that ends with an exit; see
+//! [`state`].
 
 mod serve;
+mod state;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,7 +43,10 @@ Exit codes:
   124  the guest exceeded the logical stack limit (unbounded recursion)
   125  the guest trapped after memory.grow was refused at the memory limit
   126  the guest blocked waiting for input that can never arrive
-  127  --inputs: the process layer failed (snapshot, restore, ...) or stdout failed
+  127  --inputs: the process layer failed (snapshot, restore, ...) or stdout failed;
+       --state: the new version could not be committed
+With --state: every exit(N) commits the run's files as a new version (the new root
+is printed to stderr); codes 120-126 commit nothing (the state keeps its last root).
 With --inputs: the guest's exit code at EOF (0 for a server that ends at EOF),
 even if some inputs were rejected (out of fuel, trap: printed in the transcript);
 126 if it still waits after stdin ended; 120, 121, 127 as above.";
@@ -103,6 +111,15 @@ pub struct RunArgs {
     /// Print a SHA-256 digest of the final virtual filesystem to stderr.
     #[arg(long)]
     pub digest: bool,
+    /// Keep the filesystem in a merkle-fs store in DIR (created if missing) and
+    /// mount it as the guest's root `/`, so files persist across runs. When the
+    /// guest exits (exit(N), any N) its changes are committed as one new version
+    /// (height + 1) and the new root is printed to stderr. A trap, running out of
+    /// fuel, a limit or a read that blocks forever commits nothing: the state
+    /// stays at its last root. --dir trees are copied into the state at GUEST
+    /// (names that already exist there are an error) and committed with the run.
+    #[arg(long, value_name = "DIR", conflicts_with = "inputs")]
+    pub state: Option<PathBuf>,
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {
@@ -165,17 +182,46 @@ fn execute(args: RunArgs) -> Result<ExitCode, Failure> {
     let spec = run_spec(&args, stdin)?;
     let stdout = Box::new(TerminalSink(HostStream::Stdout));
     let stderr = Box::new(TerminalSink(HostStream::Stderr));
-    let result = match run::run(&engine, &wasm, &spec, stdout, stderr) {
+    let state = match &args.state {
+        Some(dir) => Some(state::State::open(dir, &engine.config().limits.fs)?),
+        None => None,
+    };
+    let ran = match &state {
+        Some(state) => state.mount(&spec).and_then(|(fs, preopens)| {
+            run::run_in(&engine, &wasm, &spec, fs, &preopens, stdout, stderr)
+        }),
+        None => run::run(&engine, &wasm, &spec, stdout, stderr),
+    };
+    let result = match ran {
         Ok(result) => result,
-        Err(RunError::Runtime(e @ (RuntimeError::Validation(_) | RuntimeError::Instrument(_)))) => {
-            return Err(Failure::Invalid(e));
+        Err(e) => {
+            if let Some(state) = &state {
+                let (height, root) = state.head()?;
+                state::report_unchanged(height, &root);
+            }
+            return Err(match e {
+                RunError::Runtime(
+                    e @ (RuntimeError::Validation(_) | RuntimeError::Instrument(_)),
+                ) => Failure::Invalid(e),
+                e => Failure::Setup(e.into()),
+            });
         }
-        Err(e) => return Err(Failure::Setup(e.into())),
     };
     if args.digest {
         eprintln!("replicode: fs digest {}", hex::encode(result.fs_digest));
     }
     tracing::debug!(fuel_used = result.fuel_used, "run finished");
+    if let Some(state) = state {
+        if let RunOutcome::Exited(_) = result.outcome {
+            match state.commit() {
+                Ok((height, root)) => state::report_commit(height, &root),
+                Err(e) => return Ok(fail(EXIT_SERVE, &format!("{e:#}"))),
+            }
+        } else {
+            let (height, root) = state.head()?;
+            state::report_unchanged(height, &root);
+        }
+    }
     Ok(match result.outcome {
         // Exit codes are 8 bits on the host, as with any process.
         RunOutcome::Exited(code) => ExitCode::from(code as u8),
