@@ -77,7 +77,16 @@ pub fn needs_asyncify(wasm: &[u8]) -> Result<bool, InstrumentError> {
 }
 
 /// Applies `--asyncify` with our blocking imports; returns the new bytes.
+///
+/// Binaryen assumes by default that any indirect call may reach a blocking
+/// import, so a function that calls through a pointer (every caller of
+/// `printf`, via stdio's write hook) is instrumented, and its loops get slower
+/// with it (the integer kernel: 1.4x). When the module imports no blocking
+/// function, nothing can ever unwind, so `asyncify-ignore-indirect` is exact
+/// there: no function is instrumented and only the exports are added, which the
+/// process layer uses uniformly for every program.
 pub fn asyncify(wasm: &[u8]) -> Result<Vec<u8>, InstrumentError> {
+    let can_block = needs_asyncify(wasm)?;
     let scratch = Scratch::new()?;
     std::fs::write(&scratch.input, wasm).map_err(|source| Scratch::err(&scratch.input, source))?;
     let mut opts = OptimizationOptions::new_opt_level_1();
@@ -86,6 +95,9 @@ pub fn asyncify(wasm: &[u8]) -> Result<Vec<u8>, InstrumentError> {
         .set_pass_arg("asyncify-imports", &imports_arg())
         .debug_info(true)
         .mvp_features_only();
+    if !can_block {
+        opts.set_pass_arg("asyncify-ignore-indirect", "");
+    }
     for feature in [
         Feature::MutableGlobals,
         Feature::TruncSat,
@@ -151,5 +163,94 @@ fn rewrite_err(detail: String) -> InstrumentError {
     InstrumentError::Rewrite {
         pass: "asyncify",
         detail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmparser::{ExternalKind, Operator};
+
+    /// A caller reaching an import only through `call_indirect`, plus
+    /// `extra_import` when given.
+    fn module(extra_import: &str) -> Vec<u8> {
+        wat::parse_str(format!(
+            r#"(module
+                 (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+                 {extra_import}
+                 (type $t (func (result i32)))
+                 (table 1 funcref)
+                 (elem (i32.const 0) $callee)
+                 (memory (export "memory") 1)
+                 (func $callee (type $t) (call $write (i32.const 1) (i32.const 0) (i32.const 0) (i32.const 0)))
+                 (func (export "_start")
+                   (local $i i32)
+                   (loop $l
+                     (local.set $i (i32.add (local.get $i) (call_indirect (type $t) (i32.const 0))))
+                     (br_if $l (i32.lt_u (local.get $i) (i32.const 10))))))"#
+        ))
+        .expect("valid wat")
+    }
+
+    /// Defined functions, other than asyncify's own exports, that read the
+    /// asyncify state global (that is, were instrumented).
+    fn instrumented_functions(wasm: &[u8]) -> usize {
+        let mut imported = 0u32;
+        let mut own_exports = Vec::new();
+        let mut bodies = Vec::new();
+        for payload in Parser::new(0).parse_all(wasm) {
+            match payload.expect("parses") {
+                Payload::ImportSection(r) => {
+                    imported += r
+                        .into_iter()
+                        .filter(|i| matches!(i.as_ref().map(|i| i.ty), Ok(TypeRef::Func(_))))
+                        .count() as u32;
+                }
+                Payload::ExportSection(r) => {
+                    for e in r {
+                        let e = e.expect("export");
+                        if e.kind == ExternalKind::Func && e.name.starts_with("asyncify_") {
+                            own_exports.push(e.index);
+                        }
+                    }
+                }
+                Payload::CodeSectionEntry(body) => bodies.push(body),
+                _ => {}
+            }
+        }
+        let global_reads = |body: &wasmparser::FunctionBody<'_>| -> Vec<u32> {
+            let mut reads = Vec::new();
+            let mut ops = body.get_operators_reader().expect("ops");
+            while !ops.eof() {
+                if let Operator::GlobalGet { global_index } = ops.read().expect("op") {
+                    reads.push(global_index);
+                }
+            }
+            reads
+        };
+        let get_state = own_exports
+            .iter()
+            .map(|&f| global_reads(&bodies[(f - imported) as usize]))
+            .find(|reads| reads.len() == 1)
+            .expect("asyncify_get_state reads exactly the state global")[0];
+        bodies
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !own_exports.contains(&(*i as u32 + imported)))
+            .filter(|(_, body)| global_reads(body).contains(&get_state))
+            .count()
+    }
+
+    #[test]
+    fn a_module_that_cannot_block_keeps_its_indirect_callers_uninstrumented() {
+        let out = asyncify(&module("")).expect("asyncify");
+        assert_eq!(instrumented_functions(&out), 0);
+    }
+
+    #[test]
+    fn a_module_that_can_block_instruments_indirect_callers() {
+        let blocking = r#"(import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))"#;
+        let out = asyncify(&module(blocking)).expect("asyncify");
+        assert!(instrumented_functions(&out) >= 1);
     }
 }
