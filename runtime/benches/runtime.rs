@@ -2,7 +2,8 @@
 //!
 //! - `compute/{intkernel,nbody}`: the C kernel built natively (`cc -O2`, run as a
 //!   process), under plain wasmtime (no fuel, no NaN canonicalization), under
-//!   wasmtime with only NaN canonicalization (its cost, separately), and under
+//!   wasmtime with only NaN canonicalization and with only fuel metering (what
+//!   each costs by itself), and under
 //!   replicode (fuel, logical stack counter, canonicalization).
 //! - `files/fileworkload`: many small files; replicode on its in-memory
 //!   filesystem vs wasmtime + wasmtime-wasi (`p1`) on a tmpfs directory.
@@ -54,9 +55,11 @@ fn native(name: &str, args: &[&str]) {
     assert!(out.status.success(), "native {name} failed");
 }
 
-/// Plain wasmtime + wasmtime-wasi, optionally with only NaN canonicalization on.
+/// Plain wasmtime + wasmtime-wasi, optionally with only NaN canonicalization
+/// or only fuel metering on (to show what each costs by itself).
 struct Wasmtime {
     engine: wasmtime::Engine,
+    fuel: bool,
 }
 
 impl Wasmtime {
@@ -65,6 +68,16 @@ impl Wasmtime {
         config.cranelift_nan_canonicalization(nan_canonicalization);
         Wasmtime {
             engine: wasmtime::Engine::new(&config).expect("engine"),
+            fuel: false,
+        }
+    }
+
+    fn with_fuel() -> Self {
+        let mut config = wasmtime::Config::new();
+        config.consume_fuel(true);
+        Wasmtime {
+            engine: wasmtime::Engine::new(&config).expect("engine"),
+            fuel: true,
         }
     }
 
@@ -82,6 +95,9 @@ impl Wasmtime {
         }
         let ctx = builder.build_p1();
         let mut store = wasmtime::Store::new(&self.engine, ctx);
+        if self.fuel {
+            store.set_fuel(u64::MAX / 2).expect("fuel");
+        }
         let mut linker = wasmtime::Linker::new(&self.engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |c| c).expect("link");
         let instance = linker
@@ -115,6 +131,8 @@ fn compute(c: &mut Criterion, name: &str, args: &[&str]) {
     let plain_module = plain.module(&bytes);
     let nan = Wasmtime::new(true);
     let nan_module = nan.module(&bytes);
+    let fuel = Wasmtime::with_fuel();
+    let fuel_module = fuel.module(&bytes);
     let engine = GuestEngine::new(RuntimeConfig::default()).expect("engine");
     engine.load(&bytes).expect("loads");
     let mut group = c.benchmark_group(format!("compute/{name}"));
@@ -127,6 +145,9 @@ fn compute(c: &mut Criterion, name: &str, args: &[&str]) {
     });
     group.bench_function("wasmtime+nan-canon", |b| {
         b.iter(|| nan.run(&nan_module, &argv, None))
+    });
+    group.bench_function("wasmtime+fuel", |b| {
+        b.iter(|| fuel.run(&fuel_module, &argv, None))
     });
     group.bench_function("replicode", |b| {
         b.iter(|| replicode_run(&engine, &bytes, &argv, Vec::new()))
