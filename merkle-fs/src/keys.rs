@@ -154,19 +154,42 @@ pub fn node_key(nk: &jmt::storage::NodeKey) -> Vec<u8> {
     k
 }
 
-/// Kind byte of a stale record for a jmt node.
-pub const STALE_NODE: u8 = 1;
-/// Kind byte of a stale record for older versions of a logical key.
-pub const STALE_VALUE: u8 = 2;
+/// Kind byte of the stale record listing the tree nodes a height superseded.
+pub const STALE_NODES: u8 = 3;
+/// Kind byte of the stale record listing the logical keys a height changed (their older
+/// versions become unreadable once that height is the oldest retained).
+pub const STALE_VALUES: u8 = 4;
 
-/// Stale-index key: the height from which the record is stale, a kind byte, and the
-/// node key or logical key it concerns. Ordered by height so pruning scans a prefix.
-pub fn stale(since: Height, kind: u8, what: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(9 + what.len());
-    k.extend_from_slice(&since.to_be_bytes());
-    k.push(kind);
-    k.extend_from_slice(what);
+/// Stale-index key: the height from which the listed records are stale and a kind byte.
+/// Ordered by height so pruning scans a prefix. One record per kind per height, its value
+/// a list (see [`push_list_item`]): one RocksDB entry per commit instead of one per node.
+pub fn stale(since: Height, kind: u8) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[..8].copy_from_slice(&since.to_be_bytes());
+    k[8] = kind;
     k
+}
+
+/// Appends `item` to a list value: `len (u32 big-endian) ‖ item`.
+pub fn push_list_item(list: &mut Vec<u8>, item: &[u8]) {
+    list.extend_from_slice(&(item.len() as u32).to_be_bytes());
+    list.extend_from_slice(item);
+}
+
+/// The items of a list value built by [`push_list_item`]; `None` if it is malformed.
+pub fn list_items(mut list: &[u8]) -> Option<Vec<&[u8]>> {
+    let mut out = Vec::new();
+    while !list.is_empty() {
+        let (len, rest) = list.split_first_chunk::<4>()?;
+        let len = u32::from_be_bytes(*len) as usize;
+        if rest.len() < len {
+            return None;
+        }
+        let (item, rest) = rest.split_at(len);
+        out.push(item);
+        list = rest;
+    }
+    Some(out)
 }
 
 /// Key of the root hash committed at `height` in the `roots` column family.
@@ -214,6 +237,16 @@ mod tests {
         assert!(meta(b"proc/\x001").starts_with(&meta_prefix(b"proc/\x00")));
         assert!(!meta(b"proc").starts_with(&meta_prefix(b"proc/")));
         assert_eq!(meta_name(&meta(b"x\0y")).as_deref(), Some(&b"x\0y"[..]));
+    }
+
+    #[test]
+    fn list_round_trips() {
+        let mut l = Vec::new();
+        for item in [&b"abc"[..], b"", b"\x00\x01"] {
+            push_list_item(&mut l, item);
+        }
+        assert_eq!(list_items(&l), Some(vec![&b"abc"[..], b"", b"\x00\x01"]));
+        assert_eq!(list_items(&l[..l.len() - 1]), None);
     }
 
     #[test]

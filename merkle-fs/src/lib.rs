@@ -21,6 +21,7 @@ mod prove;
 pub mod read;
 mod store;
 mod tree;
+mod update;
 mod working_set;
 
 pub use error::{Error, Result};

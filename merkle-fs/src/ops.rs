@@ -99,6 +99,12 @@ impl WorkingSet {
             )));
         }
         let is_dir = matches!(body, InodeBody::Dir { .. });
+        if is_dir {
+            // One base read per new directory lets every lookup of a name in it skip
+            // the base when the inode did not exist there (see `WorkingSet::get`).
+            let mut probe = self.alloc.clone();
+            self.note_base(&keys::inode(probe.alloc()))?;
+        }
         let ino = self.alloc.alloc();
         let inode = Inode {
             body,

@@ -19,6 +19,7 @@ use crate::hash;
 use crate::keys::{self, Height, LKey};
 use crate::read::StateRead;
 use crate::tree::{NodeReader, CF_NODES};
+use crate::update::{CacheKey, NodeCache, TNode};
 use crate::{Limits, Root, Usage, ROOT_INO};
 
 /// Versioned values: `logical key ‖ height` → entry (see [`encode_entry`]).
@@ -33,6 +34,10 @@ const CF_STATE: &str = "state";
 const ENTRY_DELETED: u8 = 0;
 const ENTRY_PRESENT: u8 = 1;
 
+/// SHA-256 of the base-height value of keys a working set read (`None`: absent), so a
+/// commit can recognise their existing tree leaves by hash instead of reading them.
+pub(crate) type KnownBase = std::collections::HashMap<LKey, Option<[u8; 32]>>;
+
 /// How the store is opened.
 #[derive(Debug, Clone, Copy)]
 pub struct StoreOptions {
@@ -43,6 +48,13 @@ pub struct StoreOptions {
     pub block_cache_bytes: usize,
     /// Limits enforced by working sets.
     pub limits: Limits,
+    /// Tree nodes at depth `<=` this many nibbles are kept in memory across commits
+    /// (the upper levels every commit rewrites), `None` for no cache. At most
+    /// ~16^(d+1)/15 nodes of ≤ 1 KiB: `Some(4)` → ≤ 70,000 nodes (≈ 70 MiB); capped at 16.
+    pub node_cache_depth: Option<usize>,
+    /// Memtable size of the `nodes` and `values` column families (each may have up to
+    /// three, one being written and two being flushed).
+    pub memtable_bytes: usize,
 }
 
 impl Default for StoreOptions {
@@ -51,6 +63,8 @@ impl Default for StoreOptions {
             sync: true,
             block_cache_bytes: 256 << 20,
             limits: Limits::default(),
+            node_cache_depth: Some(4),
+            memtable_bytes: 256 << 20,
         }
     }
 }
@@ -68,6 +82,8 @@ pub(crate) struct Inner {
     pub db: DB,
     pub opts: StoreOptions,
     pub head: Mutex<Head>,
+    /// Upper levels of the latest tree.
+    pub cache: NodeCache,
 }
 
 /// A versioned, Merkle-authenticated filesystem store. Cheap to clone (shared).
@@ -87,6 +103,10 @@ pub struct PreparedCommit {
     batch: WriteBatch,
     alloc: Alloc,
     usage: Usage,
+    /// New upper tree nodes, cached once the batch is written.
+    cache_new: Vec<(CacheKey, Arc<TNode>)>,
+    /// Cached nodes this commit supersedes (dropped from the cache once written).
+    stale_cached: Vec<CacheKey>,
 }
 
 impl std::fmt::Debug for PreparedCommit {
@@ -126,6 +146,8 @@ impl PreparedCommit {
             batch,
             alloc,
             usage,
+            cache_new,
+            stale_cached,
         } = self;
         let mut head = store.head();
         if let Some(b) = base {
@@ -138,11 +160,23 @@ impl PreparedCommit {
         }
         let mut wo = WriteOptions::default();
         wo.set_sync(store.inner.opts.sync);
-        store
+        let started = std::time::Instant::now();
+        let r = store
             .inner
             .db
             .write_opt(batch, &wo)
-            .map_err(Error::db(format!("commit height {height}")))?;
+            .map_err(Error::db(format!("commit height {height}")));
+        tracing::debug!(
+            height,
+            write_us = started.elapsed().as_micros() as u64,
+            "commit written"
+        );
+        if r.is_err() {
+            // Unknown whether the batch landed; the cache may only hold committed nodes.
+            store.inner.cache.clear();
+        }
+        r?;
+        store.inner.cache.apply(cache_new, &stale_cached);
         head.latest = height;
         head.alloc = alloc;
         head.usage = usage;
@@ -150,14 +184,65 @@ impl PreparedCommit {
     }
 }
 
-/// Encodes a value-store entry: `present ‖ sha256(value) ‖ value` or `deleted`.
-fn encode_entry(value: Option<&[u8]>) -> Vec<u8> {
+/// One changed key, hashed and encoded for the commit batch.
+struct Hashed {
+    key_hash: [u8; 32],
+    /// SHA-256 of the value: jmt's value hash and the stored checksum.
+    value_hash: Option<[u8; 32]>,
+    /// `logical key ‖ height`.
+    versioned: Vec<u8>,
+    /// The value-store entry (see [`encode_entry`]).
+    entry: Vec<u8>,
+}
+
+fn hash_one(k: &[u8], v: Option<&[u8]>, height: Height) -> Hashed {
+    let value_hash = v.map(hash::value_checksum);
+    Hashed {
+        key_hash: hash::sha256(&[k]),
+        value_hash,
+        versioned: keys::versioned(k, height),
+        entry: encode_entry(v.zip(value_hash.as_ref())),
+    }
+}
+
+/// [`hash_one`] of every change, in order, split across the available cores.
+fn hash_entries(
+    changes: &[(LKey, Option<Vec<u8>>)],
+    height: Height,
+) -> std::result::Result<Vec<Hashed>, ()> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let per = changes.len().div_ceil(threads.max(1)).max(256);
+    let run = |part: &[(LKey, Option<Vec<u8>>)]| -> Vec<Hashed> {
+        part.iter()
+            .map(|(k, v)| hash_one(k, v.as_deref(), height))
+            .collect()
+    };
+    if changes.len() <= per {
+        return Ok(run(changes));
+    }
+    std::thread::scope(|s| {
+        let mut parts = changes.chunks(per);
+        let first = parts.next().unwrap_or(&[]);
+        let handles: Vec<_> = parts.map(|p| s.spawn(move || run(p))).collect();
+        let mut out = run(first);
+        for h in handles {
+            out.extend(h.join().map_err(|_| ())?);
+        }
+        Ok(out)
+    })
+}
+
+/// Encodes a value-store entry: `present ‖ sha256(value) ‖ value` or `deleted`, given
+/// the value with its SHA-256.
+fn encode_entry(value: Option<(&[u8], &[u8; 32])>) -> Vec<u8> {
     match value {
         None => vec![ENTRY_DELETED],
-        Some(v) => {
+        Some((v, sum)) => {
             let mut e = Vec::with_capacity(33 + v.len());
             e.push(ENTRY_PRESENT);
-            e.extend_from_slice(&hash::value_checksum(v));
+            e.extend_from_slice(sum);
             e.extend_from_slice(v);
             e
         }
@@ -166,12 +251,18 @@ fn encode_entry(value: Option<&[u8]>) -> Vec<u8> {
 
 /// Decodes an entry, verifying its checksum; `Err(())` if it is damaged.
 fn decode_entry(e: &[u8]) -> std::result::Result<Option<Vec<u8>>, ()> {
+    decode_entry_sum(e).map(|o| o.map(|(v, _)| v))
+}
+
+/// [`decode_entry`] with the value's (verified) SHA-256.
+fn decode_entry_sum(e: &[u8]) -> std::result::Result<Option<(Vec<u8>, [u8; 32])>, ()> {
     match e.split_first() {
         Some((&ENTRY_DELETED, [])) => Ok(None),
         Some((&ENTRY_PRESENT, rest)) if rest.len() >= 32 => {
             let (sum, v) = rest.split_at(32);
-            if hash::value_checksum(v)[..] == *sum {
-                Ok(Some(v.to_vec()))
+            let actual = hash::value_checksum(v);
+            if actual[..] == *sum {
+                Ok(Some((v.to_vec(), actual)))
             } else {
                 Err(())
             }
@@ -229,6 +320,14 @@ impl Store {
         let cache = Cache::new_lru_cache(opts.block_cache_bytes);
         let cf = |name: &str, bloom: bool| {
             let mut o = Options::default();
+            if name == CF_NODES || name == CF_VALUES {
+                // Every commit supersedes its upper tree nodes and value versions, and
+                // pruning deletes them a few heights later: with memtables holding
+                // many commits, most of them die in memory and are never flushed or
+                // compacted (the flush drops a put shadowed by a later delete).
+                o.set_write_buffer_size(opts.memtable_bytes);
+                o.set_max_write_buffer_number(3);
+            }
             let mut t = BlockBasedOptions::default();
             t.set_block_cache(&cache);
             t.set_cache_index_and_filter_blocks(true);
@@ -252,6 +351,7 @@ impl Store {
         let fresh = head.is_none();
         let inner = Arc::new(Inner {
             db,
+            cache: NodeCache::new(opts.node_cache_depth),
             opts,
             head: Mutex::new(head.unwrap_or(Head {
                 latest: 0,
@@ -290,6 +390,7 @@ impl Store {
             None,
             0,
             changes,
+            &KnownBase::new(),
             alloc,
             Usage {
                 bytes: 0,
@@ -389,6 +490,15 @@ impl Store {
 
     /// The value of `key` at `height` (no retention check: callers did it).
     pub(crate) fn get_at(&self, key: &[u8], height: Height) -> Result<Option<Vec<u8>>> {
+        Ok(self.get_at_sum(key, height)?.map(|(v, _)| v))
+    }
+
+    /// [`Store::get_at`] with the value's SHA-256 (jmt's value hash).
+    pub(crate) fn get_at_sum(
+        &self,
+        key: &[u8],
+        height: Height,
+    ) -> Result<Option<(Vec<u8>, [u8; 32])>> {
         let cf = self.cf(CF_VALUES)?;
         let mut ro = ReadOptions::default();
         ro.set_iterate_lower_bound(keys::versioned(key, 0));
@@ -403,7 +513,7 @@ impl Store {
             return Ok(None);
         };
         match keys::split_versioned(k) {
-            Some((lk, _)) if lk == key => decode_entry(e).map_err(|()| Error::Corrupt {
+            Some((lk, _)) if lk == key => decode_entry_sum(e).map_err(|()| Error::Corrupt {
                 what: format!("{} fails its checksum", describe(key)),
                 height,
             }),
@@ -462,22 +572,25 @@ impl Store {
         base: Option<Height>,
         height: Height,
         changes: BTreeMap<LKey, Option<Vec<u8>>>,
+        known: &KnownBase,
         alloc: Alloc,
         usage: Usage,
     ) -> Result<Root> {
-        self.prepare(base, height, changes, alloc, usage)?.write()
+        self.prepare(base, height, changes, known, alloc, usage)?
+            .write()
     }
 
     /// Computes the root `changes` give at `height` on top of `base` and builds the
     /// write batch that would commit them, reading RocksDB but writing nothing.
     ///
-    /// The jmt update (the hashing) runs on one core while the value entries and their
-    /// checksums are built on the other.
+    /// Hashing and the tree update run on all cores (see `update.rs`); `known` holds
+    /// base value hashes the working set read, which spare tree reads.
     pub(crate) fn prepare(
         &self,
         base: Option<Height>,
         height: Height,
         changes: BTreeMap<LKey, Option<Vec<u8>>>,
+        known: &KnownBase,
         alloc: Alloc,
         usage: Usage,
     ) -> Result<PreparedCommit> {
@@ -492,13 +605,15 @@ impl Store {
             }
             _ => {}
         }
+        let started = std::time::Instant::now();
         // A deletion of a key the base never had is not a change of the tree.
         let mut effective: Vec<(LKey, Option<Vec<u8>>)> = Vec::with_capacity(changes.len());
         for (k, v) in changes {
             if v.is_none() {
-                let existed = match base {
-                    Some(b) => self.get_at(&k, b)?.is_some(),
-                    None => false,
+                let existed = match (base, known.get(&k)) {
+                    (Some(_), Some(old)) => old.is_some(),
+                    (Some(b), None) => self.get_at(&k, b)?.is_some(),
+                    (None, _) => false,
                 };
                 if !existed {
                     continue;
@@ -508,83 +623,97 @@ impl Store {
         }
 
         let db = &self.inner.db;
-        let (tree_result, value_entries) = std::thread::scope(|s| {
-            let entries = s.spawn(|| {
-                effective
-                    .iter()
-                    .map(|(k, v)| (keys::versioned(k, height), encode_entry(v.as_deref())))
-                    .collect::<Vec<_>>()
-            });
-            let reader = NodeReader { db, known: None };
-            let tree = JellyfishMerkleTree::<_, Sha256>::new(&reader);
-            let value_set = effective
-                .iter()
-                .map(|(k, v)| (keys::key_hash(k), v.clone()));
-            let tree_result = tree.put_value_set(value_set, height);
-            (tree_result, entries.join())
-        });
-        let (root, update) = tree_result.map_err(|e| Error::Tree {
-            height,
-            message: format!("{e:#}"),
-        })?;
-        let value_entries = value_entries.map_err(|_| Error::Tree {
-            height,
-            message: "value encoder thread panicked".into(),
-        })?;
-
-        let mut batch = WriteBatch::default();
         let nodes = self.cf(CF_NODES)?;
+        // Hash keys and values and encode the value entries on all cores. The value
+        // checksum stored beside each value is jmt's value hash, computed once here.
+        let hashed = hash_entries(&effective, height).map_err(|()| Error::Tree {
+            height,
+            message: "value hashing thread panicked".into(),
+        })?;
+        let mut ups: Vec<crate::update::Update> = effective
+            .iter()
+            .zip(&hashed)
+            .map(|((k, _), h)| crate::update::Update {
+                key: h.key_hash,
+                value: h.value_hash,
+                old: known.get(k).copied().flatten(),
+            })
+            .collect();
+        ups.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        let hashed_at = std::time::Instant::now();
+        let updater = crate::update::Updater {
+            db,
+            cf: nodes,
+            cache: &self.inner.cache,
+            version: height,
+            reads: std::sync::atomic::AtomicUsize::new(0),
+        };
+        let (root, update) = updater.apply(base, &ups).map_err(|e| Error::Tree {
+            height,
+            message: match e {
+                crate::update::UpdateError::Db(e) => format!("read tree node: {e}"),
+                crate::update::UpdateError::Corrupt(m) => m,
+                crate::update::UpdateError::WorkerPanicked => "tree worker panicked".into(),
+            },
+        })?;
+        let tree_at = std::time::Instant::now();
+
+        // Sized up front: growing a 20 MB batch by doubling costs copies and page faults.
+        let (node_count, node_bytes) = update.node_stats();
+        let value_bytes: usize = hashed
+            .iter()
+            .map(|h| h.versioned.len() + h.entry.len() + 16)
+            .sum();
+        let list_bytes: usize = effective.iter().map(|(k, _)| 4 + k.len()).sum();
+        let mut batch = WriteBatch::with_capacity_bytes(
+            64 + node_bytes + 16 * node_count + value_bytes + update.stale.len() + list_bytes + 256,
+        );
         let values = self.cf(CF_VALUES)?;
         let stale = self.cf(CF_STALE)?;
         let roots = self.cf(CF_ROOTS)?;
         let state = self.cf(CF_STATE)?;
-        for (nk, node) in update.node_batch.nodes() {
-            let bytes = borsh::to_vec(node).map_err(|e| Error::Tree {
-                height,
-                message: format!("encode node: {e}"),
-            })?;
-            batch.put_cf(nodes, keys::node_key(nk), bytes);
+        for (k, v) in update.nodes() {
+            batch.put_cf(nodes, k, v);
         }
-        for s in &update.stale_node_index_batch {
-            batch.put_cf(
-                stale,
-                keys::stale(
-                    s.stale_since_version,
-                    keys::STALE_NODE,
-                    &keys::node_key(&s.node_key),
-                ),
-                [],
-            );
+        if !update.stale.is_empty() {
+            batch.put_cf(stale, keys::stale(height, keys::STALE_NODES), &update.stale);
         }
-        if effective.is_empty() && height > 0 {
-            // jmt copies the root to the new version; the old copy is then unreachable.
-            let empty_path: jmt::storage::NibblePath = std::iter::empty().collect();
-            let old_root = jmt::storage::NodeKey::new(height - 1, empty_path);
-            batch.put_cf(
-                stale,
-                keys::stale(height, keys::STALE_NODE, &keys::node_key(&old_root)),
-                [],
-            );
+        let mut changed = Vec::with_capacity(list_bytes);
+        for ((k, _), h) in effective.iter().zip(&hashed) {
+            batch.put_cf(values, &h.versioned, &h.entry);
+            keys::push_list_item(&mut changed, k);
         }
-        for ((k, _), (vk, entry)) in effective.iter().zip(value_entries) {
-            batch.put_cf(values, vk, entry);
-            batch.put_cf(stale, keys::stale(height, keys::STALE_VALUE, k), []);
+        if !changed.is_empty() {
+            batch.put_cf(stale, keys::stale(height, keys::STALE_VALUES), &changed);
         }
-        batch.put_cf(roots, keys::root(height), root.0);
+        batch.put_cf(roots, keys::root(height), root);
         batch.put_cf(state, keys::state::LATEST, height.to_be_bytes());
         batch.put_cf(
             state,
             keys::state::ALLOC,
             encode_alloc_usage(&alloc, &usage),
         );
+        tracing::debug!(
+            height,
+            changes = effective.len(),
+            nodes = node_count,
+            node_reads = update.reads,
+            hash_us = (hashed_at - started).as_micros() as u64,
+            tree_us = (tree_at - hashed_at).as_micros() as u64,
+            batch_us = tree_at.elapsed().as_micros() as u64,
+            batch_bytes = batch.size_in_bytes(),
+            "commit prepared"
+        );
         Ok(PreparedCommit {
             store: self.clone(),
             base,
             height,
-            root: root.0,
+            root,
             batch,
             alloc,
             usage,
+            cache_new: update.cache_new,
+            stale_cached: update.stale_cached,
         })
     }
 
@@ -610,41 +739,50 @@ impl Store {
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound((retain + 1).to_be_bytes().to_vec());
         for item in db.iterator_cf_opt(stale, ro, IteratorMode::Start) {
-            let (k, _) = item.map_err(Error::db("scan stale index"))?;
+            let (k, list) = item.map_err(Error::db("scan stale index"))?;
             if k.len() < 9 {
                 continue;
             }
             let mut sb = [0u8; 8];
             sb.copy_from_slice(&k[..8]);
             let since = Height::from_be_bytes(sb);
-            let what = &k[9..];
+            let items = keys::list_items(&list).ok_or_else(|| Error::Corrupt {
+                what: "stale index record is malformed".into(),
+                height: since,
+            })?;
             match k[8] {
-                keys::STALE_NODE => {
-                    batch.delete_cf(nodes, what);
-                    removed += 1;
+                keys::STALE_NODES => {
+                    for what in items {
+                        batch.delete_cf(nodes, what);
+                        removed += 1;
+                    }
                 }
-                keys::STALE_VALUE => {
-                    let mut ro = ReadOptions::default();
-                    ro.set_iterate_upper_bound(keys::versioned(what, since + 1));
-                    let from = keys::versioned(what, 0);
-                    for v in db.iterator_cf_opt(
-                        values,
-                        ro,
-                        IteratorMode::From(&from, Direction::Forward),
-                    ) {
-                        let (vk, e) =
-                            v.map_err(Error::db(format!("scan versions of {}", describe(what))))?;
-                        let Some((lk, h)) = keys::split_versioned(&vk) else {
-                            continue;
-                        };
-                        if lk != what {
-                            continue;
-                        }
-                        // Older versions go; the version at `since` goes only if it is a
-                        // deletion marker (absence reads the same without it).
-                        if h < since || (h == since && e.first() == Some(&ENTRY_DELETED)) {
-                            batch.delete_cf(values, &vk);
-                            removed += 1;
+                keys::STALE_VALUES => {
+                    for what in items {
+                        let mut ro = ReadOptions::default();
+                        ro.set_iterate_upper_bound(keys::versioned(what, since + 1));
+                        let from = keys::versioned(what, 0);
+                        for v in db.iterator_cf_opt(
+                            values,
+                            ro,
+                            IteratorMode::From(&from, Direction::Forward),
+                        ) {
+                            let (vk, e) = v.map_err(Error::db(format!(
+                                "scan versions of {}",
+                                describe(what)
+                            )))?;
+                            let Some((lk, h)) = keys::split_versioned(&vk) else {
+                                continue;
+                            };
+                            if lk != what {
+                                continue;
+                            }
+                            // Older versions go; the version at `since` goes only if it is
+                            // a deletion marker (absence reads the same without it).
+                            if h < since || (h == since && e.first() == Some(&ENTRY_DELETED)) {
+                                batch.delete_cf(values, &vk);
+                                removed += 1;
+                            }
                         }
                     }
                 }

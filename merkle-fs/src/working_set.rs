@@ -6,6 +6,7 @@
 //! code path, without writing.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, MutexGuard};
 
 use crate::alloc::Alloc;
 use crate::codec::{Inode, InodeBody};
@@ -13,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::hash;
 use crate::keys::{self, Height, LKey};
 use crate::read::{FsRead, StateRead};
+use crate::store::KnownBase;
 use crate::{Ino, Limits, PreparedCommit, Root, Store, Usage};
 
 /// A point a working set can roll back to.
@@ -42,6 +44,8 @@ pub struct WorkingSet {
     pub(crate) limits: Limits,
     /// Directories whose entry set changed: their listing root is recomputed at commit.
     pub(crate) dirty_dirs: BTreeSet<Ino>,
+    /// Value hashes of the base values read so far (lets the commit skip tree reads).
+    known: Mutex<KnownBase>,
 }
 
 impl WorkingSet {
@@ -63,6 +67,7 @@ impl WorkingSet {
             usage,
             limits,
             dirty_dirs: BTreeSet::new(),
+            known: Mutex::new(KnownBase::new()),
         }
     }
 
@@ -233,6 +238,7 @@ impl WorkingSet {
             Some(self.base),
             height,
             self.overlay.clone(),
+            &self.known(),
             self.alloc.clone(),
             self.usage,
         )?;
@@ -252,9 +258,11 @@ impl WorkingSet {
             overlay,
             alloc,
             usage,
+            known,
             ..
         } = self;
-        store.prepare(Some(base), height, overlay, alloc, usage)
+        let known = known.into_inner().unwrap_or_else(|p| p.into_inner());
+        store.prepare(Some(base), height, overlay, &known, alloc, usage)
     }
 
     /// Commits at `height` (the base height + 1) as one atomic RocksDB write batch and
@@ -262,6 +270,36 @@ impl WorkingSet {
     /// whose entry set changed, O(its entries) to rehash its listing.
     pub fn commit(self, height: Height) -> Result<Root> {
         self.prepare_commit(height)?.write()
+    }
+
+    /// Reads `key` at the base height once (if not yet known), so later decisions may
+    /// rely on whether the base has it.
+    pub(crate) fn note_base(&self, key: &[u8]) -> Result<()> {
+        if self.known().contains_key(key) {
+            return Ok(());
+        }
+        let got = self.store.get_at_sum(key, self.base)?;
+        self.known().insert(key.to_vec(), got.map(|(_, sum)| sum));
+        Ok(())
+    }
+
+    /// Whether the base height is known to have no inode `dir`, hence (every entry key
+    /// belongs to a live directory inode, invariant 3) no entry keys under `dir`: its
+    /// entries are then exactly the ones in the overlay. A fact about the base, so
+    /// savepoint rollbacks cannot invalidate it.
+    fn base_lacks_dir(&self, dir_key: &[u8]) -> bool {
+        if dir_key.len() < 9 || dir_key[0] != keys::TAG_DIRENT {
+            return false;
+        }
+        let mut inode = [0u8; 9];
+        inode[0] = keys::TAG_INODE;
+        inode[1..].copy_from_slice(&dir_key[1..9]);
+        matches!(self.known().get(&inode[..]), Some(None))
+    }
+
+    fn known(&self) -> MutexGuard<'_, KnownBase> {
+        // Only a cache of base-height facts: a poisoned lock's content is still true.
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Writes an inode record.
@@ -274,12 +312,22 @@ impl StateRead for WorkingSet {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         match self.overlay.get(key) {
             Some(v) => Ok(v.clone()),
-            None => self.store.get_at(key, self.base),
+            None if self.base_lacks_dir(key) => Ok(None),
+            None => {
+                let got = self.store.get_at_sum(key, self.base)?;
+                self.known()
+                    .insert(key.to_vec(), got.as_ref().map(|(_, sum)| *sum));
+                Ok(got.map(|(v, _)| v))
+            }
         }
     }
 
     fn scan(&self, prefix: &[u8]) -> Result<Vec<(LKey, Vec<u8>)>> {
-        let base = self.store.scan_at(prefix, self.base)?;
+        let base = if self.base_lacks_dir(prefix) {
+            Vec::new()
+        } else {
+            self.store.scan_at(prefix, self.base)?
+        };
         let mut merged: BTreeMap<LKey, Vec<u8>> = base.into_iter().collect();
         for (k, v) in self
             .overlay
