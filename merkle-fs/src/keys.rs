@@ -145,12 +145,16 @@ pub fn split_versioned(k: &[u8]) -> Option<(&[u8], Height)> {
     Some((&k[..cut], Height::from_be_bytes(h)))
 }
 
-/// Node-store key: jmt version (big-endian) followed by the borsh nibble path.
+/// Node-store key: jmt version (u64 big-endian), the nibble count (one byte), then the
+/// nibbles packed two per byte (an odd count leaves the last low nibble 0).
 pub fn node_key(nk: &jmt::storage::NodeKey) -> Vec<u8> {
-    let mut k = Vec::with_capacity(8 + 34);
+    let path: Vec<u8> = nk.nibble_path().nibbles().map(u8::from).collect();
+    let mut k = Vec::with_capacity(9 + path.len().div_ceil(2));
     k.extend_from_slice(&nk.version().to_be_bytes());
-    // Borsh is a fixed little-endian encoding, identical on every machine.
-    k.extend_from_slice(&borsh::to_vec(nk.nibble_path()).unwrap_or_default());
+    k.push(path.len() as u8);
+    for pair in path.chunks(2) {
+        k.push((pair[0] << 4) | pair.get(1).copied().unwrap_or(0));
+    }
     k
 }
 

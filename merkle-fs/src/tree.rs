@@ -1,5 +1,6 @@
-//! The jmt storage adapter: nodes live in the `nodes` column family, keyed by
-//! [`keys::node_key`], borsh-encoded (jmt's own fixed encoding).
+//! The jmt storage adapter for proofs: nodes live in the `nodes` column family, keyed by
+//! [`keys::node_key`], in the compact encoding of [`crate::update::TNode`], and are
+//! handed to jmt in its own borsh encoding.
 
 use jmt::storage::{LeafNode, Node, NodeKey, TreeReader};
 use jmt::{KeyHash, OwnedValue, Version};
@@ -28,8 +29,11 @@ impl TreeReader for NodeReader<'_> {
         match self.db.get_pinned_cf(cf, keys::node_key(node_key))? {
             None => Ok(None),
             Some(bytes) => {
-                let node: Node = borsh::from_slice(&bytes)
-                    .map_err(|e| anyhow::anyhow!("undecodable jmt node {node_key:?}: {e}"))?;
+                // Stored compactly; handed to jmt in its own borsh encoding.
+                let ours = crate::update::TNode::decode(&bytes)
+                    .ok_or_else(|| anyhow::anyhow!("undecodable tree node {node_key:?}"))?;
+                let node: Node = borsh::from_slice(&ours.encode_jmt())
+                    .map_err(|e| anyhow::anyhow!("tree node {node_key:?} for jmt: {e}"))?;
                 Ok(Some(node))
             }
         }

@@ -125,7 +125,9 @@ impl TNode {
         }
     }
 
-    /// jmt's borsh encoding of `Node` (see docs/merkle-fs-format.md).
+    /// The stored encoding (see docs/merkle-fs-format.md): `0x00` null; `0x02 ‖ key hash ‖
+    /// value hash` leaf; `0x01 ‖ child bitmap (u16 BE) ‖ leaf bitmap (u16 BE) ‖ per child
+    /// in slot order: hash ‖ varint(version) [‖ varint(leaf count) if internal]`.
     #[cfg(test)]
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut v = Vec::new();
@@ -135,6 +137,96 @@ impl TNode {
 
     /// Appends [`TNode::encode`] to `v`.
     pub(crate) fn encode_into(&self, v: &mut Vec<u8>) {
+        match self {
+            TNode::Null => v.push(0),
+            TNode::Leaf { key, value } => {
+                v.push(2);
+                v.extend_from_slice(key);
+                v.extend_from_slice(value);
+            }
+            TNode::Internal(ch) => {
+                v.push(1);
+                let (mut exist, mut leaf) = (0u16, 0u16);
+                for (i, c) in ch.iter().enumerate() {
+                    if let Some(c) = c {
+                        exist |= 1 << i;
+                        if c.leaves.is_none() {
+                            leaf |= 1 << i;
+                        }
+                    }
+                }
+                v.extend_from_slice(&exist.to_be_bytes());
+                v.extend_from_slice(&leaf.to_be_bytes());
+                for c in ch.iter().flatten() {
+                    v.extend_from_slice(&c.hash);
+                    put_varint(v, c.version);
+                    if let Some(l) = c.leaves {
+                        put_varint(v, l);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Decodes [`TNode::encode`]; `None` if the bytes are not a node.
+    pub(crate) fn decode(b: &[u8]) -> Option<TNode> {
+        let (&tag, mut r) = b.split_first()?;
+        let node = match tag {
+            0 => TNode::Null,
+            2 => {
+                let (key, rest) = r.split_first_chunk::<32>()?;
+                let (value, rest) = rest.split_first_chunk::<32>()?;
+                r = rest;
+                TNode::Leaf {
+                    key: *key,
+                    value: *value,
+                }
+            }
+            1 => {
+                let (exist, rest) = r.split_first_chunk::<2>()?;
+                let (leaf, rest) = rest.split_first_chunk::<2>()?;
+                let (exist, leaf) = (u16::from_be_bytes(*exist), u16::from_be_bytes(*leaf));
+                if exist == 0 || leaf & !exist != 0 {
+                    return None;
+                }
+                r = rest;
+                let mut ch: Box<[Option<Child>; 16]> = Box::new([None; 16]);
+                for (i, slot) in ch.iter_mut().enumerate() {
+                    if exist & (1 << i) == 0 {
+                        continue;
+                    }
+                    let (hash, rest) = r.split_first_chunk::<32>()?;
+                    r = rest;
+                    let version = get_varint(&mut r)?;
+                    let leaves = if leaf & (1 << i) != 0 {
+                        None
+                    } else {
+                        Some(get_varint(&mut r)?)
+                    };
+                    *slot = Some(Child {
+                        hash: *hash,
+                        version,
+                        leaves,
+                    });
+                }
+                if exist.count_ones() == 1 && leaf != 0 {
+                    return None; // a lone leaf child is never stored (it collapses)
+                }
+                TNode::Internal(ch)
+            }
+            _ => return None,
+        };
+        r.is_empty().then_some(node)
+    }
+
+    /// jmt 0.12's borsh encoding of its `Node`, for handing nodes to stock jmt (proofs).
+    pub(crate) fn encode_jmt(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(1 + 16 * 50 + 16);
+        self.encode_jmt_into(&mut v);
+        v
+    }
+
+    fn encode_jmt_into(&self, v: &mut Vec<u8>) {
         match self {
             TNode::Null => v.push(0),
             TNode::Leaf { key, value } => {
@@ -170,8 +262,9 @@ impl TNode {
         }
     }
 
-    /// Decodes [`TNode::encode`]; `None` if the bytes are not a node.
-    pub(crate) fn decode(b: &[u8]) -> Option<TNode> {
+    /// Decodes [`TNode::encode_jmt`]; `None` if the bytes are not a node.
+    #[cfg(test)]
+    pub(crate) fn decode_jmt(b: &[u8]) -> Option<TNode> {
         let (&tag, mut r) = b.split_first()?;
         let mut take = |n: usize| -> Option<&[u8]> {
             if r.len() < n {
@@ -227,20 +320,44 @@ impl TNode {
     }
 }
 
+fn put_varint(v: &mut Vec<u8>, mut x: u64) {
+    while x >= 0x80 {
+        v.push((x as u8) | 0x80);
+        x >>= 7;
+    }
+    v.push(x as u8);
+}
+
+/// Reads a LEB128 varint written by [`put_varint`] (minimal form only).
+fn get_varint(r: &mut &[u8]) -> Option<u64> {
+    let mut x = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&b, rest) = r.split_first()?;
+        *r = rest;
+        x |= u64::from(b & 0x7F).checked_shl(shift)?;
+        if b & 0x80 == 0 {
+            if b == 0 && shift > 0 {
+                return None;
+            }
+            return Some(x);
+        }
+    }
+    None
+}
+
 /// Node-store key of the node at `path` (one nibble per byte) created at `version`:
-/// `version (BE) ‖ borsh(NibblePath)`, identical to [`crate::keys::node_key`].
+/// `version (u64 BE) ‖ nibble count (u8) ‖ nibbles packed two per byte` (an odd count
+/// leaves the last low nibble 0); identical to [`crate::keys::node_key`].
 pub(crate) fn raw_node_key(version: u64, path: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(8 + 8 + 4 + path.len().div_ceil(2));
+    let mut k = Vec::with_capacity(8 + 1 + path.len().div_ceil(2));
     raw_node_key_into(&mut k, version, path);
     k
 }
 
 /// Appends [`raw_node_key`] to `k`.
 pub(crate) fn raw_node_key_into(k: &mut Vec<u8>, version: u64, path: &[u8]) {
-    let bytes = path.len().div_ceil(2);
     k.extend_from_slice(&version.to_be_bytes());
-    k.extend_from_slice(&(path.len() as u64).to_le_bytes());
-    k.extend_from_slice(&(bytes as u32).to_le_bytes());
+    k.push(path.len() as u8);
     for pair in path.chunks(2) {
         k.push((pair[0] << 4) | pair.get(1).copied().unwrap_or(0));
     }
@@ -926,7 +1043,10 @@ mod tests {
                 .ok_or_else(|| anyhow::anyhow!("cf"))?;
             match self.db.get_cf(cf, crate::keys::node_key(k))? {
                 None => Ok(None),
-                Some(b) => Ok(Some(borsh::from_slice(&b)?)),
+                Some(b) => {
+                    let n = TNode::decode(&b).ok_or_else(|| anyhow::anyhow!("undecodable"))?;
+                    Ok(Some(borsh::from_slice(&n.encode_jmt())?))
+                }
             }
         }
         fn get_value_option(&self, _: Version, kh: KeyHash) -> anyhow::Result<Option<OwnedValue>> {
@@ -948,6 +1068,36 @@ mod tests {
         o.create_missing_column_families(true);
         let db = DB::open_cf(&o, dir.path(), ["nodes"]).expect("open");
         (dir, db)
+    }
+
+    #[test]
+    fn compact_encoding_round_trips_and_rejects_garbage() {
+        for x in [0u64, 1, 127, 128, 300, 1 << 35, u64::MAX] {
+            let mut v = Vec::new();
+            put_varint(&mut v, x);
+            let mut r = &v[..];
+            assert_eq!(get_varint(&mut r), Some(x));
+            assert!(r.is_empty());
+        }
+        assert_eq!(get_varint(&mut &[0x80u8, 0x00][..]), None, "non-minimal");
+        let mut ch: Box<[Option<Child>; 16]> = Box::new([None; 16]);
+        ch[3] = Some(Child {
+            hash: [7; 32],
+            version: u64::MAX,
+            leaves: None,
+        });
+        ch[15] = Some(Child {
+            hash: [9; 32],
+            version: 1 << 40,
+            leaves: Some(123_456),
+        });
+        let n = TNode::Internal(ch);
+        let enc = n.encode();
+        assert_eq!(TNode::decode(&enc), Some(n.clone()));
+        assert_eq!(TNode::decode_jmt(&n.encode_jmt()), Some(n));
+        assert_eq!(TNode::decode(&enc[..enc.len() - 1]), None);
+        assert_eq!(TNode::decode(&[enc.clone(), vec![0]].concat()), None);
+        assert_eq!(TNode::decode(&[1, 0, 0, 0, 0]), None, "no children");
     }
 
     /// Every node key reachable from the root at `version`.
@@ -1043,7 +1193,15 @@ mod tests {
                 assert_eq!(root, stock_root.0, "seed {seed} version {version}");
                 for node in batch.node_batch.nodes().values() {
                     let theirs = borsh::to_vec(node).expect("borsh");
-                    assert_eq!(TNode::decode(&theirs).map(|n| n.encode()), Some(theirs));
+                    let n = TNode::decode_jmt(&theirs).expect("decodes jmt's node");
+                    assert_eq!(n.encode_jmt(), theirs);
+                    assert_eq!(TNode::decode(&n.encode()), Some(n));
+                }
+                for (_, v) in out.nodes() {
+                    let n = TNode::decode(v).expect("decodes ours");
+                    assert_eq!(n.encode(), v);
+                    let jmt_node: Node = borsh::from_slice(&n.encode_jmt()).expect("jmt reads");
+                    assert_eq!(borsh::to_vec(&jmt_node).expect("borsh"), n.encode_jmt());
                 }
                 let mut wb = rocksdb::WriteBatch::default();
                 for (k, v) in out.nodes() {
