@@ -22,8 +22,12 @@ pub struct MempoolView {
 }
 
 /// The view shared between the consensus thread (writer) and CheckTx (readers).
+///
+/// The lock guards only a pointer swap: readers clone the `Arc` and check against
+/// it unlocked, the writer builds the new view before it takes the lock. CheckTx
+/// never waits for a block being executed.
 #[derive(Clone, Debug, Default)]
-pub struct SharedView(Arc<RwLock<MempoolView>>);
+pub struct SharedView(Arc<RwLock<Arc<MempoolView>>>);
 
 impl SharedView {
     /// Installs the state of a new commit.
@@ -34,13 +38,14 @@ impl SharedView {
             fuel_per_tx,
         };
         // A poisoned lock only means a reader panicked; the data is a plain value.
+        let view = Arc::new(view);
         let mut guard = self.0.write().unwrap_or_else(|p| p.into_inner());
         *guard = view;
     }
 
-    /// A copy of the current view.
-    pub fn get(&self) -> MempoolView {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    /// The current view (shared, immutable).
+    pub fn get(&self) -> Arc<MempoolView> {
+        Arc::clone(&self.0.read().unwrap_or_else(|p| p.into_inner()))
     }
 }
 
