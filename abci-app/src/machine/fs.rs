@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use merkle_fs::{FsRead, WorkingSet};
 use replicode_runtime::errno::Errno;
 use replicode_runtime::fs::{
-    Attr, DirEntry, FileKind, FileSystem, FsLimits, FsUsage, Ino, Savepoint,
+    Attr, DirEntry, FileKind, FileSystem, FsLimits, FsUsage, Ino, Savepoint, NAME_MAX,
 };
 
 /// The working set of the block being executed (`None` between blocks).
@@ -79,6 +79,56 @@ pub fn errno(e: merkle_fs::Error) -> Errno {
     }
 }
 
+/// `FileSystem::write`'s rule over merkle-fs's all-or-nothing write: as many bytes as
+/// the file size limit and the quota allow (a short count, as POSIX `write` gives on a
+/// full disk); `EFBIG` / `ENOSPC` only when not one byte fits.
+///
+/// A refused merkle-fs write changes nothing, and whether a prefix fits only depends on
+/// its length (longer never fits better), so the longest prefix that fits is found by
+/// bisection, each probe inside a savepoint that is rolled back. Only writes that hit
+/// a limit pay for it (log2 of the length in probes).
+fn write_short(
+    ws: &mut WorkingSet,
+    ino: Ino,
+    offset: u64,
+    data: &[u8],
+    now_ns: u64,
+) -> merkle_fs::Result<usize> {
+    fn over_limit(e: &merkle_fs::Error) -> bool {
+        matches!(
+            e,
+            merkle_fs::Error::FileTooBig { .. } | merkle_fs::Error::NoSpace(_)
+        )
+    }
+    match ws.write(ino, offset, data, now_ns) {
+        Err(e) if over_limit(&e) && data.len() > 1 => {}
+        other => return other,
+    }
+    let fits = |ws: &mut WorkingSet, len: usize| -> merkle_fs::Result<bool> {
+        let sp = ws.savepoint();
+        let wrote = ws.write(ino, offset, &data[..len], now_ns);
+        ws.rollback_to(sp)?;
+        ws.release_savepoint(sp)?;
+        match wrote {
+            Ok(_) => Ok(true),
+            Err(e) if over_limit(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    };
+    // Invariant: a prefix of `lo` bytes fits (0 trivially), one of `hi` bytes does not.
+    let (mut lo, mut hi) = (0, data.len());
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if fits(ws, mid)? {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    // With `lo == 0` this fails with the error for one byte (EFBIG before ENOSPC).
+    ws.write(ino, offset, &data[..lo.max(1)], now_ns)
+}
+
 fn kind(k: merkle_fs::FileKind) -> FileKind {
     match k {
         merkle_fs::FileKind::Regular => FileKind::Regular,
@@ -101,6 +151,10 @@ impl FileSystem for MerkleFs {
         })
     }
     fn lookup(&self, dir: Ino, name: &[u8]) -> Result<Ino, Errno> {
+        // The contract: an over-long name is ENAMETOOLONG, not just absent.
+        if name.len() > NAME_MAX {
+            return Err(Errno::Nametoolong);
+        }
         self.with(|ws| ws.lookup(dir, name))
     }
     fn readdir(&self, dir: Ino) -> Result<Vec<DirEntry>, Errno> {
@@ -149,7 +203,7 @@ impl FileSystem for MerkleFs {
         self.with_mut(|ws| ws.rename(from_dir, from, to_dir, to, now_ns))
     }
     fn write(&mut self, ino: Ino, offset: u64, data: &[u8], now_ns: u64) -> Result<usize, Errno> {
-        self.with_mut(|ws| ws.write(ino, offset, data, now_ns))
+        self.with_mut(|ws| write_short(ws, ino, offset, data, now_ns))
     }
     fn set_size(&mut self, ino: Ino, size: u64, now_ns: u64) -> Result<(), Errno> {
         self.with_mut(|ws| ws.set_size(ino, size, now_ns))

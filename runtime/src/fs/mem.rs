@@ -652,6 +652,3 @@ impl FileSystem for MemFs {
         super::digest::digest(self)
     }
 }
-
-#[cfg(test)]
-mod tests;

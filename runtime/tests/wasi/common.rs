@@ -1,13 +1,14 @@
-//! Test harness: builds a context over a fresh `MemFs`, runs a guest's `_start`, and
-//! reports its output, exit status and filesystem.
+//! Test harness: builds a context over a fresh filesystem from `crate::backend` (the
+//! implementation under test: `MemFs` here, the merkle-fs adapter when
+//! abci-app/tests/fs_conformance.rs includes these modules), runs a guest's `_start`,
+//! and reports its output, exit status and filesystem.
 
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
 use replicode_runtime::clock::LogicalClock;
 use replicode_runtime::entropy::ChaChaEntropy;
-use replicode_runtime::fs::mem::MemFs;
-use replicode_runtime::fs::{shared, FileSystem, FsLimits, Ino, SharedFs, ROOT_INO};
+use replicode_runtime::fs::{FsLimits, Ino, SharedFs, ROOT_INO};
 use replicode_runtime::wasi::{add_to_linker, Capture, Exit, Pipe, WasiCtx, WasiCtxBuilder};
 use wasmtime::{Config, Engine, Linker, Module, Store};
 
@@ -131,14 +132,16 @@ impl Outcome {
 
 /// A filesystem with `/data` (the preopen) and a `/secret` file outside it.
 pub fn new_fs(limits: FsLimits, now: u64) -> (SharedFs, Ino) {
-    let mut fs = MemFs::new(limits, now);
-    let data = fs.mkdir(ROOT_INO, b"data", now).expect("mkdir data");
-    let secret = fs
-        .create_file(ROOT_INO, b"secret", now)
-        .expect("create secret");
-    fs.write(secret, 0, b"top secret\n", now)
-        .expect("write secret");
-    (shared(fs), data)
+    let mut data = ROOT_INO;
+    let fs = crate::backend::new_fs(limits, now, |fs| {
+        data = fs.mkdir(ROOT_INO, b"data", now).expect("mkdir data");
+        let secret = fs
+            .create_file(ROOT_INO, b"secret", now)
+            .expect("create secret");
+        fs.write(secret, 0, b"top secret\n", now)
+            .expect("write secret");
+    });
+    (std::sync::Arc::new(Mutex::new(fs)), data)
 }
 
 pub fn build_ctx(

@@ -38,6 +38,7 @@ impl State {
                 sync: true,
                 block_cache_bytes: CACHE_BYTES,
                 limits: merkle_adapter::limits(limits),
+                ..StoreOptions::default()
             },
         )
         .with_context(|| format!("--state {}: opening the store", dir.display()))?;

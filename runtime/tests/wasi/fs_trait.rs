@@ -1,25 +1,25 @@
-//! MemFs unit tests: limits, POSIX rename/unlink rules, savepoints, digest.
+//! The `FileSystem` contract at the Rust level: limits, POSIX rename/unlink rules,
+//! savepoints, digest. Every test runs on a fresh filesystem from `crate::backend`,
+//! so the same tests check `MemFs` (runtime/tests/wasi) and the merkle-fs adapter
+//! (abci-app/tests/fs_conformance.rs).
 
-use super::MemFs;
-use crate::errno::Errno;
-use crate::fs::{FileKind, FileSystem, FsLimits, Ino, ROOT_INO};
+use replicode_runtime::errno::Errno;
+use replicode_runtime::fs::{FileKind, FileSystem, FsLimits, Ino, ROOT_INO};
 
-fn fs() -> MemFs {
-    MemFs::new(FsLimits::default(), 0)
+fn fs() -> Box<dyn FileSystem> {
+    crate::backend::new_fs(FsLimits::default(), 0, |_| {})
 }
 
-fn small(max_file_size: u64, max_total_bytes: u64, max_inodes: u64) -> MemFs {
-    MemFs::new(
-        FsLimits {
-            max_file_size,
-            max_total_bytes,
-            max_inodes,
-        },
-        0,
-    )
+fn small(max_file_size: u64, max_total_bytes: u64, max_inodes: u64) -> Box<dyn FileSystem> {
+    let limits = FsLimits {
+        max_file_size,
+        max_total_bytes,
+        max_inodes,
+    };
+    crate::backend::new_fs(limits, 0, |_| {})
 }
 
-fn contents(fs: &MemFs, ino: Ino) -> Vec<u8> {
+fn contents(fs: &dyn FileSystem, ino: Ino) -> Vec<u8> {
     let size = fs.getattr(ino).expect("getattr").size;
     let mut buf = vec![0u8; size as usize];
     let n = fs.read(ino, 0, &mut buf).expect("read");
@@ -33,7 +33,7 @@ fn write_read_and_sparse_extension() {
     let f = fs.create_file(ROOT_INO, b"f", 5).expect("create");
     assert_eq!(fs.write(f, 0, b"hello", 6), Ok(5));
     assert_eq!(fs.write(f, 8, b"!", 7), Ok(1));
-    assert_eq!(contents(&fs, f), b"hello\0\0\0!");
+    assert_eq!(contents(&*fs, f), b"hello\0\0\0!");
     let attr = fs.getattr(f).expect("getattr");
     assert_eq!((attr.size, attr.mtime_ns, attr.atime_ns), (9, 7, 5));
     let mut buf = [0u8; 4];
@@ -120,7 +120,7 @@ fn unlink_while_open_keeps_data_until_release() {
     fs.unlink(ROOT_INO, b"f", 1).expect("unlink");
     assert_eq!(fs.lookup(ROOT_INO, b"f"), Err(Errno::Noent));
     assert_eq!(fs.getattr(f).map(|a| a.nlink), Ok(0));
-    assert_eq!(contents(&fs, f), b"data");
+    assert_eq!(contents(&*fs, f), b"data");
     fs.write(f, 4, b"+", 2).expect("write to unlinked file");
     assert_eq!(fs.usage().inodes, 2);
     fs.release(f).expect("release");
@@ -233,7 +233,7 @@ fn savepoint_rollback_restores_everything() {
     fs.rollback_to(sp);
     assert_eq!(fs.digest(), before);
     assert_eq!(fs.usage(), usage);
-    assert_eq!(contents(&fs, f), b"0123456789");
+    assert_eq!(contents(&*fs, f), b"0123456789");
     assert_eq!(fs.lookup(ROOT_INO, b"f"), Ok(f));
     assert_eq!(fs.readdir(d).map(|e| e.len()), Ok(0));
     // The lowest free inode after rollback is the same as before the savepoint.
@@ -318,4 +318,34 @@ fn symlinks_store_targets_and_count_against_the_quota() {
     assert_eq!(fs.symlink(ROOT_INO, b"m", b"abc", 0), Err(Errno::Nospc));
     assert_eq!(fs.readlink(ROOT_INO), Err(Errno::Inval));
     assert_eq!(fs.read(l, 0, &mut [0u8; 4]), Err(Errno::Inval));
+}
+
+#[test]
+fn a_short_write_inside_savepoints_rolls_back_cleanly() {
+    let mut fs = small(100, 10, 10);
+    let f = fs.create_file(ROOT_INO, b"f", 0).expect("create");
+    fs.write(f, 0, b"abc", 0).expect("write");
+    let before = fs.digest();
+    let outer = fs.savepoint();
+    assert_eq!(
+        fs.write(f, 1, &[7; 20], 1),
+        Ok(9),
+        "up to the 10-byte quota"
+    );
+    let mut expected = b"a".to_vec();
+    expected.extend([7; 9]);
+    assert_eq!(contents(&*fs, f), expected);
+    assert_eq!(fs.usage().bytes, 10);
+    assert_eq!(fs.getattr(f).map(|a| a.mtime_ns), Ok(1));
+    // Savepoints taken before and after the short write still work.
+    let inner = fs.savepoint();
+    fs.set_size(f, 0, 2).expect("truncate");
+    fs.rollback_to(inner);
+    assert_eq!(contents(&*fs, f), expected);
+    assert_eq!(fs.write(f, 10, b"x", 3), Err(Errno::Nospc));
+    fs.rollback_to(outer);
+    assert_eq!(fs.digest(), before);
+    assert_eq!(contents(&*fs, f), b"abc");
+    assert_eq!(fs.usage().bytes, 3);
+    fs.release_savepoint(outer);
 }
