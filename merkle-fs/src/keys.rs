@@ -132,9 +132,15 @@ pub fn key_hash(key: &[u8]) -> jmt::KeyHash {
 /// Value-store key: logical key followed by the height it was written at.
 pub fn versioned(key: &[u8], height: Height) -> Vec<u8> {
     let mut k = Vec::with_capacity(key.len() + 8);
-    k.extend_from_slice(key);
-    k.extend_from_slice(&height.to_be_bytes());
+    versioned_into(&mut k, key, height);
     k
+}
+
+/// [`versioned`] into `out` (cleared first), to reuse one buffer.
+pub fn versioned_into(out: &mut Vec<u8>, key: &[u8], height: Height) {
+    out.clear();
+    out.extend_from_slice(key);
+    out.extend_from_slice(&height.to_be_bytes());
 }
 
 /// Splits a value-store key into logical key and height.

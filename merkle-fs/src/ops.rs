@@ -4,7 +4,7 @@
 use crate::codec::{Dirent, Inode, InodeBody};
 use crate::error::{Error, Result};
 use crate::keys;
-use crate::read::{chunk_count, chunk_len, FsRead};
+use crate::read::{chunk_count, chunk_len, FsRead, StateRead};
 use crate::{FileKind, Ino, WorkingSet, CHUNK_SIZE, INLINE_MAX, NAME_MAX, ROOT_INO};
 
 fn show(name: &[u8]) -> String {
@@ -60,7 +60,20 @@ impl WorkingSet {
         nlink_delta: i64,
         now_ns: u64,
     ) -> Result<()> {
-        let mut d = self.dir_inode(dir)?;
+        let d = self.dir_inode(dir)?;
+        self.touch_dir_inode(dir, d, entries_delta, nlink_delta, now_ns);
+        Ok(())
+    }
+
+    /// [`WorkingSet::touch_dir`] given the directory's current inode record `d`.
+    fn touch_dir_inode(
+        &mut self,
+        dir: Ino,
+        mut d: Inode,
+        entries_delta: i64,
+        nlink_delta: i64,
+        now_ns: u64,
+    ) {
         if let InodeBody::Dir { entries, .. } = &mut d.body {
             *entries = entries.saturating_add_signed(entries_delta);
         }
@@ -69,14 +82,29 @@ impl WorkingSet {
         d.ctime_ns = now_ns;
         self.put_inode(dir, &d);
         self.dirty_dirs.insert(dir);
-        Ok(())
+    }
+
+    /// The entry `name` of `dir`, which the caller has checked is a directory.
+    fn entry_of_dir(&self, dir: Ino, name: &[u8]) -> Result<Option<Dirent>> {
+        match self.get(&keys::dirent(dir, name))? {
+            None => Ok(None),
+            Some(raw) => Dirent::decode(&raw)
+                .map(Some)
+                .ok_or_else(|| Error::Corrupt {
+                    what: format!(
+                        "entry {:?} of directory inode {dir} is undecodable",
+                        show(name)
+                    ),
+                    height: self.base,
+                }),
+        }
     }
 
     /// Creates a new inode named `name` in `dir`.
     fn create(&mut self, dir: Ino, name: &[u8], body: InodeBody, now_ns: u64) -> Result<Ino> {
         check_name(name)?;
-        self.live_dir(dir)?;
-        if self.entry(dir, name)?.is_some() {
+        let parent = self.live_dir(dir)?;
+        if self.entry_of_dir(dir, name)?.is_some() {
             return Err(Error::Exists {
                 dir,
                 name: show(name),
@@ -120,7 +148,8 @@ impl WorkingSet {
             self.dirty_dirs.insert(ino);
         }
         self.put(keys::dirent(dir, name), Some(Dirent { ino, kind }.encode()));
-        self.touch_dir(dir, 1, if is_dir { 1 } else { 0 }, now_ns)?;
+        // `parent` is still current: only the new inode and entry were written since.
+        self.touch_dir_inode(dir, parent, 1, if is_dir { 1 } else { 0 }, now_ns);
         self.usage.inodes += 1;
         self.usage.bytes += bytes;
         Ok(ino)

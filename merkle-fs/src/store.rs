@@ -184,39 +184,29 @@ impl PreparedCommit {
     }
 }
 
-/// One changed key, hashed and encoded for the commit batch.
+/// One changed key, hashed for the commit.
 struct Hashed {
     key_hash: [u8; 32],
     /// SHA-256 of the value: jmt's value hash and the stored checksum.
     value_hash: Option<[u8; 32]>,
-    /// `logical key ‖ height`.
-    versioned: Vec<u8>,
-    /// The value-store entry (see [`encode_entry`]).
-    entry: Vec<u8>,
 }
 
-fn hash_one(k: &[u8], v: Option<&[u8]>, height: Height) -> Hashed {
-    let value_hash = v.map(hash::value_checksum);
+fn hash_one(k: &[u8], v: Option<&[u8]>) -> Hashed {
     Hashed {
         key_hash: hash::sha256(&[k]),
-        value_hash,
-        versioned: keys::versioned(k, height),
-        entry: encode_entry(v.zip(value_hash.as_ref())),
+        value_hash: v.map(hash::value_checksum),
     }
 }
 
 /// [`hash_one`] of every change, in order, split across the available cores.
-fn hash_entries(
-    changes: &[(LKey, Option<Vec<u8>>)],
-    height: Height,
-) -> std::result::Result<Vec<Hashed>, ()> {
+fn hash_entries(changes: &[(LKey, Option<Vec<u8>>)]) -> std::result::Result<Vec<Hashed>, ()> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
     let per = changes.len().div_ceil(threads.max(1)).max(256);
     let run = |part: &[(LKey, Option<Vec<u8>>)]| -> Vec<Hashed> {
         part.iter()
-            .map(|(k, v)| hash_one(k, v.as_deref(), height))
+            .map(|(k, v)| hash_one(k, v.as_deref()))
             .collect()
     };
     if changes.len() <= per {
@@ -234,17 +224,16 @@ fn hash_entries(
     })
 }
 
-/// Encodes a value-store entry: `present ‖ sha256(value) ‖ value` or `deleted`, given
-/// the value with its SHA-256.
-fn encode_entry(value: Option<(&[u8], &[u8; 32])>) -> Vec<u8> {
+/// Writes a value-store entry into `e` (cleared first): `present ‖ sha256(value) ‖
+/// value` or `deleted`, given the value with its SHA-256.
+fn encode_entry(e: &mut Vec<u8>, value: Option<(&[u8], &[u8; 32])>) {
+    e.clear();
     match value {
-        None => vec![ENTRY_DELETED],
+        None => e.push(ENTRY_DELETED),
         Some((v, sum)) => {
-            let mut e = Vec::with_capacity(33 + v.len());
             e.push(ENTRY_PRESENT);
             e.extend_from_slice(sum);
             e.extend_from_slice(v);
-            e
         }
     }
 }
@@ -626,7 +615,7 @@ impl Store {
         let nodes = self.cf(CF_NODES)?;
         // Hash keys and values and encode the value entries on all cores. The value
         // checksum stored beside each value is jmt's value hash, computed once here.
-        let hashed = hash_entries(&effective, height).map_err(|()| Error::Tree {
+        let hashed = hash_entries(&effective).map_err(|()| Error::Tree {
             height,
             message: "value hashing thread panicked".into(),
         })?;
@@ -660,9 +649,9 @@ impl Store {
 
         // Sized up front: growing a 20 MB batch by doubling costs copies and page faults.
         let (node_count, node_bytes) = update.node_stats();
-        let value_bytes: usize = hashed
+        let value_bytes: usize = effective
             .iter()
-            .map(|h| h.versioned.len() + h.entry.len() + 16)
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len) + 8 + 33 + 16)
             .sum();
         let list_bytes: usize = effective.iter().map(|(k, _)| 4 + k.len()).sum();
         let mut batch = WriteBatch::with_capacity_bytes(
@@ -679,8 +668,11 @@ impl Store {
             batch.put_cf(stale, keys::stale(height, keys::STALE_NODES), &update.stale);
         }
         let mut changed = Vec::with_capacity(list_bytes);
-        for ((k, _), h) in effective.iter().zip(&hashed) {
-            batch.put_cf(values, &h.versioned, &h.entry);
+        let (mut vk, mut entry) = (Vec::new(), Vec::new());
+        for ((k, v), h) in effective.iter().zip(&hashed) {
+            keys::versioned_into(&mut vk, k, height);
+            encode_entry(&mut entry, v.as_deref().zip(h.value_hash.as_ref()));
+            batch.put_cf(values, &vk, &entry);
             keys::push_list_item(&mut changed, k);
         }
         if !changed.is_empty() {

@@ -93,8 +93,10 @@ impl WorkingSet {
 
     /// Writes (or with `None` deletes) one logical key.
     pub(crate) fn put(&mut self, key: LKey, value: Option<Vec<u8>>) {
-        let prev = self.overlay.insert(key.clone(), value);
-        if !self.marks.is_empty() {
+        if self.marks.is_empty() {
+            self.overlay.insert(key, value);
+        } else {
+            let prev = self.overlay.insert(key.clone(), value);
             self.undo.push((key, prev));
         }
     }
