@@ -4,7 +4,9 @@
 //! component, see `wasi::path`) and talks to storage in inodes. Being inode-based is what
 //! lets POSIX semantics hold — an open fd survives `rename` and `unlink` of its path, and
 //! hard links share one inode. Two implementations exist: [`mem::MemFs`] (in memory,
-//! used by `replicode run` and tests) and the merkle-fs adapter (`fs::merkle`).
+//! used by `replicode run` and tests) and the merkle-fs adapter (`MerkleFs` in
+//! `replicode-abci`, `machine::fs`; also behind `replicode run --state`). Both pass the
+//! same test suite (`runtime/tests/wasi`, `abci-app/tests/fs_conformance.rs`).
 //!
 //! Everything observable here must be a function of the operations applied, never of the
 //! host: inode numbers are allocated lowest-free, timestamps are the logical `now_ns`
