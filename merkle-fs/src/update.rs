@@ -719,40 +719,39 @@ impl Updater<'_> {
             return Ok((results, out));
         }
         // Work-stealing over the groups, largest first, so both cores finish together.
+        // Each group gets its own output, merged in nibble order below: what is persisted
+        // (node batch, stale list) never depends on which thread took which group.
         let mut order = groups;
         order.sort_by_key(|(_, g)| std::cmp::Reverse(g.len()));
         let next = AtomicUsize::new(0);
-        let worker = || -> UResult<(Vec<(u8, Res)>, Out)> {
-            let mut out = Out::default();
+        type Done = Vec<(u8, Res, Out)>;
+        let worker = || -> UResult<Done> {
             let mut done = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(&(n, g)) = order.get(i) else { break };
+                let mut out = Out::default();
                 let mut path = vec![n];
-                done.push((n, self.child(&mut out, &mut path, ch, g)?));
+                let res = self.child(&mut out, &mut path, ch, g)?;
+                done.push((n, res, out));
             }
-            Ok((done, out))
+            Ok(done)
         };
-        let parts: Vec<std::thread::Result<UResult<(Vec<(u8, Res)>, Out)>>> =
-            std::thread::scope(|s| {
-                let handles: Vec<_> = (1..threads).map(|_| s.spawn(worker)).collect();
-                let mine = std::panic::catch_unwind(std::panic::AssertUnwindSafe(worker));
-                let mut all = vec![mine];
-                all.extend(handles.into_iter().map(|h| h.join()));
-                all
-            });
-        // Merge in nibble order so the output does not depend on thread timing.
-        let mut outs: Vec<(u8, Out)> = Vec::new();
+        let parts: Vec<std::thread::Result<UResult<Done>>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (1..threads).map(|_| s.spawn(worker)).collect();
+            let mine = std::panic::catch_unwind(std::panic::AssertUnwindSafe(worker));
+            let mut all = vec![mine];
+            all.extend(handles.into_iter().map(|h| h.join()));
+            all
+        });
+        let mut outs: Vec<Option<Out>> = (0..16).map(|_| None).collect();
         for p in parts {
-            let (done, o) = p.map_err(|_| UpdateError::WorkerPanicked)??;
-            let first = done.iter().map(|(n, _)| *n).min().unwrap_or(16);
-            for (n, r) in done {
+            for (n, r, o) in p.map_err(|_| UpdateError::WorkerPanicked)?? {
                 results[n as usize] = Some(r);
+                outs[n as usize] = Some(o);
             }
-            outs.push((first, o));
         }
-        outs.sort_by_key(|(n, _)| *n);
-        for (_, o) in outs {
+        for o in outs.into_iter().flatten() {
             out.merge(o);
         }
         Ok((results, out))
@@ -1190,6 +1189,18 @@ mod tests {
                     reads: AtomicUsize::new(0),
                 };
                 let (root, out) = u.apply(version.checked_sub(1), &ups).expect("ours");
+                // Deterministic output whatever the thread timing (it is persisted).
+                let again = Updater {
+                    db: &db,
+                    cf,
+                    cache: &cache,
+                    version,
+                    reads: AtomicUsize::new(0),
+                };
+                let (root2, out2) = again.apply(version.checked_sub(1), &ups).expect("again");
+                assert_eq!(root2, root);
+                assert_eq!(out2.stale, out.stale, "stale list order, seed {seed}");
+                assert!(out2.nodes().eq(out.nodes()), "node order, seed {seed}");
                 assert_eq!(root, stock_root.0, "seed {seed} version {version}");
                 for node in batch.node_batch.nodes().values() {
                     let theirs = borsh::to_vec(node).expect("borsh");
