@@ -96,6 +96,12 @@ pub fn configure(home: &Home, ports: Ports, peers: &str, fast: bool) -> anyhow::
         "max_tx_bytes",
         &replicode_abci::limits::COMETBFT_MAX_TX_BYTES.to_string(),
     )?;
+    // No recheck of the whole mempool after every block: CheckTx depends on the
+    // committed state only through the set of live pids, and a pooled stdin/kill
+    // to a pid that exited meanwhile is refused deterministically at execution
+    // (code UnknownPid) at the cost of its slot. Rechecking costs one ABCI socket
+    // round trip per pooled tx per block while CometBFT holds the mempool lock.
+    text = set_toml(&text, "mempool", "recheck", "false")?;
     text = set_toml(&text, "instrumentation", "prometheus", "false")?;
     if fast {
         text = set_toml(&text, "consensus", "timeout_propose", "\"1s\"")?;

@@ -2,34 +2,65 @@
 //! RepliCode testnet against CometBFT's own `kvstore` app on the same 4-node
 //! setup, in the same run. Not a timed test: prints a table.
 //!
+//! Baselines: `cometbft start --proxy_app=kvstore` (the app is a Go call inside
+//! cometbft) and, when `abci-cli` is installed, the same kvstore as a separate
+//! process behind CometBFT's ABCI socket client — the transport replicode uses.
+//!
 //! Run: `cargo bench -p replicode-e2e --bench testnet` (after `make -C wasm_programs`).
 //! Load: CLIENTS threads, each broadcasting with `broadcast_tx_sync` as fast as the
 //! mempool accepts for SECONDS; throughput = committed txs / elapsed block time;
-//! latency = broadcast → visible in `/tx`, sampled on one client.
+//! latency = broadcast → visible in `/tx`, sampled on one client. The CPU column
+//! sums user + system time of the app and cometbft processes during the load.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use replicode_abci::tx::{Body, Stdin, Tx};
 use replicode_e2e::{broadcast_raw, install_and_spawn, rpc_get, wait_tx, Testnet};
 
-const CLIENTS: usize = 8;
+/// Concurrent closed-loop clients (each waits for its CheckTx answer before the
+/// next broadcast); `TESTNET_BENCH_CLIENTS` overrides. 32 keep every app's
+/// mempool supplied: with 8, throughput is 8 / (broadcast round trip), a latency
+/// measurement in which CometBFT's socket client dominates.
+const CLIENTS: usize = 32;
 const SECONDS: u64 = 20;
 
 fn main() -> anyhow::Result<()> {
-    let kv = kvstore_run()?;
-    let rc = replicode_run()?;
+    // `TESTNET_BENCH_ONLY=replicode` skips the baselines (for diagnosis only: the
+    // ratio needs both in the same run).
+    let only_replicode = std::env::var("TESTNET_BENCH_ONLY").as_deref() == Ok("replicode");
+    let mut rows: Vec<(&str, Result_)> = Vec::new();
+    if !only_replicode {
+        rows.push((
+            "cometbft kvstore (in-process)",
+            kvstore_run(Baseline::InProcess)?,
+        ));
+        // The same Go kvstore behind CometBFT's ABCI socket client, as replicode is:
+        // separates the cost of the socket transport from the app's own.
+        match abci_cli() {
+            Some(cli) => rows.push((
+                "cometbft + abci-cli kvstore (socket)",
+                kvstore_run(Baseline::Socket(cli))?,
+            )),
+            None => eprintln!(
+                "abci-cli not found: skipping the socket kvstore baseline (install: \
+                 go install github.com/cometbft/cometbft/abci/cmd/abci-cli@v0.38.25)"
+            ),
+        }
+    }
+    rows.push(("replicode kv_server", replicode_run()?));
     println!(
         "\n| app | committed tx/s | commit latency p50 | p99 | blocks | txs/block \
-         | broadcasts accepted / refused / failed |"
+         | broadcasts accepted / refused / failed | CPU s app / cometbft |"
     );
-    println!("|---|---|---|---|---|---|---|");
-    for (name, r) in [("cometbft kvstore", &kv), ("replicode kv_server", &rc)] {
+    println!("|---|---|---|---|---|---|---|---|");
+    for (name, r) in &rows {
         println!(
-            "| {name} | {:.0} | {:.0} ms | {:.0} ms | {} | {:.0} | {} / {} / {} |",
+            "| {name} | {:.0} | {:.0} ms | {:.0} ms | {} | {:.0} | {} / {} / {} | {:.1} / {:.1} |",
             r.tps,
             r.p50_ms,
             r.p99_ms,
@@ -37,16 +68,51 @@ fn main() -> anyhow::Result<()> {
             r.txs as f64 / r.blocks.max(1) as f64,
             r.accepted,
             r.refused,
-            r.failed
+            r.failed,
+            r.cpu_app,
+            r.cpu_cometbft,
         );
     }
-    println!(
-        "ratio replicode/kvstore throughput: {:.2}",
-        rc.tps / kv.tps.max(1e-9)
-    );
+    let rc = &rows[rows.len() - 1].1;
+    for (name, r) in &rows[..rows.len() - 1] {
+        println!(
+            "ratio replicode / {name} throughput: {:.2}",
+            rc.tps / r.tps.max(1e-9)
+        );
+    }
+    for (name, r) in &rows {
+        for (kind, n) in &r.failures {
+            println!("{name}: {n} broadcasts failed or refused: {kind}");
+        }
+    }
     Ok(())
 }
 
+/// `$ABCI_CLI`, else `abci-cli` on PATH, else `~/go/bin/abci-cli`.
+fn abci_cli() -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os("ABCI_CLI") {
+        return Some(p.into());
+    }
+    let mut dirs: Vec<std::path::PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(Path::new(&home).join("go/bin"));
+    }
+    dirs.into_iter()
+        .map(|d| d.join("abci-cli"))
+        .find(|p| p.is_file())
+}
+
+/// Which kvstore the baseline runs.
+enum Baseline {
+    /// `cometbft start --proxy_app=kvstore`: the app is a Go call in cometbft.
+    InProcess,
+    /// `abci-cli kvstore` on each node's ABCI port, dialled like replicode.
+    Socket(std::path::PathBuf),
+}
+
+#[derive(Default)]
 struct Result_ {
     tps: f64,
     p50_ms: f64,
@@ -58,14 +124,81 @@ struct Result_ {
     accepted: u64,
     refused: u64,
     failed: u64,
+    /// Failed broadcasts by error message (its first 100 characters).
+    failures: BTreeMap<String, u64>,
+    /// CPU seconds (user + system) the app processes and the cometbft processes
+    /// used during the load, summed over the validators (kvstore: app in cometbft).
+    cpu_app: f64,
+    cpu_cometbft: f64,
+}
+
+/// The processes of a testnet, for CPU accounting.
+struct Procs {
+    app: Vec<i32>,
+    cometbft: Vec<i32>,
+}
+
+impl Procs {
+    fn cpu(&self) -> (f64, f64) {
+        let sum = |pids: &[i32]| pids.iter().map(|&p| cpu_seconds(p)).sum::<f64>();
+        (sum(&self.app), sum(&self.cometbft))
+    }
+}
+
+/// utime + stime of `pid` from /proc (clock ticks of USER_HZ = 100 on Linux).
+fn cpu_seconds(pid: i32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // After the command: state is field 3, utime 14, stime 15 (1-based).
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (tick(11) + tick(12)) / 100.0
+}
+
+/// The `cometbft` children of `parent`.
+fn cometbft_children(parent: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let ppid = rest.split_whitespace().nth(1).and_then(|v| v.parse().ok());
+        if ppid == Some(parent) && head.ends_with("(cometbft") {
+            out.push(pid);
+        }
+    }
+    out
 }
 
 fn replicode_run() -> anyhow::Result<Result_> {
     let net = Testnet::up(4)?;
     let port = net.nodes[0].rpc_port;
     let pid = install_and_spawn(port, "kv_server", &["/kv.log"])?;
+    // Every validator must have committed the spawn (its block store reports a
+    // height before the app's Commit: wait one more), or its CheckTx refuses the
+    // first stdin transactions (unknown pid).
+    let spawned_at = net.height(0)?;
+    for i in 0..net.nodes.len() {
+        net.wait_height(i, spawned_at + 1, Duration::from_secs(30))?;
+    }
     let ports: Vec<u16> = net.nodes.iter().map(|n| n.rpc_port).collect();
-    load(&ports, move |client, i| {
+    let app: Vec<i32> = (0..net.nodes.len()).filter_map(|i| net.pid(i)).collect();
+    let procs = Procs {
+        cometbft: app.iter().flat_map(|&p| cometbft_children(p)).collect(),
+        app,
+    };
+    load(&ports, &procs, move |client, i| {
         let data = format!("SET c{client}k{i} v{i}\n").into_bytes();
         Tx::new(
             Body::Stdin(Stdin {
@@ -79,7 +212,7 @@ fn replicode_run() -> anyhow::Result<Result_> {
     })
 }
 
-fn kvstore_run() -> anyhow::Result<Result_> {
+fn kvstore_run(baseline: Baseline) -> anyhow::Result<Result_> {
     let dir = tempfile::tempdir()?;
     let bin = replicode_e2e::replicode_bin()?;
     // The same layout as `replicode testnet up` (ports, peers, timeouts), built
@@ -105,6 +238,8 @@ fn kvstore_run() -> anyhow::Result<Result_> {
         serde_json::from_slice(&std::fs::read(dir.path().join("testnet.json"))?)?;
     let mut children = Nodes(Vec::new());
     let mut ports = Vec::new();
+    // Pids for CPU accounting: the apps (socket baseline only) and the cometbfts.
+    let (mut apps, mut nodes) = (Vec::new(), Vec::new());
     for n in layout["nodes"].as_array().into_iter().flatten() {
         let home = Path::new(n["home"].as_str().unwrap_or_default());
         // Fresh chain data for kvstore (the replicode run wrote blocks).
@@ -115,15 +250,36 @@ fn kvstore_run() -> anyhow::Result<Result_> {
             r#"{"height":"0","round":0,"step":0}"#,
         )?;
         let log = std::fs::File::create(home.join("kvstore.log"))?;
+        let mut cometbft = Command::new("cometbft");
+        cometbft.args(["start", "--home"]).arg(home);
+        match &baseline {
+            Baseline::InProcess => {
+                cometbft.arg("--proxy_app=kvstore");
+            }
+            Baseline::Socket(cli) => {
+                // cometbft dials the layout's ABCI port (config.toml's proxy_app).
+                let abci = u16::try_from(n["ports"]["abci"].as_u64().unwrap_or(0))?;
+                let app_log = std::fs::File::create(home.join("abci-cli.log"))?;
+                let app = Command::new(cli)
+                    .args(["kvstore", "--address"])
+                    .arg(format!("tcp://127.0.0.1:{abci}"))
+                    .stdout(app_log.try_clone()?)
+                    .stderr(app_log)
+                    .stdin(Stdio::null())
+                    .spawn()?;
+                apps.push(i32::try_from(app.id())?);
+                children.0.push(app);
+                wait_listening(abci)?;
+            }
+        }
         children.0.push(
-            Command::new("cometbft")
-                .args(["start", "--proxy_app=kvstore", "--home"])
-                .arg(home)
+            cometbft
                 .stdout(log.try_clone()?)
                 .stderr(log)
                 .stdin(Stdio::null())
                 .spawn()?,
         );
+        nodes.push(i32::try_from(children.0[children.0.len() - 1].id())?);
         ports.push(u16::try_from(n["ports"]["rpc"].as_u64().unwrap_or(0))?);
     }
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -139,9 +295,24 @@ fn kvstore_run() -> anyhow::Result<Result_> {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-    load(&ports, |client, i| {
+    let procs = Procs {
+        app: apps,
+        cometbft: nodes,
+    };
+    load(&ports, &procs, |client, i| {
         format!("c{client}k{i}=v{i}").into_bytes()
     })
+}
+
+/// Waits (bounded) until something accepts connections on 127.0.0.1:`port`.
+fn wait_listening(port: u16) -> anyhow::Result<()> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        anyhow::ensure!(Instant::now() < deadline, "nothing listens on {addr}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
 }
 
 /// Kills the kvstore cometbft processes even if the run fails.
@@ -158,21 +329,29 @@ impl Drop for Nodes {
 
 fn load(
     ports: &[u16],
+    procs: &Procs,
     make: impl Fn(usize, u64) -> Vec<u8> + Send + Sync + 'static,
 ) -> anyhow::Result<Result_> {
     let make = Arc::new(make);
     let stop = Arc::new(AtomicBool::new(false));
     // accepted, refused, failed broadcasts over all clients.
     let counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
+    let failures = Arc::new(Mutex::new(BTreeMap::<String, u64>::new()));
     let start_height = height(ports[0])?;
+    let cpu_before = procs.cpu();
     let started = Instant::now();
     let mut workers = Vec::new();
-    for client in 0..CLIENTS {
-        let (port, make, stop, counts) = (
+    let clients = std::env::var("TESTNET_BENCH_CLIENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(CLIENTS);
+    for client in 0..clients {
+        let (port, make, stop, counts, failures) = (
             ports[client % ports.len()],
             make.clone(),
             stop.clone(),
             counts.clone(),
+            failures.clone(),
         );
         workers.push(std::thread::spawn(move || -> Vec<f64> {
             let mut latencies = Vec::new();
@@ -180,9 +359,29 @@ fn load(
             while !stop.load(Ordering::SeqCst) {
                 i += 1;
                 let t0 = Instant::now();
-                let Ok((code, _, hash)) = broadcast_raw(port, &make(client, i)) else {
-                    counts[2].fetch_add(1, Ordering::Relaxed);
-                    continue;
+                let (code, hash) = match broadcast_raw(port, &make(client, i)) {
+                    Ok((code, log, hash)) => {
+                        if code != 0 {
+                            let kind: String = format!("CheckTx code {code}: {log}")
+                                .chars()
+                                .take(100)
+                                .collect();
+                            let mut f = failures.lock().unwrap_or_else(|p| p.into_inner());
+                            *f.entry(kind).or_default() += 1;
+                        }
+                        (code, hash)
+                    }
+                    Err(e) => {
+                        counts[2].fetch_add(1, Ordering::Relaxed);
+                        let kind: String = e.to_string().chars().take(100).collect();
+                        let mut f = failures.lock().unwrap_or_else(|p| p.into_inner());
+                        *f.entry(kind).or_default() += 1;
+                        drop(f);
+                        // Back off like a refusal instead of spinning on the CPU
+                        // the validators need.
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
                 };
                 counts[usize::from(code != 0)].fetch_add(1, Ordering::Relaxed);
                 if code != 0 {
@@ -208,6 +407,7 @@ fn load(
         .collect();
     std::thread::sleep(Duration::from_secs(2));
     let end_height = height(ports[0])?;
+    let cpu_after = procs.cpu();
     let mut txs = 0u64;
     for h in (start_height + 1)..=end_height {
         let b = rpc_get(ports[0], &format!("/block?height={h}"))?;
@@ -217,6 +417,7 @@ fn load(
             .unwrap_or(0);
     }
     let secs = started.elapsed().as_secs_f64();
+    let failures = std::mem::take(&mut *failures.lock().unwrap_or_else(|p| p.into_inner()));
     latencies.sort_by(|a, b| a.total_cmp(b));
     let pct = |p: f64| {
         latencies
@@ -233,6 +434,9 @@ fn load(
         accepted: counts[0].load(Ordering::Relaxed),
         refused: counts[1].load(Ordering::Relaxed),
         failed: counts[2].load(Ordering::Relaxed),
+        failures,
+        cpu_app: cpu_after.0 - cpu_before.0,
+        cpu_cometbft: cpu_after.1 - cpu_before.1,
     })
 }
 
