@@ -390,7 +390,7 @@ fn load(
                 }
                 // Client 0 samples latency on every 10th tx; the others only load.
                 if client == 0
-                    && i % 10 == 0
+                    && i.is_multiple_of(10)
                     && wait_tx(port, &hash, Duration::from_secs(30)).is_ok()
                 {
                     latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
