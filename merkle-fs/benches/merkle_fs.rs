@@ -228,9 +228,10 @@ fn commit_latency(c: &mut Criterion) {
         return; // filtered out
     }
     eprintln!(
-        "commit_1m_state: {} blocks; commit() p50 {:?} p99 {:?} max {:?}; whole block (10k writes + commit) p50 {:?} p99 {:?}",
+        "commit_1m_state: {} blocks; commit() p50 {:?} p90 {:?} p99 {:?} max {:?}; whole block (10k writes + commit) p50 {:?} p99 {:?}",
         commit_times.len(),
         percentile(&commit_times, 0.5),
+        percentile(&commit_times, 0.9),
         percentile(&commit_times, 0.99),
         commit_times.last().copied().unwrap_or_default(),
         percentile(&block_times, 0.5),
