@@ -1,29 +1,16 @@
 //! `replicode run --inputs FILE [--snapshot-at K]` against the built binary and
-//! the C guests of `wasm_programs/` (built by `make -C wasm_programs`; a test
-//! skips with a note if its guest is missing).
+//! the C guests of `wasm_programs/` (built by `make -C wasm_programs`; a missing
+//! guest fails the test).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+use common::guest;
+
 /// Fuel per input: plenty for the guests' answers, little enough that the
 /// faulty_server `loop` input runs out within a fraction of a second.
 const FUEL: &str = "50000000";
-
-fn guest(name: &str) -> Option<PathBuf> {
-    let path = PathBuf::from(format!(
-        "{}/../wasm_programs/build/{name}.wasm",
-        env!("CARGO_MANIFEST_DIR")
-    ));
-    if path.exists() {
-        Some(path)
-    } else {
-        eprintln!(
-            "skipping: {} missing (run make -C wasm_programs)",
-            path.display()
-        );
-        None
-    }
-}
 
 /// Runs `replicode run` with a fresh empty host dir at /data; returns its output.
 fn run(program: &Path, inputs: &Path, extra: &[&str]) -> Output {
@@ -72,9 +59,7 @@ fn digests(transcript: &str) -> Vec<&str> {
 
 #[test]
 fn echo_server_answers_each_input_under_its_header() {
-    let Some(prog) = guest("echo_server") else {
-        return;
-    };
+    let prog = guest("echo_server");
     let tmp = tempfile::tempdir().expect("tempdir");
     let inputs = inputs_file(tmp.path(), "hello\nsecond line\n\nlast without newline");
     let out = run(&prog, &inputs, &[]);
@@ -100,9 +85,7 @@ fn echo_server_answers_each_input_under_its_header() {
 
 #[test]
 fn kv_server_transcript_is_identical_with_a_snapshot_after_any_input() {
-    let Some(prog) = guest("kv_server") else {
-        return;
-    };
+    let prog = guest("kv_server");
     let tmp = tempfile::tempdir().expect("tempdir");
     let script = "SET a 1\nSET b 2\nGET a\nSET ab 3\nDEL b\nGET b\nSCAN a\nBOGUS\nGET ab\n";
     let inputs = inputs_file(tmp.path(), script);
@@ -154,9 +137,7 @@ fn kv_server_transcript_is_identical_with_a_snapshot_after_any_input() {
 
 #[test]
 fn different_inputs_give_different_digests() {
-    let Some(prog) = guest("kv_server") else {
-        return;
-    };
+    let prog = guest("kv_server");
     let tmp = tempfile::tempdir().expect("tempdir");
     let a = stdout(&run(&prog, &inputs_file(tmp.path(), "SET a 1\n"), &[]));
     let b = stdout(&run(&prog, &inputs_file(tmp.path(), "SET a 2\n"), &[]));
@@ -165,9 +146,7 @@ fn different_inputs_give_different_digests() {
 
 #[test]
 fn an_input_out_of_fuel_is_reported_rolled_back_and_the_next_input_answers() {
-    let Some(prog) = guest("faulty_server") else {
-        return;
-    };
+    let prog = guest("faulty_server");
     let tmp = tempfile::tempdir().expect("tempdir");
     let inputs = inputs_file(tmp.path(), "first\nloop\nthird\ntrap\nfifth\n");
     let out = run(&prog, &inputs, &[]);
@@ -195,9 +174,7 @@ fn an_input_out_of_fuel_is_reported_rolled_back_and_the_next_input_answers() {
 
 #[test]
 fn snapshot_at_past_the_last_input_is_refused() {
-    let Some(prog) = guest("echo_server") else {
-        return;
-    };
+    let prog = guest("echo_server");
     let tmp = tempfile::tempdir().expect("tempdir");
     let inputs = inputs_file(tmp.path(), "one\ntwo\n");
     let out = run(&prog, &inputs, &["--snapshot-at", "3"]);
@@ -211,9 +188,7 @@ fn snapshot_at_past_the_last_input_is_refused() {
 
 #[test]
 fn a_server_that_exits_ends_the_run_with_its_exit_code_and_later_inputs_are_not_delivered() {
-    let Some(prog) = guest("faulty_server") else {
-        return;
-    };
+    let prog = guest("faulty_server");
     let tmp = tempfile::tempdir().expect("tempdir");
     let inputs = inputs_file(tmp.path(), "one\nexit 7\nnever\n");
     let out = run(&prog, &inputs, &[]);
@@ -237,7 +212,7 @@ fn a_server_that_exits_ends_the_run_with_its_exit_code_and_later_inputs_are_not_
 /// (out-of-bounds trap around the 900th SET).
 #[test]
 fn kv_server_heap_growth_past_the_initial_memory_survives_suspensions() {
-    let Some(kv) = guest("kv_server") else { return };
+    let kv = guest("kv_server");
     let dir = tempfile::tempdir().expect("tempdir");
     let mut lines = String::new();
     for i in 0..1500 {

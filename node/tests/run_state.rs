@@ -1,26 +1,13 @@
 //! `replicode run --state DIR` against the built binary: files persist across runs in
 //! a merkle-fs store, each clean run commits one version, a failed run commits
-//! nothing. Uses the C guests of `wasm_programs/` (a test skips with a note if its
-//! guest is missing; `make -C wasm_programs` builds them).
+//! nothing. Uses the C guests of `wasm_programs/` (`make -C wasm_programs` builds
+//! them; a missing guest fails the test).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-fn guest(name: &str) -> Option<PathBuf> {
-    let path = PathBuf::from(format!(
-        "{}/../wasm_programs/build/{name}.wasm",
-        env!("CARGO_MANIFEST_DIR")
-    ));
-    if path.exists() {
-        Some(path)
-    } else {
-        eprintln!(
-            "skipping: {} missing (run make -C wasm_programs)",
-            path.display()
-        );
-        None
-    }
-}
+mod common;
+use common::guest;
 
 /// `replicode run --state STATE --stdin <stdin> EXTRA.. PROGRAM ARGS..`.
 fn run(state: &Path, stdin: &str, extra: &[&str], program: &Path, args: &[&str]) -> Output {
@@ -98,9 +85,7 @@ const SECOND_OUT: &str = "VALUE 1\nVALUE two words\nOK\nKEY a 1\nKEY b two words
 
 #[test]
 fn a_second_run_sees_and_extends_the_first_runs_files() {
-    let Some(kv) = guest("kv_server") else {
-        return;
-    };
+    let kv = guest("kv_server");
     let tmp = tempfile::tempdir().expect("tempdir");
     let state = tmp.path().join("state");
 
@@ -163,9 +148,7 @@ fn a_second_run_sees_and_extends_the_first_runs_files() {
 
 #[test]
 fn a_trapped_or_starved_run_commits_nothing() {
-    let (Some(kv), Some(faulty)) = (guest("kv_server"), guest("faulty_server")) else {
-        return;
-    };
+    let (kv, faulty) = (guest("kv_server"), guest("faulty_server"));
     let tmp = tempfile::tempdir().expect("tempdir");
     let state = tmp.path().join("state");
     let first = run(&state, FIRST, &[], &kv, &["/kv.log"]);
@@ -206,9 +189,7 @@ fn a_trapped_or_starved_run_commits_nothing() {
 
 #[test]
 fn an_exit_with_a_failure_code_still_commits() {
-    let Some(faulty) = guest("faulty_server") else {
-        return;
-    };
+    let faulty = guest("faulty_server");
     let tmp = tempfile::tempdir().expect("tempdir");
     let state = tmp.path().join("state");
     let out = run(&state, "one\nexit 3\n", &[], &faulty, &["/f.log"]);
@@ -219,9 +200,7 @@ fn an_exit_with_a_failure_code_still_commits() {
 
 #[test]
 fn dir_trees_are_copied_into_the_state_once() {
-    let Some(kv) = guest("kv_server") else {
-        return;
-    };
+    let kv = guest("kv_server");
     let tmp = tempfile::tempdir().expect("tempdir");
     let host = tmp.path().join("host");
     std::fs::create_dir(&host).expect("mkdir host");
@@ -255,9 +234,7 @@ fn dir_trees_are_copied_into_the_state_once() {
 
 #[test]
 fn logical_time_and_seed_work_as_without_state() {
-    let Some(prog) = guest("clock_random") else {
-        return;
-    };
+    let prog = guest("clock_random");
     let tmp = tempfile::tempdir().expect("tempdir");
     let flags = ["--seed", "7", "--time", "2024-02-03T04:05:06Z"];
     let with_state = run(&tmp.path().join("state"), "", &flags, &prog, &[]);
