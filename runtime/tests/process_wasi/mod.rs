@@ -12,18 +12,14 @@ use replicode_runtime::process::{
 
 const FUEL: u64 = 200_000_000;
 
-fn guest(name: &str) -> Option<Vec<u8>> {
+/// A built guest's bytes; a missing guest fails the test rather than skipping it.
+fn guest(name: &str) -> Vec<u8> {
     let path = format!(
         "{}/../wasm_programs/build/{name}.wasm",
         env!("CARGO_MANIFEST_DIR")
     );
-    match std::fs::read(&path) {
-        Ok(b) => Some(b),
-        Err(_) => {
-            eprintln!("skipping: {path} missing (run make -C wasm_programs)");
-            None
-        }
-    }
+    std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("guest {path} is not built ({e}): run `make -C wasm_programs`"))
 }
 
 /// Asyncify with the WASI blocking imports (what the install-time pipeline
@@ -55,9 +51,7 @@ fn text(out: &InputOutcome, pid: u64) -> String {
 
 #[test]
 fn echo_server_c_answers_each_line_and_survives_restore_at_every_input() {
-    let Some(wasm) = guest("echo_server") else {
-        return;
-    };
+    let wasm = guest("echo_server");
     let inputs: [&[u8]; 4] = [b"hello\n", b"second line\n", b"no newline", b"\nlast\n"];
     let run = |restore_at: Option<usize>| {
         let m = prepared(&engine(), &wasm);
@@ -101,9 +95,7 @@ fn echo_server_c_answers_each_line_and_survives_restore_at_every_input() {
 
 #[test]
 fn faulty_server_trap_and_loop_are_rolled_back_with_the_log_file() {
-    let Some(wasm) = guest("faulty_server") else {
-        return;
-    };
+    let wasm = guest("faulty_server");
     let m = prepared(&engine(), &wasm);
     let mut t = ProcessTable::new(wasi_env(), TableLimits::default());
     let (pid, _) = t
@@ -141,9 +133,7 @@ fn faulty_server_trap_and_loop_are_rolled_back_with_the_log_file() {
 
 #[test]
 fn producer_consumer_pipeline_loses_nothing() {
-    let (Some(p), Some(c)) = (guest("producer"), guest("consumer")) else {
-        return;
-    };
+    let (p, c) = (guest("producer"), guest("consumer"));
     let engine = engine();
     let (pm, cm) = (prepared(&engine, &p), prepared(&engine, &c));
     let mut t = ProcessTable::new(wasi_env(), TableLimits::default());
@@ -175,9 +165,7 @@ fn producer_consumer_pipeline_loses_nothing() {
 
 #[test]
 fn poll_timeout_fires_on_logical_time_and_input_wakes_it() {
-    let Some(wasm) = guest("poll_timeout") else {
-        return;
-    };
+    let wasm = guest("poll_timeout");
     let m = prepared(&engine(), &wasm);
     let mut t = ProcessTable::new(wasi_env(), TableLimits::default());
     let (pid, _) = t
@@ -214,9 +202,7 @@ fn poll_timeout_fires_on_logical_time_and_input_wakes_it() {
 
 #[test]
 fn nonblocking_stdin_gets_eagain_instead_of_suspending() {
-    let Some(wasm) = guest("nonblock") else {
-        return;
-    };
+    let wasm = guest("nonblock");
     let m = prepared(&engine(), &wasm);
     let mut t = ProcessTable::new(wasi_env(), TableLimits::default());
     let (pid, out) = t
