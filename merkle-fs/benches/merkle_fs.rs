@@ -222,11 +222,16 @@ fn commit_latency(c: &mut Criterion) {
         })
     });
     g.finish();
-    commit_times.sort();
-    block_times.sort();
     if commit_times.is_empty() {
         return; // filtered out
     }
+    // Which blocks were slow (the store was just reopened: its node cache starts cold).
+    let mut slow: Vec<(usize, Duration)> = commit_times.iter().copied().enumerate().collect();
+    slow.sort_by_key(|&(_, t)| std::cmp::Reverse(t));
+    slow.truncate(3);
+    eprintln!("commit_1m_state: slowest commits (block index in order of execution, warm-up included): {slow:?}");
+    commit_times.sort();
+    block_times.sort();
     eprintln!(
         "commit_1m_state: {} blocks; commit() p50 {:?} p90 {:?} p99 {:?} max {:?}; whole block (10k writes + commit) p50 {:?} p99 {:?}",
         commit_times.len(),

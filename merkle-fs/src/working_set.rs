@@ -44,9 +44,21 @@ pub struct WorkingSet {
     pub(crate) limits: Limits,
     /// Directories whose entry set changed: their listing root is recomputed at commit.
     pub(crate) dirty_dirs: BTreeSet<Ino>,
-    /// Value hashes of the base values read so far (lets the commit skip tree reads).
-    known: Mutex<KnownBase>,
+    /// What this working set learnt about base values (the base never changes).
+    known: Mutex<BaseReads>,
 }
+
+/// Base values read so far: their hashes (let the commit skip tree reads) and the small
+/// ones themselves (inodes and entries, re-read by every path lookup).
+#[derive(Default)]
+struct BaseReads {
+    sums: KnownBase,
+    small: std::collections::HashMap<LKey, Vec<u8>>,
+}
+
+/// Base values up to this size are kept for re-reads (inode records with inline
+/// content are larger; directory inodes and entries are smaller).
+const SMALL_VALUE: usize = 128;
 
 impl WorkingSet {
     pub(crate) fn new(
@@ -67,7 +79,7 @@ impl WorkingSet {
             usage,
             limits,
             dirty_dirs: BTreeSet::new(),
-            known: Mutex::new(KnownBase::new()),
+            known: Mutex::new(BaseReads::default()),
         }
     }
 
@@ -240,7 +252,7 @@ impl WorkingSet {
             Some(self.base),
             height,
             self.overlay.clone(),
-            &self.known(),
+            &self.known().sums,
             self.alloc.clone(),
             self.usage,
         )?;
@@ -264,7 +276,7 @@ impl WorkingSet {
             ..
         } = self;
         let known = known.into_inner().unwrap_or_else(|p| p.into_inner());
-        store.prepare(Some(base), height, overlay, &known, alloc, usage)
+        store.prepare(Some(base), height, overlay, &known.sums, alloc, usage)
     }
 
     /// Commits at `height` (the base height + 1) as one atomic RocksDB write batch and
@@ -277,12 +289,38 @@ impl WorkingSet {
     /// Reads `key` at the base height once (if not yet known), so later decisions may
     /// rely on whether the base has it.
     pub(crate) fn note_base(&self, key: &[u8]) -> Result<()> {
-        if self.known().contains_key(key) {
+        if self.known().sums.contains_key(key) {
             return Ok(());
         }
-        let got = self.store.get_at_sum(key, self.base)?;
-        self.known().insert(key.to_vec(), got.map(|(_, sum)| sum));
+        self.read_base(key)?;
         Ok(())
+    }
+
+    /// Reads `key` at the base height, remembering its hash (and value, if small).
+    fn read_base(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        {
+            let known = self.known();
+            match known.sums.get(key) {
+                Some(None) => return Ok(None),
+                Some(Some(_)) => {
+                    if let Some(v) = known.small.get(key) {
+                        return Ok(Some(v.clone()));
+                    }
+                }
+                None => {}
+            }
+        }
+        let got = self.store.get_at_sum(key, self.base)?;
+        let mut known = self.known();
+        known
+            .sums
+            .insert(key.to_vec(), got.as_ref().map(|(_, sum)| *sum));
+        if let Some((v, _)) = &got {
+            if v.len() <= SMALL_VALUE {
+                known.small.insert(key.to_vec(), v.clone());
+            }
+        }
+        Ok(got.map(|(v, _)| v))
     }
 
     /// Whether the base height is known to have no inode `dir`, hence (every entry key
@@ -296,10 +334,10 @@ impl WorkingSet {
         let mut inode = [0u8; 9];
         inode[0] = keys::TAG_INODE;
         inode[1..].copy_from_slice(&dir_key[1..9]);
-        matches!(self.known().get(&inode[..]), Some(None))
+        matches!(self.known().sums.get(&inode[..]), Some(None))
     }
 
-    fn known(&self) -> MutexGuard<'_, KnownBase> {
+    fn known(&self) -> MutexGuard<'_, BaseReads> {
         // Only a cache of base-height facts: a poisoned lock's content is still true.
         self.known.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -315,12 +353,7 @@ impl StateRead for WorkingSet {
         match self.overlay.get(key) {
             Some(v) => Ok(v.clone()),
             None if self.base_lacks_dir(key) => Ok(None),
-            None => {
-                let got = self.store.get_at_sum(key, self.base)?;
-                self.known()
-                    .insert(key.to_vec(), got.as_ref().map(|(_, sum)| *sum));
-                Ok(got.map(|(v, _)| v))
-            }
+            None => self.read_base(key),
         }
     }
 
