@@ -243,8 +243,11 @@ fn decode_entry(e: &[u8]) -> std::result::Result<Option<Vec<u8>>, ()> {
     decode_entry_sum(e).map(|o| o.map(|(v, _)| v))
 }
 
+/// A value with its SHA-256.
+type ValueAndSum = (Vec<u8>, [u8; 32]);
+
 /// [`decode_entry`] with the value's (verified) SHA-256.
-fn decode_entry_sum(e: &[u8]) -> std::result::Result<Option<(Vec<u8>, [u8; 32])>, ()> {
+fn decode_entry_sum(e: &[u8]) -> std::result::Result<Option<ValueAndSum>, ()> {
     match e.split_first() {
         Some((&ENTRY_DELETED, [])) => Ok(None),
         Some((&ENTRY_PRESENT, rest)) if rest.len() >= 32 => {
@@ -628,7 +631,7 @@ impl Store {
                 old: known.get(k).copied().flatten(),
             })
             .collect();
-        ups.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        ups.sort_unstable_by_key(|u| u.key);
         let hashed_at = std::time::Instant::now();
         let updater = crate::update::Updater {
             db,

@@ -365,7 +365,7 @@ pub(crate) fn raw_node_key_into(k: &mut Vec<u8>, version: u64, path: &[u8]) {
 
 fn nibble(key: &H256, depth: usize) -> u8 {
     let b = key[depth / 2];
-    if depth % 2 == 0 {
+    if depth.is_multiple_of(2) {
         b >> 4
     } else {
         b & 0x0F
@@ -500,6 +500,9 @@ pub(crate) enum UpdateError {
 
 type UResult<T> = std::result::Result<T, UpdateError>;
 
+/// Encoded nodes back to back, with `(key length, value length)` of each.
+type NodeBuf = (Vec<u8>, Vec<(u32, u32)>);
+
 /// What one worker produced.
 #[derive(Default)]
 pub(crate) struct Out {
@@ -517,7 +520,7 @@ pub(crate) struct Out {
     /// Nodes read from RocksDB.
     pub reads: usize,
     /// Node buffers of merged outputs (kept as they are: no copying).
-    merged: Vec<(Vec<u8>, Vec<(u32, u32)>)>,
+    merged: Vec<NodeBuf>,
 }
 
 impl Out {
@@ -1180,7 +1183,7 @@ mod tests {
                             .map(|v| sha(&[v.as_slice()])),
                     })
                     .collect();
-                ups.sort_by(|a, b| a.key.cmp(&b.key));
+                ups.sort_by_key(|u| u.key);
                 let u = Updater {
                     db: &db,
                     cf,
