@@ -25,6 +25,10 @@ pub fn workspace() -> PathBuf {
         .unwrap_or_default()
 }
 
+/// Heights of state each validator keeps readable in end-to-end runs: small, so
+/// pruning runs during every test, large enough for the proofs they query.
+pub const KEEP_HEIGHTS: u64 = 30;
+
 fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -142,10 +146,13 @@ impl Testnet {
         self.dir.path().to_str().unwrap_or_default()
     }
 
-    /// Runs the binary with `args`.
+    /// Runs the binary with `args`. Validators it starts keep only the last
+    /// [`KEEP_HEIGHTS`] heights, so every end-to-end run also prunes state while
+    /// the validators must keep agreeing.
     pub fn run(&self, args: &[&str]) -> anyhow::Result<Output> {
         Command::new(&self.bin)
             .args(args)
+            .env("REPLICODE_KEEP_HEIGHTS", KEEP_HEIGHTS.to_string())
             .output()
             .with_context(|| format!("cannot run replicode {}", args.join(" ")))
     }

@@ -60,6 +60,9 @@ pub struct Machine {
     block_height: u64,
     /// The finalized block, sealed and hashed, waiting for Commit to write it.
     prepared: Option<merkle_fs::PreparedCommit>,
+    /// How many recent heights stay readable (queries, proofs); older versions
+    /// are pruned after each commit. `None` keeps every height.
+    keep_heights: Option<u64>,
 }
 
 fn err(op: &'static str) -> impl Fn(merkle_fs::Error) -> ExecError {
@@ -67,6 +70,29 @@ fn err(op: &'static str) -> impl Fn(merkle_fs::Error) -> ExecError {
 }
 
 impl Machine {
+    /// Keeps only the last `keep` heights readable (`None`: all of them). Pruning
+    /// never changes a root: it deletes what only older heights need, so storage
+    /// stays proportional to the live state plus `keep` blocks of changes.
+    pub fn set_keep_heights(&mut self, keep: Option<u64>) {
+        self.keep_heights = keep.filter(|&k| k > 0);
+    }
+
+    /// Prunes after the commit of `height`. A failure is logged, not fatal: the
+    /// block is already durable and only old versions linger until the next try.
+    fn prune_old_heights(&self, height: u64) {
+        let Some(keep) = self.keep_heights else {
+            return;
+        };
+        let retain = height.saturating_sub(keep - 1).max(1);
+        if retain <= self.store.retained_height() {
+            return;
+        }
+        match self.store.prune(retain) {
+            Ok(removed) => tracing::debug!(height, retain, removed, "pruned old heights"),
+            Err(e) => tracing::warn!(height, retain, error = %e, "pruning old heights failed"),
+        }
+    }
+
     /// Opens (or creates) the store in `dir` and restores the committed processes.
     pub fn open(dir: &Path) -> Result<Machine, ExecError> {
         let store = Store::open(dir).map_err(err("open store"))?;
@@ -102,6 +128,7 @@ impl Machine {
             genesis_time_ns,
             block_height: 0,
             prepared: None,
+            keep_heights: None,
         };
         if let Some(snapshot) = latest.get_meta_bytes(keys::TABLE)? {
             for (key, source) in latest.list_meta_bytes(keys::MODULE_PREFIX)? {
@@ -472,7 +499,9 @@ impl Executor for Machine {
             .take()
             .ok_or_else(|| ExecError::new("commit", "no finalized block to write"))?;
         prepared.write().map_err(err("commit"))?;
-        self.committed()
+        let committed = self.committed()?;
+        self.prune_old_heights(committed.height);
+        Ok(committed)
     }
 
     fn live_pids(&self) -> Result<Vec<u64>, ExecError> {

@@ -177,3 +177,44 @@ fn finalize_reports_the_root_commit_then_writes() {
     let committed = core.exec.committed().expect("committed");
     assert_eq!((committed.height, committed.app_hash), (1, h1));
 }
+
+#[test]
+fn pruning_keeps_the_last_heights_readable_and_never_changes_a_root() {
+    let pruned_dir = tempfile::tempdir().expect("tempdir");
+    let full_dir = tempfile::tempdir().expect("tempdir");
+    let mut pruned = {
+        let mut machine = Machine::open(pruned_dir.path()).expect("open machine");
+        machine.set_keep_heights(Some(2));
+        Core::new(machine, Machine::validator(), SharedView::default()).expect("core")
+    };
+    let mut full = open(full_dir.path());
+    assert_eq!(init(&mut pruned, "hello"), init(&mut full, "hello"));
+    for height in 1..=5 {
+        let txs = vec![install(&format!("/bin/p{height}"))];
+        let h = finalize(&mut pruned, height, txs.clone());
+        assert_eq!(h, finalize(&mut full, height, txs), "root at {height}");
+        pruned.commit().expect("commit");
+        full.commit().expect("commit");
+    }
+    for height in 4..=5 {
+        let read = pruned
+            .exec
+            .read_file("/bin/p4", Some(height), true)
+            .expect("a kept height is readable");
+        assert_eq!(read.contents.as_deref(), Some(TINY_WASM));
+        assert!(read.proof.is_some());
+    }
+    for height in 1..=3 {
+        let refused = pruned
+            .exec
+            .read_file("/etc/motd", Some(height), false)
+            .expect_err("a pruned height is not readable");
+        assert!(
+            refused.to_string().contains("retained"),
+            "the error names the retention: {refused}"
+        );
+        full.exec
+            .read_file("/etc/motd", Some(height), false)
+            .expect("the unpruned node still reads it");
+    }
+}

@@ -24,6 +24,11 @@ pub struct StartArgs {
     /// The home directory made by `replicode init` or `replicode testnet up`.
     #[arg(long)]
     pub home: PathBuf,
+    /// How many recent heights of state stay readable for `query --height` and
+    /// proofs; older versions are pruned after each commit so the store stays
+    /// bounded. 0 keeps every height (an archive node).
+    #[arg(long, default_value_t = 1000, env = "REPLICODE_KEEP_HEIGHTS")]
+    pub keep_heights: u64,
 }
 
 /// The running cometbft child, for the fatal hook (0 = none).
@@ -44,7 +49,7 @@ pub fn run(args: StartArgs) -> anyhow::Result<ExitCode> {
         stop_child_now();
         std::process::exit(70);
     });
-    let (exec, validator) = crate::backend::open(&home)?;
+    let (exec, validator) = crate::backend::open(&home, args.keep_heights)?;
     let running = replicode_abci::server::serve(exec, validator, abci_addr, fatal)?;
     tracing::info!(addr = %running.local_addr, "ABCI listening");
 
