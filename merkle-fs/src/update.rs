@@ -652,6 +652,17 @@ impl Updater<'_> {
     /// (`None`: the empty tree) and writes the new root at `(version, [])`.
     /// Returns the new root hash and the node changes.
     pub(crate) fn apply(&self, base: Option<u64>, ups: &[Update]) -> UResult<(H256, Out)> {
+        self.apply_threads(base, ups, None)
+    }
+
+    /// [`Updater::apply`] on `threads` threads (`None`: as many as cores and the batch
+    /// size warrant; `Some(n)`: exactly `n`, even for a small batch, for tests).
+    pub(crate) fn apply_threads(
+        &self,
+        base: Option<u64>,
+        ups: &[Update],
+        threads: Option<usize>,
+    ) -> UResult<(H256, Out)> {
         let mut out = Out::default();
         let old_root = match base {
             Some(b) => self.read(b, &[])?,
@@ -660,7 +671,7 @@ impl Updater<'_> {
         let mut path = Vec::with_capacity(64);
         let res = match old_root.as_ref() {
             TNode::Internal(ch) => {
-                let results = self.children_parallel(ch, ups)?;
+                let results = self.children_parallel(ch, ups, threads)?;
                 let (res, o) = results;
                 out.merge(o);
                 self.finish(&mut out, &mut path, Some((base.unwrap_or(0), ch)), res)?
@@ -706,15 +717,22 @@ impl Updater<'_> {
         &self,
         ch: &[Option<Child>; 16],
         ups: &[Update],
+        threads: Option<usize>,
     ) -> UResult<([Option<Res>; 16], Out)> {
         let groups = split(ups, 0);
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .min(groups.len().max(1));
+        let (threads, small) = match threads {
+            Some(n) => (n, false),
+            None => (
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1),
+                ups.len() < 64,
+            ),
+        };
+        let threads = threads.min(groups.len().max(1));
         let mut results: [Option<Res>; 16] = Default::default();
         let mut out = Out::default();
-        if threads <= 1 || ups.len() < 64 {
+        if threads <= 1 || small {
             for (n, g) in groups {
                 let mut path = vec![n];
                 results[n as usize] = Some(self.child(&mut out, &mut path, ch, g)?);
@@ -1192,18 +1210,26 @@ mod tests {
                     reads: AtomicUsize::new(0),
                 };
                 let (root, out) = u.apply(version.checked_sub(1), &ups).expect("ours");
-                // Deterministic output whatever the thread timing (it is persisted).
-                let again = Updater {
-                    db: &db,
-                    cf,
-                    cache: &cache,
-                    version,
-                    reads: AtomicUsize::new(0),
-                };
-                let (root2, out2) = again.apply(version.checked_sub(1), &ups).expect("again");
-                assert_eq!(root2, root);
-                assert_eq!(out2.stale, out.stale, "stale list order, seed {seed}");
-                assert!(out2.nodes().eq(out.nodes()), "node order, seed {seed}");
+                // Deterministic output whatever the thread timing and whichever path
+                // (one thread, or several even for a small batch): it is persisted.
+                for threads in [1, 2, 5] {
+                    let again = Updater {
+                        db: &db,
+                        cf,
+                        cache: &cache,
+                        version,
+                        reads: AtomicUsize::new(0),
+                    };
+                    let (root2, out2) = again
+                        .apply_threads(version.checked_sub(1), &ups, Some(threads))
+                        .expect("again");
+                    assert_eq!(root2, root);
+                    assert_eq!(out2.stale, out.stale, "stale list, seed {seed} t {threads}");
+                    assert!(
+                        out2.nodes().eq(out.nodes()),
+                        "nodes, seed {seed} t {threads}"
+                    );
+                }
                 assert_eq!(root, stock_root.0, "seed {seed} version {version}");
                 for node in batch.node_batch.nodes().values() {
                     let theirs = borsh::to_vec(node).expect("borsh");
