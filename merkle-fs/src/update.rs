@@ -862,6 +862,15 @@ impl Updater<'_> {
                 self.supersede(out, version, path);
                 self.build(out, path, &set)
             }
+            TNode::Internal(_) if path.len() >= 64 => {
+                // A key hash has 64 nibbles: no internal node can sit this deep.
+                Err(UpdateError::Corrupt(format!(
+                    "internal tree node at version {version}, path {} is {} nibbles deep \
+                     (at most 63)",
+                    show_path(path),
+                    path.len()
+                )))
+            }
             TNode::Internal(ch) => {
                 let mut results: [Option<Res>; 16] = Default::default();
                 for (n, g) in split(ups, path.len()) {
@@ -1287,6 +1296,71 @@ mod tests {
                         .verify(stock_root, KeyHash::with::<Sha256>(&k), v)
                         .expect("verifies");
                 }
+            }
+        }
+    }
+
+    /// Stored nodes forming a chain of internal nodes down to depth 64 (one more than a
+    /// 64-nibble key hash allows) are reported as corrupt, not a panic, on both paths.
+    #[test]
+    fn internal_node_64_nibbles_deep_is_corrupt() {
+        let (_d, db) = tmp_db();
+        let cf = db.cf_handle("nodes").expect("cf");
+        let mut ch: Box<[Option<Child>; 16]> = Box::new([None; 16]);
+        for (n, h) in [(0usize, [1u8; 32]), (1, [2; 32])] {
+            ch[n] = Some(Child {
+                hash: h,
+                version: 0,
+                leaves: None,
+            });
+        }
+        let mut node = TNode::Internal(ch);
+        for depth in (0..=64usize).rev() {
+            db.put_cf(cf, raw_node_key(0, &vec![0u8; depth]), node.encode())
+                .expect("put");
+            let mut up: Box<[Option<Child>; 16]> = Box::new([None; 16]);
+            up[0] = Some(Child {
+                hash: node.hash(),
+                version: 0,
+                leaves: Some(2),
+            });
+            node = TNode::Internal(up);
+        }
+        // A few updates under the chain, many elsewhere (so the parallel path runs).
+        let mut ups: Vec<Update> = (0..100u8)
+            .map(|i| Update {
+                key: sha(&[&[i]]),
+                value: Some([i; 32]),
+                old: None,
+            })
+            .filter(|u| u.key[0] >> 4 != 0)
+            .collect();
+        ups.push(Update {
+            key: [0; 32],
+            value: Some([5; 32]),
+            old: None,
+        });
+        ups.sort_by_key(|u| u.key);
+        let cache = NodeCache::new(None);
+        for (threads, batch) in [(Some(1), &ups[..1]), (None, &ups[..1]), (Some(2), &ups[..])] {
+            let u = Updater {
+                db: &db,
+                cf,
+                cache: &cache,
+                version: 1,
+                reads: AtomicUsize::new(0),
+            };
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                u.apply_threads(Some(0), batch, threads)
+                    .map(|(root, _)| root)
+            }));
+            match r {
+                Ok(Err(UpdateError::Corrupt(m))) => {
+                    assert!(m.contains("version 0"), "{m}");
+                    assert!(m.contains(&format!("path {} ", "0".repeat(64))), "{m}");
+                }
+                Ok(other) => panic!("threads {threads:?}: expected Corrupt, got {other:?}"),
+                Err(_) => panic!("threads {threads:?}: the update panicked"),
             }
         }
     }
