@@ -334,7 +334,10 @@ fn get_varint(r: &mut &[u8]) -> Option<u64> {
     for shift in (0..64).step_by(7) {
         let (&b, rest) = r.split_first()?;
         *r = rest;
-        x |= u64::from(b & 0x7F).checked_shl(shift)?;
+        if shift == 63 && b > 1 {
+            return None; // the 10th byte holds only bit 63: anything more overflows
+        }
+        x |= u64::from(b & 0x7F) << shift;
         if b & 0x80 == 0 {
             if b == 0 && shift > 0 {
                 return None;
@@ -1109,6 +1112,15 @@ mod tests {
             assert!(r.is_empty());
         }
         assert_eq!(get_varint(&mut &[0x80u8, 0x00][..]), None, "non-minimal");
+        // A 10th byte carries only bit 63: 2..=0x7F would overflow u64.
+        let mut over = vec![0xFFu8; 9];
+        over.push(0x01);
+        assert_eq!(get_varint(&mut &over[..]), Some(u64::MAX));
+        for last in [0x02u8, 0x03, 0x40, 0x7F] {
+            *over.last_mut().expect("10 bytes") = last;
+            assert_eq!(get_varint(&mut &over[..]), None, "10th byte {last:#x}");
+        }
+        assert_eq!(get_varint(&mut &[0x80u8; 10][..]), None, "11 bytes");
         let mut ch: Box<[Option<Child>; 16]> = Box::new([None; 16]);
         ch[3] = Some(Child {
             hash: [7; 32],
