@@ -63,6 +63,9 @@ pub enum Error {
         context: String,
         source: rocksdb::Error,
     },
+    /// `StoreOptions::node_cache_depth` is deeper than the cache supports.
+    #[error("node_cache_depth {depth} refused: at most {max} nibbles")]
+    CacheDepthTooLarge { depth: usize, max: usize },
     /// The Merkle tree failed (missing or undecodable node).
     #[error("merkle tree at height {height}: {message}")]
     Tree { height: Height, message: String },

@@ -19,7 +19,7 @@ use crate::hash;
 use crate::keys::{self, Height, LKey};
 use crate::read::StateRead;
 use crate::tree::{NodeReader, CF_NODES};
-use crate::update::{CacheKey, NodeCache, TNode};
+use crate::update::{CacheKey, NodeCache, TNode, MAX_CACHE_DEPTH};
 use crate::{Limits, Root, Usage, ROOT_INO};
 
 /// Versioned values: `logical key ‖ height` → entry (see [`encode_entry`]).
@@ -50,7 +50,9 @@ pub struct StoreOptions {
     pub limits: Limits,
     /// Tree nodes at depth `<=` this many nibbles are kept in memory across commits
     /// (the upper levels every commit rewrites), `None` for no cache. At most
-    /// ~16^(d+1)/15 nodes of ≤ 1 KiB: `Some(4)` → ≤ 70,000 nodes (≈ 70 MiB); capped at 16.
+    /// ~16^(d+1)/15 nodes of ≤ 1 KiB: `Some(4)` → ≤ 70,000 nodes (≈ 70 MiB), and
+    /// never more than 2^20 nodes. At most 8: [`Store::open_with`] refuses deeper
+    /// ([`Error::CacheDepthTooLarge`]).
     pub node_cache_depth: Option<usize>,
     /// Memtable size of the `nodes` and `values` column families (each may have up to
     /// three, one being written and two being flushed).
@@ -305,6 +307,14 @@ impl Store {
     /// Opens with explicit options.
     pub fn open_with(path: impl AsRef<Path>, opts: StoreOptions) -> Result<Store> {
         let path = path.as_ref();
+        if let Some(depth) = opts.node_cache_depth {
+            if depth > MAX_CACHE_DEPTH {
+                return Err(Error::CacheDepthTooLarge {
+                    depth,
+                    max: MAX_CACHE_DEPTH,
+                });
+            }
+        }
         let mut db_opts = Options::default();
         db_opts.create_if_missing(true);
         db_opts.create_missing_column_families(true);

@@ -375,8 +375,12 @@ fn nibble(key: &H256, depth: usize) -> u8 {
     }
 }
 
-/// Deepest level the node cache can hold (a cache key packs the path into a `u64`).
-pub(crate) const MAX_CACHE_DEPTH: usize = 16;
+/// Deepest level the node cache can hold (a cache key packs the path into a `u64`, which
+/// fits 16 nibbles; deeper than 8 the levels are not "upper" in any real tree).
+pub(crate) const MAX_CACHE_DEPTH: usize = 8;
+
+/// Hard bound on cached nodes, whatever the depth (≤ 1 KiB each: ≤ ~1 GiB).
+const MAX_CACHE_ENTRIES: usize = 1 << 20;
 
 /// Identifies a node in the cache: its version and its path (≤ 16 nibbles, packed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -438,16 +442,17 @@ impl NodeCache {
     /// A cache of the levels `0..=depth` (`depth` is capped at [`MAX_CACHE_DEPTH`]).
     pub(crate) fn new(depth: Option<usize>) -> NodeCache {
         let depth = depth.map(|d| d.min(MAX_CACHE_DEPTH));
-        // At most sum 16^d nodes live at depths 0..=depth; allow twice that.
+        // At most sum 16^d nodes live at depths 0..=depth; allow twice that, within
+        // MAX_CACHE_ENTRIES (past it the cache is cleared and refilled by reads).
         let mut max = 0usize;
         let mut level = 1usize;
-        for _ in 0..=depth.unwrap_or(0).min(8) {
+        for _ in 0..=depth.unwrap_or(0) {
             max = max.saturating_add(level);
             level = level.saturating_mul(16);
         }
         NodeCache {
             depth,
-            max_entries: max.saturating_mul(2).max(64),
+            max_entries: max.saturating_mul(2).clamp(64, MAX_CACHE_ENTRIES),
             map: Mutex::new(CacheMap::default()),
         }
     }
@@ -1310,6 +1315,16 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn node_cache_is_bounded_at_every_depth() {
+        for d in 0..=64 {
+            let c = NodeCache::new(Some(d));
+            assert!(c.max_entries <= MAX_CACHE_ENTRIES, "depth {d}");
+            assert!(c.depth.is_some_and(|x| x <= MAX_CACHE_DEPTH), "depth {d}");
+        }
+        assert_eq!(NodeCache::new(Some(4)).max_entries, 2 * 69_905);
     }
 
     /// Stored nodes forming a chain of internal nodes down to depth 64 (one more than a
