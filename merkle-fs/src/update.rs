@@ -1391,4 +1391,200 @@ mod tests {
             }
         }
     }
+
+    fn set_nibble(k: &mut H256, depth: usize, n: u8) {
+        let b = &mut k[depth / 2];
+        *b = if depth.is_multiple_of(2) {
+            (*b & 0x0F) | (n << 4)
+        } else {
+            (*b & 0xF0) | n
+        };
+    }
+
+    /// Our updater and stock jmt side by side over crafted key hashes.
+    struct Twin {
+        _dir: tempfile::TempDir,
+        db: DB,
+        cache: NodeCache,
+        mem: Mem,
+        live: BTreeMap<H256, Vec<u8>>,
+        version: u64,
+    }
+
+    impl Twin {
+        fn new(cache_depth: Option<usize>) -> Twin {
+            let (dir, db) = tmp_db();
+            Twin {
+                _dir: dir,
+                db,
+                cache: NodeCache::new(cache_depth),
+                mem: Mem::default(),
+                live: BTreeMap::new(),
+                version: 0,
+            }
+        }
+
+        /// Applies `changes` as the next version with both; checks the roots are equal
+        /// and the one-thread and parallel paths agree byte for byte.
+        fn step(&mut self, mut changes: BTreeMap<H256, Option<Vec<u8>>>) {
+            let version = self.version;
+            changes.retain(|k, v| v.is_some() || self.live.contains_key(k));
+            let stock_set: Vec<(KeyHash, Option<OwnedValue>)> = changes
+                .iter()
+                .map(|(k, v)| (KeyHash(*k), v.clone()))
+                .collect();
+            let (stock_root, batch) = JellyfishMerkleTree::<_, Sha256>::new(&self.mem)
+                .put_value_set(stock_set, version)
+                .expect("stock");
+            let ups: Vec<Update> = changes
+                .iter()
+                .enumerate()
+                .map(|(i, (k, v))| Update {
+                    key: *k,
+                    value: v.as_ref().map(|v| sha(&[v.as_slice()])),
+                    old: self
+                        .live
+                        .get(k)
+                        .filter(|_| (i as u64 + version).is_multiple_of(2))
+                        .map(|v| sha(&[v.as_slice()])),
+                })
+                .collect();
+            let cf = self.db.cf_handle("nodes").expect("cf");
+            let mut first: Option<(H256, Out)> = None;
+            for threads in [Some(1), Some(3), None] {
+                let u = Updater {
+                    db: &self.db,
+                    cf,
+                    cache: &self.cache,
+                    version,
+                    reads: AtomicUsize::new(0),
+                };
+                let (root, out) = u
+                    .apply_threads(version.checked_sub(1), &ups, threads)
+                    .expect("ours");
+                assert_eq!(root, stock_root.0, "version {version} threads {threads:?}");
+                match &first {
+                    None => first = Some((root, out)),
+                    Some((_, o)) => {
+                        assert_eq!(out.stale, o.stale, "stale, v {version} t {threads:?}");
+                        assert!(
+                            out.nodes().eq(o.nodes()),
+                            "nodes, v {version} t {threads:?}"
+                        );
+                    }
+                }
+            }
+            let (_, out) = first.expect("applied");
+            let mut wb = rocksdb::WriteBatch::default();
+            for (k, v) in out.nodes() {
+                wb.put_cf(cf, k, v);
+            }
+            self.db.write(wb).expect("write");
+            self.cache.apply(out.cache_new, &out.stale_cached);
+            let mut m = self.mem.0.write().expect("lock");
+            for (nk, node) in batch.node_batch.nodes() {
+                m.insert(nk.clone(), node.clone());
+            }
+            drop(m);
+            for (k, v) in changes {
+                match v {
+                    Some(v) => self.live.insert(k, v),
+                    None => self.live.remove(&k),
+                };
+            }
+            self.version += 1;
+        }
+    }
+
+    /// Key hashes sharing 17..63-nibble prefixes (below any cache depth): pairs built,
+    /// one of each deleted (the other lifts up), re-inserted, overwritten, a third key
+    /// added one nibble deeper while its neighbour goes, all removed; roots equal stock
+    /// jmt's `put_value_set` at every version, whatever the cache and the thread count.
+    #[test]
+    fn long_shared_prefixes_match_stock_jmt() {
+        const PREFIXES: [usize; 10] = [17, 18, 24, 31, 32, 40, 47, 55, 62, 63];
+        for (seed, cache_depth) in [(1u64, Some(4)), (2, Some(8)), (3, None), (4, Some(0))] {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let mut t = Twin::new(cache_depth);
+            // Per prefix length p: keys a and b equal on nibbles 0..p, differing at p.
+            let mut pairs: Vec<(H256, H256, H256)> = Vec::new();
+            for (i, &p) in PREFIXES.iter().enumerate() {
+                let mut a: H256 = rng.gen();
+                a[0] = ((i as u8) << 4) | (a[0] & 0x0F); // spread over the root's children
+                let mut b = a;
+                for d in p + 1..64 {
+                    set_nibble(&mut b, d, rng.gen_range(0..16));
+                }
+                set_nibble(&mut a, p, 3);
+                set_nibble(&mut b, p, 0xC);
+                // c: shares p + 1 nibbles with a (where there is room).
+                let mut c = a;
+                if p + 1 < 64 {
+                    let n = nibble(&a, p + 1);
+                    set_nibble(&mut c, p + 1, n ^ 0x8);
+                } else {
+                    set_nibble(&mut c, p, 7);
+                }
+                pairs.push((a, b, c));
+            }
+            let background: Vec<H256> = (0..120).map(|_| rng.gen()).collect();
+            let val = |rng: &mut rand_chacha::ChaCha8Rng| Some(rng.gen::<[u8; 6]>().to_vec());
+            type Batch = BTreeMap<H256, Option<Vec<u8>>>;
+            // v0: everything in.
+            let mut b: Batch = BTreeMap::new();
+            for &(a, bb, _) in &pairs {
+                b.insert(a, val(&mut rng));
+                b.insert(bb, val(&mut rng));
+            }
+            for k in &background {
+                b.insert(*k, val(&mut rng));
+            }
+            t.step(b);
+            // v1: delete a of each pair (b lifts up to its shallowest unique position).
+            t.step(pairs.iter().map(|&(a, _, _)| (a, None)).collect());
+            // v2: re-insert a.
+            let b: Batch = pairs.iter().map(|&(a, _, _)| (a, val(&mut rng))).collect();
+            t.step(b);
+            // v3: nothing changes.
+            t.step(BTreeMap::new());
+            // v4: overwrite b; add c next to a; delete a where the index is odd.
+            let mut b: Batch = BTreeMap::new();
+            for (i, &(a, bb, c)) in pairs.iter().enumerate() {
+                b.insert(bb, val(&mut rng));
+                b.insert(c, val(&mut rng));
+                if i % 2 == 1 {
+                    b.insert(a, None);
+                }
+            }
+            t.step(b);
+            // v5: delete b and c, keep a (or re-insert it); some background goes.
+            let mut b: Batch = BTreeMap::new();
+            for &(a, bb, c) in &pairs {
+                b.insert(bb, None);
+                b.insert(c, None);
+                b.insert(a, val(&mut rng));
+            }
+            for k in background.iter().step_by(3) {
+                b.insert(*k, None);
+            }
+            t.step(b);
+            // v6: delete one of a pair and insert its partner in the same batch.
+            let mut b: Batch = BTreeMap::new();
+            for &(a, bb, _) in &pairs {
+                b.insert(a, None);
+                b.insert(bb, val(&mut rng));
+            }
+            t.step(b);
+            // v7: every crafted key goes, then (v8) the background too.
+            let mut b: Batch = BTreeMap::new();
+            for &(a, bb, c) in &pairs {
+                for k in [a, bb, c] {
+                    b.insert(k, None);
+                }
+            }
+            t.step(b);
+            t.step(background.iter().map(|k| (*k, None)).collect());
+            assert!(t.live.is_empty());
+        }
+    }
 }
