@@ -9,6 +9,13 @@ fn kv_server_200_inputs_from_4_clients_every_answer_right_and_all_agree() -> any
     let net = Testnet::up(4)?;
     let port0 = net.nodes[0].rpc_port;
     let pid = install_and_spawn(port0, "kv_server", &["/kv.log"])?;
+    // CheckTx checks the pid against each node's *committed* state: a client of a
+    // validator one block behind would be refused (code 6). Wait until every
+    // validator is past the block that spawned the server, as a user would.
+    let spawned_at = net.height(0)?;
+    for i in 0..net.nodes.len() {
+        net.wait_height(i, spawned_at + 1, Duration::from_secs(30))?;
+    }
     let ports: Vec<u16> = net.nodes.iter().map(|n| n.rpc_port).collect();
     // 4 clients, each talking to its own validator: 25 SET + 25 GET = 50 inputs each.
     let clients: Vec<_> = ports
