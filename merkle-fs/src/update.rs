@@ -6,11 +6,17 @@
 //! nibble at each level, every touched node is read once, rebuilt once and hashed once,
 //! and the subtrees below the root's 16 children are computed on all cores.
 //!
-//! It produces exactly the nodes stock jmt 0.12 produces — the same canonical shape (a
-//! subtree with one key is a leaf at the shallowest unique position, an internal node
-//! with a single leaf child collapses into it), the same hashes, and the same borsh node
-//! encoding — so `jmt::JellyfishMerkleTree::get_with_proof` reads and proves the stored
-//! tree unchanged; `tests` below checks roots and node bytes against stock jmt.
+//! It follows stock jmt 0.12's canonical shape (a subtree with one key is a leaf at the
+//! shallowest unique position, an internal node with a single leaf child collapses into
+//! it) and its hashes, and its nodes convert to jmt's borsh `Node` encoding
+//! ([`TNode::encode_jmt`]), so `jmt::JellyfishMerkleTree::get_with_proof` reads and
+//! proves the stored tree. What `tests` below checks: the root hash equals stock jmt's
+//! `put_value_set` root at every version (random keys, and crafted key hashes sharing
+//! 17..63-nibble prefixes); stock jmt proves present and absent keys from our nodes and
+//! the proofs verify against its root; jmt's borsh nodes and ours round-trip through our
+//! encodings; the nodes written minus those superseded are exactly the nodes reachable
+//! from the new root; and the one-thread and parallel paths write identical nodes and
+//! stale lists. It does not compare our node set with the node set jmt writes.
 //!
 //! Nodes of the upper levels of the latest tree are kept in a [`NodeCache`] across
 //! commits, so a commit reads only the lower levels from RocksDB.
