@@ -246,7 +246,9 @@ impl WorkingSet {
                 self.usage.bytes = self.usage.bytes.saturating_sub(target.len() as u64);
             }
             InodeBody::Dir { .. } => {
-                self.dirty_dirs.remove(&ino);
+                // Stays in `dirty_dirs`: a savepoint rollback can bring the directory
+                // back, and its listing must then still be resealed (sealing skips
+                // inodes that are gone or are no longer directories).
             }
         }
         self.put(keys::inode(ino), None);
