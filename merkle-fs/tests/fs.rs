@@ -478,3 +478,24 @@ fn small_files_are_inline_and_move_to_chunks_when_they_grow() {
         "inline/chunked representation must follow the size only"
     );
 }
+
+/// rmdir then a rollback that brings the directory back: its listing (changed before
+/// the savepoint) is still resealed at commit, so its listing proof verifies.
+#[test]
+fn rollback_of_rmdir_reseals_the_restored_listing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = store(&dir);
+    let mut ws = s.working_set();
+    let d = ws.mkdir(ROOT_INO, b"d", 1).expect("mkdir");
+    ws.create_file(d, b"f", 1).expect("create");
+    ws.commit(1).expect("commit 1");
+    let mut ws = s.working_set();
+    ws.unlink(d, b"f", 2).expect("unlink");
+    let sp = ws.savepoint();
+    ws.rmdir(ROOT_INO, b"d", 2).expect("rmdir");
+    ws.rollback_to(sp).expect("rollback");
+    let root = ws.commit(2).expect("commit 2");
+    let p = s.prove_listing(2, b"/d").expect("prove listing");
+    let entries = proof::verify_listing(&root, b"/d", &p).expect("listing verifies");
+    assert!(entries.is_empty());
+}
