@@ -5,7 +5,17 @@
 #   - libclang-dev (bindgen for librocksdb-sys)
 #   - binaryen is NOT needed: the node links binaryen through the wasm-opt crate
 #   - CometBFT v0.38.25 via `go install`
+#   - with --bench: also CometBFT's `abci-cli` (same version), the out-of-process
+#     kvstore baseline of `cargo bench -p replicode-e2e --bench testnet`
 set -euo pipefail
+
+WITH_BENCH_TOOLS=0
+for arg in "$@"; do
+  case "$arg" in
+    --bench) WITH_BENCH_TOOLS=1 ;;
+    *) printf 'setup: unknown option %s (known: --bench)\n' "$arg" >&2; exit 2 ;;
+  esac
+done
 
 COMETBFT_VERSION="v0.38.25"
 APT_PACKAGES=(clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 libclang-14-dev make cmake pkg-config)
@@ -29,6 +39,11 @@ if ! "$GOBIN_DIR/cometbft" version 2>/dev/null | grep -q "^${COMETBFT_VERSION#v}
   command -v go >/dev/null || { log "go is required to install cometbft"; exit 1; }
   log "installing cometbft ${COMETBFT_VERSION}"
   go install "github.com/cometbft/cometbft/cmd/cometbft@${COMETBFT_VERSION}"
+fi
+
+if ((WITH_BENCH_TOOLS)) && ! [ -x "$GOBIN_DIR/abci-cli" ]; then
+  log "installing abci-cli ${COMETBFT_VERSION} (benchmark baseline)"
+  go install "github.com/cometbft/cometbft/abci/cmd/abci-cli@${COMETBFT_VERSION}"
 fi
 
 command -v cargo >/dev/null || { log "cargo (rustup) is required"; exit 1; }
