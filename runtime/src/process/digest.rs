@@ -140,8 +140,26 @@ impl MemoryShadow {
     /// Cost: one comparison pass over the memory plus a copy of changed pages;
     /// hashing is deferred to [`MemoryShadow::root`].
     pub fn sync(&mut self, memory: &[u8]) -> SyncStats {
-        if memory.len() != self.copy.len() {
-            // Growth (or a restore into another size) is rare: rebuild fully.
+        let old_len = self.copy.len();
+        if memory.len() > old_len && old_len.is_multiple_of(PAGE_SIZE) {
+            // `memory.grow`: compare the old pages as usual, then append the new
+            // ones as changed; only they and the tree above them are re-hashed.
+            let old_pages = self.pages();
+            let mut stats = self.sync(&memory[..old_len]);
+            self.copy.extend_from_slice(&memory[old_len..]);
+            let total = self.pages();
+            self.stale.resize(total, true);
+            if let Some(leaves) = self.levels.first_mut() {
+                leaves.resize(total, [0; 32]);
+            }
+            self.any_stale = true;
+            self.tree_stale = true;
+            stats.changed_pages += total - old_pages;
+            stats.total_pages = total;
+            return stats;
+        }
+        if memory.len() != old_len {
+            // A restore into another size: rebuild fully.
             let old_pages = self.pages();
             self.copy = memory.to_vec();
             self.rebuild_leaves();
@@ -313,6 +331,29 @@ mod tests {
         let shadow = MemoryShadow::new(&[0u8; PAGE_SIZE]);
         let mut bigger = vec![0u8; 2 * PAGE_SIZE];
         assert!(shadow.restore_into(&mut bigger).is_err());
+    }
+
+    #[test]
+    fn growth_with_changed_old_pages_equals_a_full_rehash() {
+        let mut mem: Vec<u8> = (0..16 * PAGE_SIZE).map(|i| (i % 13) as u8).collect();
+        let mut shadow = MemoryShadow::new(&mem);
+        shadow.root();
+        for round in 0..3u8 {
+            mem[3 * PAGE_SIZE + usize::from(round)] ^= 0x77;
+            let old_pages = mem.len() / PAGE_SIZE;
+            let mut grown_part = vec![0u8; 16 * PAGE_SIZE];
+            grown_part[PAGE_SIZE + 5] = round + 1;
+            mem.extend_from_slice(&grown_part);
+            let stats = shadow.sync(&mem);
+            assert_eq!(stats.changed_pages, 1 + 16, "round {round}");
+            assert_eq!(stats.total_pages, old_pages + 16);
+            assert_eq!(shadow.bytes(), &mem[..]);
+            assert_eq!(shadow.root(), full_root(&mem), "round {round}");
+            // And the incremental path keeps working after growth.
+            mem[old_pages * PAGE_SIZE + 9] = 0xee;
+            assert_eq!(shadow.sync(&mem).changed_pages, 1);
+            assert_eq!(shadow.root(), full_root(&mem));
+        }
     }
 
     #[test]
