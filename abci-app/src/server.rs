@@ -159,19 +159,33 @@ pub fn serve_connection<S: Read + Write, A: Application>(
     let mut output: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     loop {
         let mut consumed = 0;
-        while let Some((header, len)) = frame(&input[consumed..filled])? {
+        // A malformed message ends the connection (as CometBFT's own server does),
+        // but only after the answers to the requests before it are written: those
+        // requests were executed.
+        let broken = loop {
+            let (header, len) = match frame(&input[consumed..filled]) {
+                Ok(Some(framed)) => framed,
+                Ok(None) => break None,
+                Err(e) => break Some(e),
+            };
             let body = &input[consumed + header..consumed + header + len];
-            let request = Request::decode(body)?;
+            let request = match Request::decode(body) {
+                Ok(request) => request,
+                Err(e) => break Some(e.into()),
+            };
             consumed += header + len;
             dispatch(app, request)
                 .encode_length_delimited(&mut output)
                 // A Vec grows as needed: encoding into it cannot run out of room.
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
-        }
+        };
         if !output.is_empty() {
             stream.write_all(&output)?;
             stream.flush()?;
             output.clear();
+        }
+        if let Some(e) = broken {
+            return Err(e);
         }
         input.copy_within(consumed..filled, 0);
         filled -= consumed;
@@ -405,6 +419,24 @@ mod tests {
             run(vec![3, 0xff, 0xff, 0xff], 64).0,
             Err(ConnectionError::Decode(_))
         ));
+    }
+
+    #[test]
+    fn answers_before_a_malformed_message_are_written_before_the_connection_ends() {
+        let echo = Request {
+            value: Some(request::Value::Echo(RequestEcho {
+                message: "before".into(),
+            })),
+        };
+        let mut input = encode(&[echo]);
+        input.extend_from_slice(&[3, 0xff, 0xff, 0xff]);
+        let (result, writes) = run(input, 1 << 20);
+        assert!(matches!(result, Err(ConnectionError::Decode(_))));
+        let answers = decode_all(&writes.concat());
+        assert!(
+            matches!(&answers[..], [Response { value: Some(response::Value::Echo(e)) }] if e.message == "before"),
+            "the echo answer must be written: {answers:?}"
+        );
     }
 
     #[test]
