@@ -63,6 +63,9 @@ pub struct Machine {
     /// How many recent heights stay readable (queries, proofs); older versions
     /// are pruned after each commit. `None` keeps every height.
     keep_heights: Option<u64>,
+    /// The process list as of the last commit: between FinalizeBlock and Commit
+    /// the live table already holds the next block, which queries must not show.
+    committed_processes: Vec<ProcessInfo>,
 }
 
 fn err(op: &'static str) -> impl Fn(merkle_fs::Error) -> ExecError {
@@ -129,6 +132,7 @@ impl Machine {
             block_height: 0,
             prepared: None,
             keep_heights: None,
+            committed_processes: Vec::new(),
         };
         if let Some(snapshot) = latest.get_meta_bytes(keys::TABLE)? {
             for (key, source) in latest.list_meta_bytes(keys::MODULE_PREFIX)? {
@@ -144,6 +148,7 @@ impl Machine {
                 })
                 .map_err(|e| ExecError::new("restore process table", e))?;
         }
+        machine.committed_processes = machine.list_processes()?;
         Ok(machine)
     }
 
@@ -500,6 +505,7 @@ impl Executor for Machine {
             .ok_or_else(|| ExecError::new("commit", "no finalized block to write"))?;
         prepared.write().map_err(err("commit"))?;
         let committed = self.committed()?;
+        self.committed_processes = self.list_processes()?;
         self.prune_old_heights(committed.height);
         Ok(committed)
     }
@@ -540,6 +546,14 @@ impl Executor for Machine {
     }
 
     fn processes(&self) -> Result<Vec<ProcessInfo>, ExecError> {
+        Ok(self.committed_processes.clone())
+    }
+}
+
+impl Machine {
+    /// The live table's processes with their committed recent output; only
+    /// meaningful right after a commit (or open), when table and store agree.
+    fn list_processes(&self) -> Result<Vec<ProcessInfo>, ExecError> {
         let snap = self.store.latest();
         let mut out = Vec::new();
         for p in self.table.list() {

@@ -12,7 +12,7 @@ use crate::codes::Code;
 use crate::consensus::Core;
 use crate::executor::Executor;
 use crate::mempool::SharedView;
-use crate::tx::{Body, Install, Tx};
+use crate::tx::{Body, Install, Spawn, Tx};
 
 /// The smallest program the validator accepts: `_start` (empty) and one page of
 /// exported memory.
@@ -217,4 +217,36 @@ fn pruning_keeps_the_last_heights_readable_and_never_changes_a_root() {
             .read_file("/etc/motd", Some(height), false)
             .expect("the unpruned node still reads it");
     }
+}
+
+#[test]
+fn process_queries_show_committed_state_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut core = open(dir.path());
+    init(&mut core, "hello");
+    let spawn = Tx::new(
+        Body::Spawn(Spawn {
+            path: "/bin/a".into(),
+            args: vec!["a".into()],
+            env: Vec::new(),
+        }),
+        1,
+    )
+    .to_bytes();
+    finalize(&mut core, 1, vec![install("/bin/a"), spawn]);
+    assert_eq!(
+        core.exec.processes().expect("processes"),
+        Vec::new(),
+        "a finalized but uncommitted block must not show in queries"
+    );
+    core.commit().expect("commit");
+    let listed = core.exec.processes().expect("processes");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].program, "/bin/a");
+    drop(core);
+    // A restarted node lists the same committed processes.
+    assert_eq!(
+        open(dir.path()).exec.processes().expect("processes"),
+        listed
+    );
 }
