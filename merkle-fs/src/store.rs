@@ -727,7 +727,8 @@ impl Store {
     }
 
     /// Deletes everything only needed to read heights below `retain` (stale tree nodes,
-    /// superseded value versions, old roots). Returns how many records were removed.
+    /// superseded value versions, old roots). Returns how many records were removed;
+    /// a `retain` at or below the oldest retained height removes nothing.
     pub fn prune(&self, retain: Height) -> Result<u64> {
         let latest = self.latest_height();
         if retain > latest {
@@ -743,9 +744,17 @@ impl Store {
         let stale = self.cf(CF_STALE)?;
         let roots = self.cf(CF_ROOTS)?;
         let state = self.cf(CF_STATE)?;
+        // Everything a height below `already` needed went in an earlier prune (the
+        // same batch that recorded `already`): scanning from there skips the
+        // tombstones those prunes left, so a prune per block stays cheap.
+        let already = self.retained_height();
+        if retain <= already {
+            return Ok(0);
+        }
         let mut batch = WriteBatch::default();
         let mut removed = 0u64;
         let mut ro = ReadOptions::default();
+        ro.set_iterate_lower_bound(already.to_be_bytes().to_vec());
         ro.set_iterate_upper_bound((retain + 1).to_be_bytes().to_vec());
         for item in db.iterator_cf_opt(stale, ro, IteratorMode::Start) {
             let (k, list) = item.map_err(Error::db("scan stale index"))?;
@@ -799,7 +808,7 @@ impl Store {
             }
             batch.delete_cf(stale, &k);
         }
-        batch.delete_range_cf(roots, keys::root(0), keys::root(retain));
+        batch.delete_range_cf(roots, keys::root(already), keys::root(retain));
         batch.put_cf(state, keys::state::RETAINED, retain.to_be_bytes());
         let mut wo = WriteOptions::default();
         wo.set_sync(self.inner.opts.sync);

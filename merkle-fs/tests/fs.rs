@@ -356,6 +356,79 @@ fn old_heights_stay_readable_until_pruned() {
 }
 
 #[test]
+fn pruning_every_block_equals_one_big_prune_and_repeats_are_no_ops() {
+    let write_blocks = |s: &Store, from: u64, to: u64| {
+        for h in from..=to {
+            let mut ws = s.working_set();
+            let f = match ws.lookup(ROOT_INO, b"f") {
+                Ok(f) => f,
+                Err(_) => ws.create_file(ROOT_INO, b"f", h).expect("create"),
+            };
+            ws.write(f, 0, format!("version {h}").as_bytes(), h)
+                .expect("write");
+            ws.commit(h).expect("commit");
+        }
+    };
+    let (step_dir, once_dir) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let (step, once) = (store(&step_dir), store(&once_dir));
+    let mut removed_stepwise = 0;
+    for h in 1..=12u64 {
+        write_blocks(&step, h, h);
+        if h > 3 {
+            removed_stepwise += step.prune(h - 2).expect("prune");
+            assert_eq!(
+                step.prune(h - 2).expect("repeat"),
+                0,
+                "a repeated prune removes nothing"
+            );
+            assert_eq!(
+                step.prune(1).expect("lower"),
+                0,
+                "a lower retain removes nothing"
+            );
+        }
+    }
+    write_blocks(&once, 1, 12);
+    once.prune(10).expect("prune");
+    assert!(removed_stepwise > 0);
+    assert_eq!(step.retained_height(), once.retained_height());
+    assert!(matches!(step.at(9), Err(Error::HeightNotRetained { .. })));
+    for h in 10..=12u64 {
+        assert_eq!(
+            step.root_at(h).expect("root"),
+            once.root_at(h).expect("root")
+        );
+        assert_eq!(
+            step.at(h).expect("at").read_path(b"f").expect("read"),
+            format!("version {h}").as_bytes()
+        );
+    }
+    // Per-block prunes leave exactly the records one prune leaves (the removal
+    // counts differ: one prune counts a version once per superseding entry).
+    drop((step, once));
+    assert_eq!(records(step_dir.path()), records(once_dir.path()));
+}
+
+/// Every (column family, key, value) left in a closed store's database.
+fn records(path: &std::path::Path) -> Vec<(String, Vec<u8>, Vec<u8>)> {
+    let opts = rocksdb::Options::default();
+    let cfs = rocksdb::DB::list_cf(&opts, path).expect("list column families");
+    let db = rocksdb::DB::open_cf_for_read_only(&opts, path, &cfs, false).expect("open");
+    let mut out = Vec::new();
+    for name in &cfs {
+        let cf = db.cf_handle(name).expect("column family");
+        for item in db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
+            let (k, v) = item.expect("record");
+            out.push((name.clone(), k.to_vec(), v.to_vec()));
+        }
+    }
+    out
+}
+
+#[test]
 fn node_state_is_committed_under_the_same_root() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = store(&dir);
