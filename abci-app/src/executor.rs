@@ -164,6 +164,11 @@ pub trait Executor: Send + 'static {
 
     /// Every process in committed state, by pid.
     fn processes(&self) -> Result<Vec<ProcessInfo>, ExecError>;
+
+    /// The oldest height [`Executor::read_file`] can read; older ones were pruned.
+    fn oldest_readable_height(&self) -> u64 {
+        1
+    }
 }
 
 /// Pure module validation of wasm bytes, callable from the mempool thread.
@@ -212,5 +217,8 @@ impl Executor for Box<dyn Executor> {
     }
     fn processes(&self) -> Result<Vec<ProcessInfo>, ExecError> {
         (**self).processes()
+    }
+    fn oldest_readable_height(&self) -> u64 {
+        (**self).oldest_readable_height()
     }
 }

@@ -25,6 +25,8 @@ pub mod paths {
     pub const CODE_OK: u32 = 0;
     pub const CODE_NOT_FOUND: u32 = 1;
     pub const CODE_BAD_REQUEST: u32 = 2;
+    /// The height was pruned on this node (`replicode start --keep-heights`).
+    pub const CODE_HEIGHT_PRUNED: u32 = 3;
 }
 
 impl<E: Executor> Core<E> {
@@ -93,6 +95,21 @@ impl<E: Executor> Core<E> {
                     "height {h} is above the last committed height {}",
                     committed.height
                 )));
+            }
+            // A pruned height is the asker's problem, never the node's: answered
+            // with a code (reading it would be a store error, which is fatal).
+            let oldest = self.exec.oldest_readable_height();
+            if h < oldest {
+                return Ok(ResponseQuery {
+                    code: paths::CODE_HEIGHT_PRUNED,
+                    log: format!(
+                        "height {h} was pruned on this node: it keeps heights {oldest}..={} \
+                         (replicode start --keep-heights)",
+                        committed.height
+                    ),
+                    height: req.height,
+                    ..Default::default()
+                });
             }
         }
         let read = self.exec.read_file(path, height, req.prove)?;

@@ -522,11 +522,17 @@ impl Executor for Machine {
     ) -> Result<FileRead, ExecError> {
         let height = height.unwrap_or_else(|| self.store.latest_height());
         let snap = self.store.at(height).map_err(err("read at height"))?;
+        // Anything about the path itself (missing, not a regular file, a name too
+        // long) is an answer for the asker; only store failures are errors, and
+        // those stop the node.
         let contents = match snap.read_path(path.as_bytes()) {
             Ok(bytes) => Some(bytes),
             Err(merkle_fs::Error::NotFound(_))
             | Err(merkle_fs::Error::NotDir(_))
-            | Err(merkle_fs::Error::IsDir(_)) => None,
+            | Err(merkle_fs::Error::IsDir(_))
+            | Err(merkle_fs::Error::Invalid(_))
+            | Err(merkle_fs::Error::NotPermitted(_))
+            | Err(merkle_fs::Error::NameTooLong { .. }) => None,
             Err(e) => return Err(ExecError::new("read file", e)),
         };
         let proof = if prove && contents.is_some() {
@@ -547,6 +553,10 @@ impl Executor for Machine {
 
     fn processes(&self) -> Result<Vec<ProcessInfo>, ExecError> {
         Ok(self.committed_processes.clone())
+    }
+
+    fn oldest_readable_height(&self) -> u64 {
+        self.store.retained_height().max(1)
     }
 }
 

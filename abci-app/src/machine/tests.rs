@@ -5,7 +5,9 @@ use std::path::Path;
 
 use prost::bytes::Bytes;
 use tendermint_proto::google::protobuf::Timestamp;
-use tendermint_proto::v0_38::abci::{RequestFinalizeBlock, RequestInfo, RequestInitChain};
+use tendermint_proto::v0_38::abci::{
+    RequestFinalizeBlock, RequestInfo, RequestInitChain, RequestQuery,
+};
 
 use super::Machine;
 use crate::codes::Code;
@@ -216,6 +218,17 @@ fn pruning_keeps_the_last_heights_readable_and_never_changes_a_root() {
         full.exec
             .read_file("/etc/motd", Some(height), false)
             .expect("the unpruned node still reads it");
+        // Through ABCI Query: an answer with a code, never a fatal error.
+        let answer = pruned
+            .query(RequestQuery {
+                path: crate::info::paths::FILE.into(),
+                data: Bytes::from_static(b"/etc/motd"),
+                height: height as i64,
+                prove: true,
+            })
+            .expect("a query for a pruned height is answered");
+        assert_eq!(answer.code, crate::info::paths::CODE_HEIGHT_PRUNED);
+        assert!(answer.log.contains("keeps heights 4..=5"), "{}", answer.log);
     }
 }
 
