@@ -47,7 +47,9 @@ fn infinite_loop_runs_out_of_fuel_on_every_validator_and_the_server_keeps_answer
     // The same result on every validator: compare each node's block_results for that height.
     let mut seen = Vec::new();
     for i in 0..net.nodes.len() {
-        net.wait_height(i, spawned.height, std::time::Duration::from_secs(30))?;
+        // Past the block, not at it: /status reports a block once it is stored,
+        // a moment before its results are.
+        net.wait_height(i, spawned.height + 1, std::time::Duration::from_secs(30))?;
         let r = net.rpc(i, &format!("/block_results?height={}", spawned.height))?;
         seen.push((
             r["result"]["txs_results"].clone(),
