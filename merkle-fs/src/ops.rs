@@ -84,22 +84,6 @@ impl WorkingSet {
         self.dirty_dirs.insert(dir);
     }
 
-    /// The entry `name` of `dir`, which the caller has checked is a directory.
-    fn entry_of_dir(&self, dir: Ino, name: &[u8]) -> Result<Option<Dirent>> {
-        match self.get(&keys::dirent(dir, name))? {
-            None => Ok(None),
-            Some(raw) => Dirent::decode(&raw)
-                .map(Some)
-                .ok_or_else(|| Error::Corrupt {
-                    what: format!(
-                        "entry {:?} of directory inode {dir} is undecodable",
-                        show(name)
-                    ),
-                    height: self.base,
-                }),
-        }
-    }
-
     /// Creates a new inode named `name` in `dir`.
     fn create(&mut self, dir: Ino, name: &[u8], body: InodeBody, now_ns: u64) -> Result<Ino> {
         check_name(name)?;

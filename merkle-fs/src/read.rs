@@ -50,6 +50,11 @@ pub trait FsRead: StateRead {
         if !matches!(d.body, InodeBody::Dir { .. }) {
             return Err(Error::NotDir(format!("inode {dir}")));
         }
+        self.entry_of_dir(dir, name)
+    }
+
+    /// [`FsRead::entry`] for a `dir` the caller already knows is a directory.
+    fn entry_of_dir(&self, dir: Ino, name: &[u8]) -> Result<Option<Dirent>> {
         match self.get(&keys::dirent(dir, name))? {
             None => Ok(None),
             Some(raw) => Dirent::decode(&raw)

@@ -320,14 +320,7 @@ fn old_heights_stay_readable_until_pruned() {
     let s = store(&dir);
     let mut roots = vec![s.root().expect("root")];
     for h in 1..=5u64 {
-        let mut ws = s.working_set();
-        let f = match ws.lookup(ROOT_INO, b"f") {
-            Ok(f) => f,
-            Err(_) => ws.create_file(ROOT_INO, b"f", h).expect("create"),
-        };
-        ws.write(f, 0, format!("version {h}").as_bytes(), h)
-            .expect("write");
-        roots.push(ws.commit(h).expect("commit"));
+        roots.push(write_version(&s, h));
     }
     for h in 1..=5u64 {
         assert_eq!(
@@ -355,18 +348,23 @@ fn old_heights_stay_readable_until_pruned() {
     }
 }
 
+/// Commits height `h`: file `f` (created if missing) holds "version h".
+fn write_version(s: &Store, h: u64) -> merkle_fs::Root {
+    let mut ws = s.working_set();
+    let f = match ws.lookup(ROOT_INO, b"f") {
+        Ok(f) => f,
+        Err(_) => ws.create_file(ROOT_INO, b"f", h).expect("create"),
+    };
+    ws.write(f, 0, format!("version {h}").as_bytes(), h)
+        .expect("write");
+    ws.commit(h).expect("commit")
+}
+
 #[test]
 fn pruning_every_block_equals_one_big_prune_and_repeats_are_no_ops() {
     let write_blocks = |s: &Store, from: u64, to: u64| {
         for h in from..=to {
-            let mut ws = s.working_set();
-            let f = match ws.lookup(ROOT_INO, b"f") {
-                Ok(f) => f,
-                Err(_) => ws.create_file(ROOT_INO, b"f", h).expect("create"),
-            };
-            ws.write(f, 0, format!("version {h}").as_bytes(), h)
-                .expect("write");
-            ws.commit(h).expect("commit");
+            write_version(s, h);
         }
     };
     let (step_dir, once_dir) = (

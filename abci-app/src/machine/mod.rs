@@ -86,10 +86,8 @@ impl Machine {
         let Some(keep) = self.keep_heights else {
             return;
         };
+        // At or below the retained height, `prune` is a no-op.
         let retain = height.saturating_sub(keep - 1).max(1);
-        if retain <= self.store.retained_height() {
-            return;
-        }
         match self.store.prune(retain) {
             Ok(removed) => tracing::debug!(height, retain, removed, "pruned old heights"),
             Err(e) => tracing::warn!(height, retain, error = %e, "pruning old heights failed"),
