@@ -4,7 +4,7 @@
 use crate::codec::{Dirent, Inode, InodeBody};
 use crate::error::{Error, Result};
 use crate::keys;
-use crate::read::{chunk_count, chunk_len, FsRead, StateRead};
+use crate::read::{chunk_count, chunk_len, FsRead};
 use crate::{FileKind, Ino, WorkingSet, CHUNK_SIZE, INLINE_MAX, NAME_MAX, ROOT_INO};
 
 fn show(name: &[u8]) -> String {

@@ -1,12 +1,12 @@
 //! `args_*` and `environ_*`: the same layout for both lists of NUL-terminated strings.
 
-use super::memory::{slice_mut, write_u32};
+use super::memory::{slice_mut, write_u32, GuestMemory};
 use crate::errno::Errno;
 
 /// Writes the number of strings and the total size of their NUL-terminated bytes.
 pub(crate) fn sizes(
     list: &[Vec<u8>],
-    mem: &mut [u8],
+    mem: &mut GuestMemory<'_>,
     count_ptr: u32,
     size_ptr: u32,
 ) -> Result<(), Errno> {
@@ -23,7 +23,12 @@ pub(crate) fn sizes(
 }
 
 /// Writes the pointer array at `ptrs` and the strings at `buf`.
-pub(crate) fn get(list: &[Vec<u8>], mem: &mut [u8], ptrs: u32, buf: u32) -> Result<(), Errno> {
+pub(crate) fn get(
+    list: &[Vec<u8>],
+    mem: &mut GuestMemory<'_>,
+    ptrs: u32,
+    buf: u32,
+) -> Result<(), Errno> {
     let mut at = buf;
     for (i, s) in list.iter().enumerate() {
         let slot = u32::try_from(i)

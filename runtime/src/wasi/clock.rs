@@ -3,7 +3,7 @@
 //! [`Clock`]: crate::clock::Clock
 
 use super::ctx::WasiCtx;
-use super::memory::{slice, write_u64};
+use super::memory::{slice, write_u64, GuestMemory};
 use crate::clock::ClockId;
 use crate::errno::Errno;
 
@@ -13,7 +13,7 @@ fn clock_id(raw: u32) -> Result<ClockId, Errno> {
 
 pub(crate) fn clock_res_get(
     ctx: &mut WasiCtx,
-    mem: &mut [u8],
+    mem: &mut GuestMemory<'_>,
     id: u32,
     out: u32,
 ) -> Result<(), Errno> {
@@ -23,7 +23,7 @@ pub(crate) fn clock_res_get(
 
 pub(crate) fn clock_time_get(
     ctx: &mut WasiCtx,
-    mem: &mut [u8],
+    mem: &mut GuestMemory<'_>,
     id: u32,
     out: u32,
 ) -> Result<(), Errno> {

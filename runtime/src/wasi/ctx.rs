@@ -9,6 +9,7 @@ use std::sync::MutexGuard;
 
 use super::block::BlockOn;
 use super::fd_table::{FdEntry, FdKind, FdTable};
+use super::memory::WriteLog;
 use super::stdio::{NullSink, OutputSink, Pipe};
 use super::types::rights;
 use crate::clock::{Clock, ClockId, LogicalClock};
@@ -73,6 +74,9 @@ pub struct WasiCtx {
     pub(crate) resumed: Option<BlockOn>,
     pub(crate) asyncify_data_ptr: Option<u32>,
     pub(crate) exit_code: Option<i32>,
+    /// Guest pages written by host calls; the process layer takes it after each
+    /// run. Not state: never snapshotted or hashed.
+    pub(crate) guest_writes: WriteLog,
 }
 
 impl std::fmt::Debug for WasiCtx {
@@ -112,6 +116,11 @@ impl WasiCtx {
     /// before running an asyncify-transformed guest; see `wasi::block`).
     pub fn set_asyncify_data_ptr(&mut self, ptr: Option<u32>) {
         self.asyncify_data_ptr = ptr;
+    }
+
+    /// The guest pages host calls wrote since the last [`WriteLog::clear`].
+    pub fn guest_writes_mut(&mut self) -> &mut WriteLog {
+        &mut self.guest_writes
     }
 
     /// The descriptor table (plain data, for snapshots and inspection).
@@ -322,6 +331,7 @@ impl WasiCtxBuilder {
             resumed: None,
             asyncify_data_ptr: None,
             exit_code: None,
+            guest_writes: WriteLog::default(),
         })
     }
 }

@@ -8,7 +8,9 @@
 use super::block::{BlockOn, SysError};
 use super::ctx::WasiCtx;
 use super::fd_table::{FdEntry, FdKind};
-use super::memory::{check_iovecs, iovec, slice, slice_mut, write_bytes, write_u32, write_u64};
+use super::memory::{
+    check_iovecs, iovec, slice, slice_mut, write_bytes, write_u32, write_u64, GuestMemory,
+};
 use super::stat::{fd_filetype, set_times_args, write_fdstat, write_filestat};
 use super::stdio::PipeRead;
 use super::types::{fdflags, rights, whence, DIRENT_SIZE};
@@ -23,7 +25,7 @@ fn size32(n: u64) -> u32 {
 /// Reads a file into the iovecs starting at `offset`; returns bytes read.
 fn read_file_iovs(
     fs: &dyn FileSystem,
-    mem: &mut [u8],
+    mem: &mut GuestMemory<'_>,
     ino: Ino,
     offset: u64,
     iovs: u32,
@@ -101,7 +103,7 @@ fn set_offset(ctx: &mut WasiCtx, fd: u32, new: u64) -> Result<(), Errno> {
 
 pub(crate) fn fd_read(
     ctx: &mut WasiCtx,
-    mem: &mut [u8],
+    mem: &mut GuestMemory<'_>,
     fd: u32,
     iovs: u32,
     n: u32,
@@ -151,7 +153,7 @@ pub(crate) fn fd_read(
 
 pub(crate) fn fd_write(
     ctx: &mut WasiCtx,
-    mem: &mut [u8],
+    mem: &mut GuestMemory<'_>,
     fd: u32,
     iovs: u32,
     n: u32,
@@ -200,7 +202,7 @@ pub(crate) fn fd_write(
 
 pub(crate) fn fd_pread(
     ctx: &mut WasiCtx,
-    mem: &mut [u8],
+    mem: &mut GuestMemory<'_>,
     fd: u32,
     iovs: u32,
     n: u32,
@@ -216,7 +218,7 @@ pub(crate) fn fd_pread(
 
 pub(crate) fn fd_pwrite(
     ctx: &mut WasiCtx,
-    mem: &mut [u8],
+    mem: &mut GuestMemory<'_>,
     fd: u32,
     iovs: u32,
     n: u32,
@@ -233,7 +235,7 @@ pub(crate) fn fd_pwrite(
 
 pub(crate) fn fd_seek(
     ctx: &mut WasiCtx,
-    mem: &mut [u8],
+    mem: &mut GuestMemory<'_>,
     fd: u32,
     delta: i64,
     how: u8,
@@ -264,7 +266,12 @@ pub(crate) fn fd_seek(
     write_u64(mem, out, new)
 }
 
-pub(crate) fn fd_tell(ctx: &mut WasiCtx, mem: &mut [u8], fd: u32, out: u32) -> Result<(), Errno> {
+pub(crate) fn fd_tell(
+    ctx: &mut WasiCtx,
+    mem: &mut GuestMemory<'_>,
+    fd: u32,
+    out: u32,
+) -> Result<(), Errno> {
     let entry = ctx.fds.get(fd)?;
     let (_, offset) = file_ino(entry)?;
     entry.require(rights::FD_TELL)?;
@@ -290,7 +297,7 @@ pub(crate) fn fd_sync(ctx: &mut WasiCtx, fd: u32) -> Result<(), Errno> {
 
 pub(crate) fn fd_fdstat_get(
     ctx: &mut WasiCtx,
-    mem: &mut [u8],
+    mem: &mut GuestMemory<'_>,
     fd: u32,
     out: u32,
 ) -> Result<(), Errno> {
@@ -323,7 +330,7 @@ pub(crate) fn fd_fdstat_set_rights(
 
 pub(crate) fn fd_filestat_get(
     ctx: &mut WasiCtx,
-    mem: &mut [u8],
+    mem: &mut GuestMemory<'_>,
     fd: u32,
     out: u32,
 ) -> Result<(), Errno> {
@@ -387,7 +394,7 @@ pub(crate) fn fd_allocate(ctx: &mut WasiCtx, fd: u32, offset: u64, len: u64) -> 
 
 pub(crate) fn fd_prestat_get(
     ctx: &mut WasiCtx,
-    mem: &mut [u8],
+    mem: &mut GuestMemory<'_>,
     fd: u32,
     out: u32,
 ) -> Result<(), Errno> {
@@ -407,7 +414,7 @@ pub(crate) fn fd_prestat_get(
 
 pub(crate) fn fd_prestat_dir_name(
     ctx: &mut WasiCtx,
-    mem: &mut [u8],
+    mem: &mut GuestMemory<'_>,
     fd: u32,
     path: u32,
     len: u32,
@@ -447,7 +454,7 @@ pub(crate) fn fd_renumber(ctx: &mut WasiCtx, from: u32, to: u32) -> Result<(), E
 /// rule that stops `..` at the descriptor during path resolution).
 pub(crate) fn fd_readdir(
     ctx: &mut WasiCtx,
-    mem: &mut [u8],
+    mem: &mut GuestMemory<'_>,
     fd: u32,
     buf: u32,
     buf_len: u32,

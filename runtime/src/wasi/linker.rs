@@ -10,6 +10,7 @@ use wasmtime::{Caller, Extern, Linker};
 
 use super::block::{self, SysError};
 use super::ctx::WasiCtx;
+use super::memory::{GuestMemory, WriteLog};
 use super::path_calls::OpenArgs;
 use super::{args, clock, fd_calls, path_calls, poll, proc, random};
 use crate::errno::Errno;
@@ -26,25 +27,36 @@ fn code(r: Result<(), Errno>) -> i32 {
 }
 
 /// Runs `f` with the context and the guest's memory (empty if it exports none, so
-/// every pointer is then `EFAULT`).
+/// every pointer is then `EFAULT`). What `f` writes is added to the context's
+/// [`WasiCtx::guest_writes`] log.
 fn with_mem<T: 'static, R>(
     caller: &mut Caller<'_, T>,
     get: Get<T>,
-    f: impl FnOnce(&mut WasiCtx, &mut [u8]) -> R,
+    f: impl FnOnce(&mut WasiCtx, &mut GuestMemory<'_>) -> R,
 ) -> R {
     match caller.get_export("memory") {
         Some(Extern::Memory(m)) => {
-            let (mem, data) = m.data_and_store_mut(caller);
-            f(get(data), mem)
+            let (bytes, data) = m.data_and_store_mut(caller);
+            let ctx = get(data);
+            let mut log = std::mem::take(&mut ctx.guest_writes);
+            let result = f(ctx, &mut GuestMemory::new(bytes, &mut log));
+            ctx.guest_writes = log;
+            result
         }
-        _ => f(get(caller.data_mut()), &mut []),
+        _ => {
+            let mut log = WriteLog::default();
+            f(
+                get(caller.data_mut()),
+                &mut GuestMemory::new(&mut [], &mut log),
+            )
+        }
     }
 }
 
 fn call<T: 'static>(
     caller: &mut Caller<'_, T>,
     get: Get<T>,
-    f: impl FnOnce(&mut WasiCtx, &mut [u8]) -> Result<(), Errno>,
+    f: impl FnOnce(&mut WasiCtx, &mut GuestMemory<'_>) -> Result<(), Errno>,
 ) -> i32 {
     code(with_mem(caller, get, f))
 }
@@ -52,7 +64,7 @@ fn call<T: 'static>(
 fn blockable<T: 'static>(
     caller: &mut Caller<'_, T>,
     get: Get<T>,
-    f: impl FnOnce(&mut WasiCtx, &mut [u8]) -> Result<(), SysError>,
+    f: impl FnOnce(&mut WasiCtx, &mut GuestMemory<'_>) -> Result<(), SysError>,
 ) -> wasmtime::Result<i32> {
     block::on_entry(caller, get)?;
     match with_mem(caller, get, f) {

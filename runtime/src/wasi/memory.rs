@@ -5,8 +5,92 @@
 //! length and anything out of range is `EFAULT`. Nothing here can panic, and nothing
 //! allocates: slices borrow guest memory directly, so file data moves between the
 //! filesystem and the guest with a single copy.
+//!
+//! Writes go through [`GuestMemory`], which records the pages they touch in a
+//! [`WriteLog`]: the process layer learns from it (and from the store barrier,
+//! `process::dirty`) which pages an input changed without comparing the whole
+//! memory. `GuestMemory` has no `DerefMut`, so a host write cannot bypass the log.
+
+use std::ops::Deref;
 
 use crate::errno::Errno;
+
+/// Granularity of the write log (the process layer's page size).
+pub const LOG_PAGE_SIZE: usize = 4096;
+
+/// Most page ranges a [`WriteLog`] keeps before it only remembers "too many".
+const MAX_LOGGED_RANGES: usize = 1024;
+
+/// Guest pages written by host calls since the log was last taken.
+///
+/// Bounded: past [`MAX_LOGGED_RANGES`] ranges it stops recording and reports
+/// [`WriteLog::overflowed`], and the reader must then assume every page changed.
+/// Not part of any state that is hashed or persisted.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct WriteLog {
+    /// Inclusive page ranges `(first, last)`, in the order written.
+    ranges: Vec<(u32, u32)>,
+    overflowed: bool,
+}
+
+impl WriteLog {
+    /// Records that bytes `[start, end)` were written.
+    pub fn record(&mut self, start: usize, end: usize) {
+        if end <= start || self.overflowed {
+            return;
+        }
+        let range = (
+            (start / LOG_PAGE_SIZE) as u32,
+            ((end - 1) / LOG_PAGE_SIZE) as u32,
+        );
+        if self.ranges.last() == Some(&range) {
+            return;
+        }
+        if self.ranges.len() >= MAX_LOGGED_RANGES {
+            self.overflowed = true;
+            self.ranges.clear();
+        } else {
+            self.ranges.push(range);
+        }
+    }
+
+    /// Whether more writes happened than the log keeps: treat every page as written.
+    pub fn overflowed(&self) -> bool {
+        self.overflowed
+    }
+
+    /// The written page ranges `(first, last)`, inclusive.
+    pub fn ranges(&self) -> &[(u32, u32)] {
+        &self.ranges
+    }
+
+    /// Forgets everything recorded (keeps the allocation).
+    pub fn clear(&mut self) {
+        self.ranges.clear();
+        self.overflowed = false;
+    }
+}
+
+/// A guest's linear memory as host calls see it: readable as a slice, writable
+/// only through [`slice_mut`] and the `write_*` helpers, which log what they touch.
+pub struct GuestMemory<'a> {
+    bytes: &'a mut [u8],
+    log: &'a mut WriteLog,
+}
+
+impl<'a> GuestMemory<'a> {
+    pub fn new(bytes: &'a mut [u8], log: &'a mut WriteLog) -> Self {
+        GuestMemory { bytes, log }
+    }
+}
+
+impl Deref for GuestMemory<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.bytes
+    }
+}
 
 /// The byte range `[ptr, ptr + len)` of guest memory, or `EFAULT`.
 pub fn slice(mem: &[u8], ptr: u32, len: u32) -> Result<&[u8], Errno> {
@@ -16,10 +100,19 @@ pub fn slice(mem: &[u8], ptr: u32, len: u32) -> Result<&[u8], Errno> {
 }
 
 /// The mutable byte range `[ptr, ptr + len)` of guest memory, or `EFAULT`.
-pub fn slice_mut(mem: &mut [u8], ptr: u32, len: u32) -> Result<&mut [u8], Errno> {
+///
+/// The range is logged as written when it is handed out (a caller that then
+/// writes less only costs the reader a page comparison).
+pub fn slice_mut<'m>(
+    mem: &'m mut GuestMemory<'_>,
+    ptr: u32,
+    len: u32,
+) -> Result<&'m mut [u8], Errno> {
     let start = ptr as usize;
     let end = start.checked_add(len as usize).ok_or(Errno::Fault)?;
-    mem.get_mut(start..end).ok_or(Errno::Fault)
+    let bytes = mem.bytes.get_mut(start..end).ok_or(Errno::Fault)?;
+    mem.log.record(start, end);
+    Ok(bytes)
 }
 
 fn array<const N: usize>(mem: &[u8], ptr: u32) -> Result<[u8; N], Errno> {
@@ -48,29 +141,29 @@ pub fn read_u8(mem: &[u8], ptr: u32) -> Result<u8, Errno> {
 }
 
 /// Writes `bytes` at `ptr`.
-pub fn write_bytes(mem: &mut [u8], ptr: u32, bytes: &[u8]) -> Result<(), Errno> {
+pub fn write_bytes(mem: &mut GuestMemory<'_>, ptr: u32, bytes: &[u8]) -> Result<(), Errno> {
     let len = u32::try_from(bytes.len()).map_err(|_| Errno::Fault)?;
     slice_mut(mem, ptr, len)?.copy_from_slice(bytes);
     Ok(())
 }
 
 /// Writes a little-endian `u16`.
-pub fn write_u16(mem: &mut [u8], ptr: u32, v: u16) -> Result<(), Errno> {
+pub fn write_u16(mem: &mut GuestMemory<'_>, ptr: u32, v: u16) -> Result<(), Errno> {
     write_bytes(mem, ptr, &v.to_le_bytes())
 }
 
 /// Writes a little-endian `u32`.
-pub fn write_u32(mem: &mut [u8], ptr: u32, v: u32) -> Result<(), Errno> {
+pub fn write_u32(mem: &mut GuestMemory<'_>, ptr: u32, v: u32) -> Result<(), Errno> {
     write_bytes(mem, ptr, &v.to_le_bytes())
 }
 
 /// Writes a little-endian `u64`.
-pub fn write_u64(mem: &mut [u8], ptr: u32, v: u64) -> Result<(), Errno> {
+pub fn write_u64(mem: &mut GuestMemory<'_>, ptr: u32, v: u64) -> Result<(), Errno> {
     write_bytes(mem, ptr, &v.to_le_bytes())
 }
 
 /// Writes one byte.
-pub fn write_u8(mem: &mut [u8], ptr: u32, v: u8) -> Result<(), Errno> {
+pub fn write_u8(mem: &mut GuestMemory<'_>, ptr: u32, v: u8) -> Result<(), Errno> {
     write_bytes(mem, ptr, &[v])
 }
 
@@ -114,7 +207,9 @@ mod tests {
 
     #[test]
     fn out_of_bounds_and_overflowing_accesses_are_efault() {
-        let mut mem = vec![0u8; 16];
+        let mut bytes = vec![0u8; 16];
+        let mut log = WriteLog::default();
+        let mut mem = GuestMemory::new(&mut bytes, &mut log);
         assert_eq!(slice(&mem, 8, 8).map(<[u8]>::len), Ok(8));
         assert_eq!(slice(&mem, 8, 9), Err(Errno::Fault));
         assert_eq!(slice(&mem, u32::MAX, 2), Err(Errno::Fault));
@@ -124,5 +219,29 @@ mod tests {
         assert_eq!(read_u32(&mem, 12), Ok(0xdead_beef));
         assert_eq!(check_iovecs(&mem, 0, u32::MAX), Err(Errno::Fault));
         assert_eq!(path(&mem, 0, 5000, 4096), Err(Errno::Nametoolong));
+        assert_eq!(
+            log.ranges(),
+            &[(0, 0)],
+            "only the write that happened is logged"
+        );
+    }
+
+    #[test]
+    fn writes_are_logged_by_page_and_the_log_is_bounded() {
+        let mut bytes = vec![0u8; 4 * LOG_PAGE_SIZE];
+        let mut log = WriteLog::default();
+        let mut mem = GuestMemory::new(&mut bytes, &mut log);
+        write_u64(&mut mem, (LOG_PAGE_SIZE - 4) as u32, 7).expect("spans pages 0 and 1");
+        slice_mut(&mut mem, (3 * LOG_PAGE_SIZE) as u32, 0).expect("empty");
+        slice_mut(&mut mem, (2 * LOG_PAGE_SIZE) as u32, 10).expect("page 2");
+        assert_eq!(log.ranges(), &[(0, 1), (2, 2)]);
+        assert!(!log.overflowed());
+        for i in 0..=MAX_LOGGED_RANGES {
+            log.record(i * 2 * LOG_PAGE_SIZE, i * 2 * LOG_PAGE_SIZE + 1);
+        }
+        assert!(log.overflowed());
+        assert!(log.ranges().is_empty());
+        log.clear();
+        assert!(!log.overflowed());
     }
 }

@@ -5,7 +5,7 @@
 
 use super::ctx::WasiCtx;
 use super::fd_table::{FdEntry, FdKind};
-use super::memory::{path as guest_path, slice, slice_mut, write_u32};
+use super::memory::{path as guest_path, slice, slice_mut, write_u32, GuestMemory};
 use super::path::{resolve, resolve_dangling, resolve_parent, Last};
 use super::stat::{set_times_args, write_filestat};
 use super::types::{fdflags, lookupflags, oflags, rights, PATH_MAX};
@@ -33,7 +33,7 @@ pub(crate) struct OpenArgs {
 
 pub(crate) fn path_open(
     ctx: &mut WasiCtx,
-    mem: &mut [u8],
+    mem: &mut GuestMemory<'_>,
     fd: u32,
     path: (u32, u32),
     a: &OpenArgs,
@@ -140,7 +140,7 @@ pub(crate) fn path_open(
 
 pub(crate) fn path_create_directory(
     ctx: &mut WasiCtx,
-    mem: &mut [u8],
+    mem: &mut GuestMemory<'_>,
     fd: u32,
     path: u32,
     len: u32,
@@ -156,7 +156,7 @@ pub(crate) fn path_create_directory(
 
 pub(crate) fn path_remove_directory(
     ctx: &mut WasiCtx,
-    mem: &mut [u8],
+    mem: &mut GuestMemory<'_>,
     fd: u32,
     path: u32,
     len: u32,
@@ -176,7 +176,7 @@ pub(crate) fn path_remove_directory(
 
 pub(crate) fn path_unlink_file(
     ctx: &mut WasiCtx,
-    mem: &mut [u8],
+    mem: &mut GuestMemory<'_>,
     fd: u32,
     path: u32,
     len: u32,
@@ -200,7 +200,7 @@ pub(crate) fn path_unlink_file(
 
 pub(crate) fn path_filestat_get(
     ctx: &mut WasiCtx,
-    mem: &mut [u8],
+    mem: &mut GuestMemory<'_>,
     fd: u32,
     flags: u32,
     path: (u32, u32),
@@ -222,7 +222,7 @@ pub(crate) type Times = (u64, u64, u16);
 
 pub(crate) fn path_filestat_set_times(
     ctx: &mut WasiCtx,
-    mem: &mut [u8],
+    mem: &mut GuestMemory<'_>,
     fd: u32,
     flags: u32,
     path: (u32, u32),
@@ -239,7 +239,7 @@ pub(crate) fn path_filestat_set_times(
 
 pub(crate) fn path_link(
     ctx: &mut WasiCtx,
-    mem: &mut [u8],
+    mem: &mut GuestMemory<'_>,
     old: (u32, u32, u32, u32),
     new: (u32, u32, u32),
 ) -> Result<(), Errno> {
@@ -263,7 +263,7 @@ pub(crate) fn path_link(
 
 pub(crate) fn path_readlink(
     ctx: &mut WasiCtx,
-    mem: &mut [u8],
+    mem: &mut GuestMemory<'_>,
     fd: u32,
     path: (u32, u32),
     buf: u32,
@@ -291,7 +291,7 @@ pub(crate) fn path_readlink(
 
 pub(crate) fn path_rename(
     ctx: &mut WasiCtx,
-    mem: &mut [u8],
+    mem: &mut GuestMemory<'_>,
     old: (u32, u32, u32),
     new: (u32, u32, u32),
 ) -> Result<(), Errno> {
@@ -316,7 +316,7 @@ pub(crate) fn path_rename(
 
 pub(crate) fn path_symlink(
     ctx: &mut WasiCtx,
-    mem: &mut [u8],
+    mem: &mut GuestMemory<'_>,
     target: (u32, u32),
     fd: u32,
     path: (u32, u32),

@@ -14,7 +14,9 @@
 use super::block::{BlockOn, SysError};
 use super::ctx::WasiCtx;
 use super::fd_table::FdKind;
-use super::memory::{read_u16, read_u32, read_u64, read_u8, slice, write_bytes, write_u32};
+use super::memory::{
+    read_u16, read_u32, read_u64, read_u8, slice, write_bytes, write_u32, GuestMemory,
+};
 use super::types::event;
 use crate::clock::ClockId;
 use crate::errno::Errno;
@@ -101,7 +103,7 @@ fn write_readiness(ctx: &WasiCtx, userdata: u64, fd: u32) -> Event {
     }
 }
 
-fn write_event(mem: &mut [u8], out: u32, index: u32, ev: &Event) -> Result<(), Errno> {
+fn write_event(mem: &mut GuestMemory<'_>, out: u32, index: u32, ev: &Event) -> Result<(), Errno> {
     let mut rec = [0u8; event::EVENT_SIZE as usize];
     rec[0..8].copy_from_slice(&ev.userdata.to_le_bytes());
     rec[8..10].copy_from_slice(&ev.error.raw().to_le_bytes());
@@ -117,7 +119,7 @@ fn write_event(mem: &mut [u8], out: u32, index: u32, ev: &Event) -> Result<(), E
 
 pub(crate) fn poll_oneoff(
     ctx: &mut WasiCtx,
-    mem: &mut [u8],
+    mem: &mut GuestMemory<'_>,
     subs: u32,
     out: u32,
     n: u32,

@@ -3,12 +3,12 @@
 //! [`Entropy`]: crate::entropy::Entropy
 
 use super::ctx::WasiCtx;
-use super::memory::slice_mut;
+use super::memory::{slice_mut, GuestMemory};
 use crate::errno::Errno;
 
 pub(crate) fn random_get(
     ctx: &mut WasiCtx,
-    mem: &mut [u8],
+    mem: &mut GuestMemory<'_>,
     buf: u32,
     len: u32,
 ) -> Result<(), Errno> {

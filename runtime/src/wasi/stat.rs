@@ -2,7 +2,7 @@
 //! fd and path calls.
 
 use super::fd_table::{FdEntry, FdKind};
-use super::memory::{slice_mut, write_bytes};
+use super::memory::{slice_mut, write_bytes, GuestMemory};
 use super::types::{filetype, fstflags, FDSTAT_SIZE, FILESTAT_SIZE};
 use crate::errno::Errno;
 use crate::fs::{Attr, FileKind};
@@ -28,7 +28,7 @@ pub(crate) fn fd_filetype(entry: &FdEntry) -> u8 {
 
 /// Writes a `filestat` record (64 bytes) for `attr`, or for a stream if `attr` is None.
 pub(crate) fn write_filestat(
-    mem: &mut [u8],
+    mem: &mut GuestMemory<'_>,
     ptr: u32,
     attr: Option<&Attr>,
     stream_type: u8,
@@ -57,7 +57,11 @@ pub(crate) fn write_filestat(
 }
 
 /// Writes an `fdstat` record (24 bytes).
-pub(crate) fn write_fdstat(mem: &mut [u8], ptr: u32, entry: &FdEntry) -> Result<(), Errno> {
+pub(crate) fn write_fdstat(
+    mem: &mut GuestMemory<'_>,
+    ptr: u32,
+    entry: &FdEntry,
+) -> Result<(), Errno> {
     let dst = slice_mut(mem, ptr, FDSTAT_SIZE)?;
     dst.fill(0);
     put(dst, 0, &[fd_filetype(entry)]);
