@@ -35,6 +35,8 @@
 //!     ;; when the two operators before the store are A (pushing addr) and V
 //!     ;; (pushing val), both side-effect-free pushes (`local.get`,
 //!     ;; `global.get`, constants): the mark goes before A and re-evaluates it
+//! i32.const P; i32.const 1; i32.store8 (memory 1)
+//!     ;; the same when A is `i32.const`: the page P is computed statically
 //! local.tee $a; [i32.const O; i32.add;] i32.const 12; i32.shr_u; i32.const 1;
 //!     i32.store8 (memory 1); local.get $a
 //!     ;; when only V is such a push: inserted between the addr and V
@@ -331,8 +333,22 @@ fn map_memory_type() -> MemoryType {
     }
 }
 
-/// `[x] -> []`: `map[(x + offset) >> 12] = 1`.
-fn emit_mark_tail(f: &mut wasm_encoder::Function, offset: u64) {
+/// `[x] -> []`: `map[(x + offset) >> 12] = 1`, or `map[x] = 1` when `offset`
+/// is `None` (`x` is already the page).
+fn emit_mark_tail(f: &mut wasm_encoder::Function, offset: Option<u64>) {
+    if let Some(offset) = offset {
+        emit_page_of(f, offset);
+    }
+    f.instruction(&Instruction::I32Const(1));
+    f.instruction(&Instruction::I32Store8(MemArg {
+        offset: 0,
+        align: 0,
+        memory_index: MAP_MEMORY,
+    }));
+}
+
+/// `[x] -> [(x + offset) >> 12]`.
+fn emit_page_of(f: &mut wasm_encoder::Function, offset: u64) {
     if offset != 0 {
         // A 32-bit memory's offsets fit in u32; the add wraps like the
         // effective address would (a wrapped store traps anyway).
@@ -341,12 +357,6 @@ fn emit_mark_tail(f: &mut wasm_encoder::Function, offset: u64) {
     }
     f.instruction(&Instruction::I32Const(PAGE_SHIFT as i32));
     f.instruction(&Instruction::I32ShrU);
-    f.instruction(&Instruction::I32Const(1));
-    f.instruction(&Instruction::I32Store8(MemArg {
-        offset: 0,
-        align: 0,
-        memory_index: MAP_MEMORY,
-    }));
 }
 
 /// The helper `(dst, x, len) -> (dst, x, len)` marking `[dst, dst + len)`.
@@ -568,19 +578,27 @@ impl Reencode for DirtyRewriter {
             match marks[i] {
                 None => {}
                 Some(Mark::Recompute { offset }) => {
-                    f.instruction(&self.instruction(op.clone())?);
-                    emit_mark_tail(&mut f, offset);
+                    if let Operator::I32Const { value } = *op {
+                        // A constant address (clang's globals): the page is
+                        // known now; same wrapping rule as at run time.
+                        let page = (value as u32).wrapping_add(offset as u32) >> PAGE_SHIFT;
+                        f.instruction(&Instruction::I32Const(page as i32));
+                        emit_mark_tail(&mut f, None);
+                    } else {
+                        f.instruction(&self.instruction(op.clone())?);
+                        emit_mark_tail(&mut f, Some(offset));
+                    }
                 }
                 Some(Mark::Tee { offset }) => {
                     f.instruction(&Instruction::LocalTee(addr));
-                    emit_mark_tail(&mut f, offset);
+                    emit_mark_tail(&mut f, Some(offset));
                     f.instruction(&Instruction::LocalGet(addr));
                 }
                 Some(Mark::Spill { offset, val }) => {
                     let v = temp[val as usize];
                     f.instruction(&Instruction::LocalSet(v));
                     f.instruction(&Instruction::LocalTee(addr));
-                    emit_mark_tail(&mut f, offset);
+                    emit_mark_tail(&mut f, Some(offset));
                     f.instruction(&Instruction::LocalGet(addr));
                     f.instruction(&Instruction::LocalGet(v));
                 }
@@ -604,5 +622,95 @@ impl Reencode for DirtyRewriter {
         }
         code.function(&f);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Operators of the last defined function, in text form.
+    fn body_ops(wasm: &[u8]) -> Vec<String> {
+        let mut last = Vec::new();
+        for payload in Parser::new(0).parse_all(wasm) {
+            if let Ok(Payload::CodeSectionEntry(body)) = payload {
+                last.clear();
+                let mut reader = body.get_operators_reader().expect("operators");
+                while !reader.eof() {
+                    last.push(format!("{:?}", reader.read().expect("operator")));
+                }
+            }
+        }
+        last
+    }
+
+    fn added(body: &str) -> (usize, Vec<String>) {
+        let wat = format!(
+            "(module (memory 1) (global $g (mut i32) (i32.const 0))
+               (func (param $p i32) (param $v i64) {body}))"
+        );
+        let wasm = wat::parse_str(wat).expect("wat");
+        let out = track_writes(&wasm).expect("track_writes");
+        wasmparser::Validator::new_with_features(features())
+            .validate_all(&out)
+            .expect("valid output");
+        let (a, b) = (body_ops(&wasm), body_ops(&out));
+        (b.len() - a.len(), b)
+    }
+
+    #[test]
+    fn each_shape_costs_what_the_docs_say() {
+        // Both operands pushed by local.get / global.get: mark re-evaluates the address.
+        assert_eq!(added("local.get $p local.get $v i64.store").0, 5);
+        assert_eq!(added("global.get $g local.get $v i64.store offset=8").0, 7);
+        // Constant address: the page is a constant.
+        assert_eq!(added("i32.const 5 i64.const 1 i64.store offset=8").0, 3);
+        // Computed address, pushed value: tee.
+        assert_eq!(
+            added("local.get $p i32.const 4 i32.add local.get $v i64.store").0,
+            6
+        );
+        // Computed value: both operands spilled to temps.
+        assert_eq!(
+            added("local.get $p local.get $v i64.const 1 i64.add i64.store").0,
+            8
+        );
+        // Stores elsewhere are untouched; loads add nothing.
+        assert_eq!(added("local.get $p i64.load drop").0, 0);
+    }
+
+    #[test]
+    fn constant_pages_wrap_like_the_runtime_sum() {
+        let (_, ops) = added("i32.const -1 i64.const 1 i64.store offset=4096");
+        assert_eq!(ops[0], "I32Const { value: 0 }");
+        let (_, ops) = added("i32.const 8192 i64.const 1 i64.store offset=4095");
+        assert_eq!(ops[0], "I32Const { value: 2 }");
+    }
+
+    #[test]
+    fn bulk_ops_call_the_appended_helper() {
+        let wat = "(module (memory 1) (func) (func (param i32)
+            local.get 0 i32.const 0 i32.const 9 memory.fill
+            local.get 0 i32.const 0 i32.const 9 memory.copy))";
+        let wasm = wat::parse_str(wat).expect("wat");
+        let out = track_writes(&wasm).expect("track_writes");
+        let mut funcs = 0;
+        let mut calls = Vec::new();
+        for payload in Parser::new(0).parse_all(&out) {
+            match payload.expect("parse") {
+                Payload::FunctionSection(r) => funcs = r.count(),
+                Payload::CodeSectionEntry(body) => {
+                    let mut reader = body.get_operators_reader().expect("operators");
+                    while !reader.eof() {
+                        if let Operator::Call { function_index } = reader.read().expect("op") {
+                            calls.push(function_index);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(funcs, 3, "helper appended after the two functions");
+        assert_eq!(calls, vec![2, 2]);
     }
 }
