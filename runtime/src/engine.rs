@@ -65,7 +65,9 @@ pub fn wasmtime_config(config: &RuntimeConfig) -> Result<Config, RuntimeError> {
         .relaxed_simd_deterministic(true)
         .wasm_threads(false)
         .wasm_shared_everything_threads(false)
-        .wasm_multi_memory(false)
+        // Guests may declare one memory only (validation refuses more); the
+        // process layer adds a second, private one: its dirty-page map.
+        .wasm_multi_memory(true)
         .wasm_memory64(false)
         .wasm_tail_call(false)
         .wasm_gc(false)

@@ -35,6 +35,15 @@ pub struct SyncStats {
     pub total_pages: usize,
 }
 
+/// The pages of a memory that may have changed since the last sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WrittenPages {
+    /// Unknown or too many: compare every page.
+    All,
+    /// Ascending, without duplicates.
+    Pages(Vec<u32>),
+}
+
 /// Copy of a linear memory with cached per-page hashes and Merkle levels.
 #[derive(Clone)]
 pub struct MemoryShadow {
@@ -135,17 +144,43 @@ impl MemoryShadow {
         self.tree_stale = true;
     }
 
-    /// Brings the shadow up to date with `memory`, copying only changed pages.
+    /// Brings the shadow up to date with `memory` by comparing every page.
     ///
     /// Cost: one comparison pass over the memory plus a copy of changed pages;
-    /// hashing is deferred to [`MemoryShadow::root`].
+    /// hashing is deferred to [`MemoryShadow::root`]. Used when nothing is known
+    /// about what changed, and as the end-of-block check of write tracking.
     pub fn sync(&mut self, memory: &[u8]) -> SyncStats {
+        let pages = self.pages().min(memory.len().div_ceil(PAGE_SIZE));
+        self.sync_with(memory, 0..pages)
+    }
+
+    /// Brings the shadow up to date with `memory`, given the pages that may have
+    /// changed since the last sync (ascending; indices past the memory are
+    /// ignored). Pages added by `memory.grow` are taken as changed whether
+    /// listed or not. Cost: proportional to the listed pages, not the memory.
+    ///
+    /// Correct only if every page that changed is listed: the write tracking of
+    /// [`super::dirty`] and `wasi::memory::WriteLog` provides that, and
+    /// [`MemoryShadow::sync`] at the end of each block checks it.
+    pub fn sync_pages(&mut self, memory: &[u8], pages: &[u32]) -> SyncStats {
+        self.sync_with(memory, pages.iter().map(|&p| p as usize))
+    }
+
+    /// [`MemoryShadow::sync`] or [`MemoryShadow::sync_pages`], as `written` says.
+    pub fn sync_written(&mut self, memory: &[u8], written: &WrittenPages) -> SyncStats {
+        match written {
+            WrittenPages::All => self.sync(memory),
+            WrittenPages::Pages(pages) => self.sync_pages(memory, pages),
+        }
+    }
+
+    fn sync_with(&mut self, memory: &[u8], candidates: impl Iterator<Item = usize>) -> SyncStats {
         let old_len = self.copy.len();
         if memory.len() > old_len && old_len.is_multiple_of(PAGE_SIZE) {
             // `memory.grow`: compare the old pages as usual, then append the new
             // ones as changed; only they and the tree above them are re-hashed.
             let old_pages = self.pages();
-            let mut stats = self.sync(&memory[..old_len]);
+            let mut stats = self.compare_pages(&memory[..old_len], candidates);
             self.copy.extend_from_slice(&memory[old_len..]);
             let total = self.pages();
             self.stale.resize(total, true);
@@ -169,13 +204,25 @@ impl MemoryShadow {
                 total_pages: total,
             };
         }
+        self.compare_pages(memory, candidates)
+    }
+
+    /// Copies the listed pages of `memory` (same length as the shadow) that differ.
+    fn compare_pages(
+        &mut self,
+        memory: &[u8],
+        candidates: impl Iterator<Item = usize>,
+    ) -> SyncStats {
         let len = memory.len();
+        debug_assert_eq!(self.copy.len(), len);
         let mut changed = 0;
-        for (i, (new, old)) in memory
-            .chunks(PAGE_SIZE)
-            .zip(self.copy.chunks_mut(PAGE_SIZE))
-            .enumerate()
-        {
+        for i in candidates {
+            let range = i
+                .checked_mul(PAGE_SIZE)
+                .filter(|start| *start < len)
+                .map(|_| page_range(i, len));
+            let Some(range) = range else { continue };
+            let (new, old) = (&memory[range.clone()], &mut self.copy[range]);
             if new != old {
                 old.copy_from_slice(new);
                 changed += 1;
@@ -184,7 +231,6 @@ impl MemoryShadow {
                 }
             }
         }
-        debug_assert_eq!(self.copy.len(), len);
         self.any_stale |= changed > 0;
         SyncStats {
             changed_pages: changed,
@@ -364,6 +410,43 @@ mod tests {
         shadow.sync(&grown);
         assert_ne!(shadow.root(), r1);
         assert_eq!(shadow.root(), full_root(&grown));
+    }
+
+    #[test]
+    fn listed_pages_are_synced_and_unlisted_ones_wait_for_the_full_check() {
+        let mut mem: Vec<u8> = (0..10 * PAGE_SIZE).map(|i| (i % 31) as u8).collect();
+        let mut shadow = MemoryShadow::new(&mem);
+        shadow.root();
+        mem[2 * PAGE_SIZE + 7] ^= 1;
+        mem[7 * PAGE_SIZE] ^= 1;
+        // Page 7 changed but is not listed; 3 and 99 are listed but unchanged/absent.
+        let stats = shadow.sync_pages(&mem, &[2, 3, 99]);
+        assert_eq!(stats.changed_pages, 1);
+        assert_ne!(
+            shadow.root(),
+            full_root(&mem),
+            "the unlisted page is not seen yet"
+        );
+        assert_eq!(
+            shadow.sync(&mem).changed_pages,
+            1,
+            "the full check finds page 7"
+        );
+        assert_eq!(shadow.root(), full_root(&mem));
+        assert_eq!(shadow.bytes(), &mem[..]);
+    }
+
+    #[test]
+    fn listed_sync_after_growth_takes_new_pages_as_changed() {
+        let mut mem = vec![3u8; 4 * PAGE_SIZE];
+        let mut shadow = MemoryShadow::new(&mem);
+        shadow.root();
+        mem[PAGE_SIZE] = 9;
+        mem.extend_from_slice(&[5u8; 4 * PAGE_SIZE]);
+        let stats = shadow.sync_written(&mem, &WrittenPages::Pages(vec![1]));
+        assert_eq!(stats.changed_pages, 1 + 4);
+        assert_eq!(shadow.root(), full_root(&mem));
+        assert_eq!(shadow.sync(&mem).changed_pages, 0);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use wasmtime::Linker;
 use super::codec::{DecodeError, Reader, Writer};
 use super::instance::StoreData;
 use crate::fs::Savepoint;
+use crate::wasi::memory::WriteLog;
 
 /// Which output stream bytes were written to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -131,6 +132,11 @@ pub trait ProcessHost: Send + Sized + 'static {
     /// Rebuilds host state written by [`ProcessHost::encode_state`].
     fn decode_state(env: &Self::Env, r: &mut Reader<'_>) -> Result<Self, DecodeError>;
 
+    /// The log of guest pages this host's calls wrote, if the host keeps one;
+    /// `None` makes the process layer compare the whole memory after each input.
+    fn guest_writes(&mut self) -> Option<&mut WriteLog> {
+        None
+    }
     /// Marks a filesystem point the machine can roll back to (atomic inputs).
     fn savepoint(env: &Self::Env) -> Savepoint;
 

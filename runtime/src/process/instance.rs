@@ -9,6 +9,8 @@
 use wasmtime::{Instance, Memory, Store, StoreLimits, StoreLimitsBuilder, TypedFunc};
 
 use super::codec::{DecodeError, Reader, Writer};
+use super::digest::{WrittenPages, PAGE_SIZE};
+use super::dirty::DIRTY_MAP_EXPORT;
 use super::error::ProcessError;
 use super::globals::{GlobalHandles, GlobalValues};
 use super::host::{GuestError, ProcessHost, Wait};
@@ -79,6 +81,9 @@ pub enum RunEnd {
 pub struct ProcessInstance<H: ProcessHost> {
     store: Store<StoreData<H>>,
     memory: Memory,
+    /// The store barrier's map (see [`super::dirty`]): nonzero bytes mark pages
+    /// wasm code may have written since [`ProcessInstance::take_written_pages`].
+    dirty_map: Memory,
     globals: GlobalHandles,
     entry: TypedFunc<(), ()>,
     start_rewind: TypedFunc<i32, ()>,
@@ -130,6 +135,9 @@ impl<H: ProcessHost> ProcessInstance<H> {
         let memory = instance
             .get_memory(&mut store, "memory")
             .ok_or(ProcessError::MissingExport("memory"))?;
+        let dirty_map = instance
+            .get_memory(&mut store, DIRTY_MAP_EXPORT)
+            .ok_or(ProcessError::MissingExport(DIRTY_MAP_EXPORT))?;
         let globals = GlobalHandles::find(&mut store, &instance);
         let entry = typed::<(), (), H>(&mut store, &instance, "_start")?;
         let start_rewind = typed::<i32, (), H>(&mut store, &instance, "asyncify_start_rewind")?;
@@ -138,6 +146,7 @@ impl<H: ProcessHost> ProcessInstance<H> {
         let me = ProcessInstance {
             store,
             memory,
+            dirty_map,
             globals,
             entry,
             start_rewind,
@@ -206,6 +215,49 @@ impl<H: ProcessHost> ProcessInstance<H> {
 
     pub fn memory_mut(&mut self) -> &mut [u8] {
         self.memory.data_mut(&mut self.store)
+    }
+
+    /// The pages written since the last call (by wasm code or by host calls),
+    /// and forgets them. Over-approximates: a listed page may be unchanged.
+    pub fn take_written_pages(&mut self) -> WrittenPages {
+        let memory_pages = self.memory().len().div_ceil(PAGE_SIZE);
+        let mut pages: Vec<u32> = Vec::new();
+        let all = match self.store.data_mut().host.guest_writes() {
+            None => true,
+            Some(log) => {
+                let overflowed = log.overflowed();
+                for &(first, last) in log.ranges() {
+                    pages.extend(first..=last.min(memory_pages as u32));
+                }
+                log.clear();
+                overflowed
+            }
+        };
+        // Marks past the memory can only come from stores that trapped; they are
+        // left in place (harmless: a listed page is only compared).
+        let map = self.dirty_map.data_mut(&mut self.store);
+        let scanned = memory_pages.min(map.len());
+        for (chunk_index, chunk) in map[..scanned].chunks_mut(8).enumerate() {
+            if chunk.iter().all(|b| *b == 0) {
+                continue;
+            }
+            for (i, b) in chunk.iter_mut().enumerate() {
+                if *b != 0 {
+                    *b = 0;
+                    // A store marks the page of its first byte and may end on the next.
+                    let page = (chunk_index * 8 + i) as u32;
+                    pages.push(page);
+                    pages.push(page + 1);
+                }
+            }
+        }
+        if all {
+            return WrittenPages::All;
+        }
+        pages.sort_unstable();
+        pages.dedup();
+        pages.retain(|p| (*p as usize) < memory_pages);
+        WrittenPages::Pages(pages)
     }
 
     pub fn capture_globals(&mut self) -> Result<GlobalValues, ProcessError> {

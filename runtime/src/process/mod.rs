@@ -45,6 +45,7 @@
 
 pub mod codec;
 pub mod digest;
+pub mod dirty;
 pub mod driver;
 pub mod error;
 pub mod globals;

@@ -10,6 +10,7 @@ use std::marker::PhantomData;
 use sha2::{Digest as _, Sha256};
 use wasmtime::{Engine, InstancePre, Linker, Module};
 
+use super::dirty::track_writes;
 use super::error::ProcessError;
 use super::globals::export_mutable_globals;
 use super::host::ProcessHost;
@@ -48,12 +49,14 @@ pub(crate) fn hex_prefix(hash: &[u8]) -> String {
 
 impl<H: ProcessHost> ProcessModule<H> {
     /// Compiles `asyncified` (a program already passed through Asyncify with its
-    /// blocking imports listed) for `engine`, after exporting its mutable globals.
+    /// blocking imports listed) for `engine`, after exporting its mutable globals
+    /// and adding the store barrier that tracks written pages ([`super::dirty`]).
     ///
     /// The engine must have fuel metering on: every input runs under a budget.
     pub fn new(engine: &Engine, asyncified: &[u8]) -> Result<Self, ProcessError> {
         let hash: ModuleHash = Sha256::digest(asyncified).into();
         let prepared = export_mutable_globals(asyncified)?;
+        let prepared = track_writes(&prepared).map_err(|e| ProcessError::Compile(e.to_string()))?;
         let module =
             Module::new(engine, &prepared).map_err(|e| ProcessError::Compile(format!("{e:#}")))?;
         for name in REQUIRED_FUNCS {

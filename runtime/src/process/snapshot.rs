@@ -31,8 +31,11 @@ const MAGIC: &[u8] = b"RPROCTBL";
 const VERSION: u32 = 1;
 
 impl<H: ProcessHost> ProcessTable<H> {
-    /// Serializes every process. Cost: proportional to the non-zero memory.
+    /// Serializes every process. Cost: proportional to the non-zero memory (and
+    /// one whole-memory comparison per process changed since the last snapshot,
+    /// see [`ProcessTable::check_write_tracking`]).
     pub fn snapshot_all(&mut self) -> Result<Vec<u8>, ProcessError> {
+        self.check_write_tracking();
         let mut w = Writer::new();
         w.raw(MAGIC);
         w.u32(VERSION);
@@ -90,6 +93,7 @@ impl<H: ProcessHost> ProcessTable<H> {
                 Some(Live {
                     shadow: MemoryShadow::new(&memory),
                     inst,
+                    unchecked: false,
                 })
             } else {
                 None
@@ -109,6 +113,7 @@ impl<H: ProcessHost> ProcessTable<H> {
     /// Digest of one process: changes iff its state changes. Re-hashes only the
     /// memory pages changed since the previous digest.
     pub fn process_digest(&mut self, pid: Pid) -> Result<Hash, ProcessError> {
+        self.check_write_tracking();
         let p = self
             .procs
             .get_mut(&pid)
@@ -118,6 +123,7 @@ impl<H: ProcessHost> ProcessTable<H> {
 
     /// Digest of the whole table: pid allocation, time and every process digest.
     pub fn digest(&mut self) -> Result<Hash, ProcessError> {
+        self.check_write_tracking();
         let mut h = Sha256::new();
         h.update(b"replicode/process-table/v1");
         h.update(self.next_pid.to_le_bytes());

@@ -154,6 +154,9 @@ fn decode_opt_pid(r: &mut Reader<'_>) -> Result<Option<Pid>, DecodeError> {
 pub(crate) struct Live<H: ProcessHost> {
     pub inst: ProcessInstance<H>,
     pub shadow: MemoryShadow,
+    /// The shadow was last synced from tracked writes only; the next snapshot or
+    /// digest compares the whole memory once to check the tracking.
+    pub unchecked: bool,
 }
 
 pub(crate) struct Proc<H: ProcessHost> {
@@ -241,6 +244,9 @@ pub struct ProcessTable<H: ProcessHost> {
     /// Seed of the current block's randomness; `None` until the machine sets
     /// one, and then processes keep the stream [`ProcessHost::spawn`] gave them.
     pub(crate) entropy_seed: Option<[u8; 32]>,
+    /// Changed pages that write tracking missed, found by the end-of-block
+    /// check (a bug if ever nonzero; kept so tests can assert it).
+    pub(crate) untracked_pages: u64,
 }
 
 /// The key of `pid`'s random stream under block seed `seed`: distinct per
@@ -264,6 +270,38 @@ impl<H: ProcessHost> ProcessTable<H> {
             next_pid: 1,
             now_ns: 0,
             entropy_seed: None,
+            untracked_pages: 0,
+        }
+    }
+
+    /// Changed memory pages write tracking failed to report, as found by the
+    /// whole-memory check before each snapshot and digest. Always 0 unless
+    /// there is a bug; the check repairs the shadow either way.
+    pub fn untracked_pages(&self) -> u64 {
+        self.untracked_pages
+    }
+
+    /// Compares the whole memory of every process synced from tracked writes
+    /// since the last check, so a page tracking missed still reaches the
+    /// snapshot and the hash before the block ends: a validator that restarts
+    /// from the snapshot must see exactly the memory the others run on.
+    pub(crate) fn check_write_tracking(&mut self) {
+        for p in self.procs.values_mut() {
+            let Some(live) = p.live.as_mut() else {
+                continue;
+            };
+            if !std::mem::replace(&mut live.unchecked, false) {
+                continue;
+            }
+            let missed = live.shadow.sync(live.inst.memory()).changed_pages;
+            if missed > 0 {
+                self.untracked_pages += missed as u64;
+                tracing::error!(
+                    pid = p.info.pid,
+                    pages = missed,
+                    "write tracking missed changed memory pages (repaired by the whole-memory check)"
+                );
+            }
         }
     }
 
@@ -396,7 +434,11 @@ impl<H: ProcessHost> ProcessTable<H> {
             let mut entry = Proc {
                 info,
                 module: spec.module,
-                live: Some(Live { inst, shadow }),
+                live: Some(Live {
+                    inst,
+                    shadow,
+                    unchecked: false,
+                }),
             };
             if i == 0 && producer_ended {
                 if let Some(live) = entry.live.as_mut() {

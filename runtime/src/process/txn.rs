@@ -7,6 +7,10 @@
 //! [`super::digest::MemoryShadow`] already holds the memory as of the end of
 //! the last accepted input, so rejecting copies back only the pages that
 //! differ. Filesystem changes are undone through a filesystem savepoint.
+//!
+//! Why accepting is cheap: the shadow catches up by comparing only the pages
+//! the input may have written (the store barrier's map plus the host's write
+//! log, see [`super::dirty`]), not the whole memory.
 
 use std::collections::BTreeMap;
 
@@ -104,7 +108,9 @@ impl Txn {
                 if p.info.state.exit_code().is_some() {
                     p.live = None;
                 } else if let Some(live) = p.live.as_mut() {
-                    live.shadow.sync(live.inst.memory());
+                    let written = live.inst.take_written_pages();
+                    live.shadow.sync_written(live.inst.memory(), &written);
+                    live.unchecked = true;
                 }
             }
         }
@@ -144,6 +150,8 @@ impl Txn {
                         reason: e.to_string(),
                     })?;
                 live.inst.rewind_state(&table.env, &mut r)?;
+                // Every page is back as it was; what was written is moot.
+                live.inst.take_written_pages();
             } else {
                 // The input grew memory, which wasm cannot shrink: rebuild.
                 live.inst = ProcessInstance::restore(

@@ -19,6 +19,7 @@ use super::instance::StoreData;
 use crate::clock::{Clock, ClockId};
 use crate::entropy::Entropy;
 use crate::fs::{Ino, Savepoint, SharedFs};
+use crate::wasi::memory::WriteLog;
 use crate::wasi::{
     BlockOn, Capture, FdEntry, FdKind, FdTable, Pipe, WasiCtx, WasiCtxBuilder, DEFAULT_MAX_FDS,
 };
@@ -343,6 +344,10 @@ impl ProcessHost for WasiProcess {
 
     fn set_unwind_buffer(&mut self, ptr: u32) {
         self.ctx.set_asyncify_data_ptr(Some(ptr));
+    }
+
+    fn guest_writes(&mut self) -> Option<&mut WriteLog> {
+        Some(self.ctx.guest_writes_mut())
     }
 
     /// Peeks: the context keeps `blocked` until the rewind re-enters the import
