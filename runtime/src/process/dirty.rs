@@ -50,7 +50,15 @@
 //! function appended after every existing function, of type
 //! `(i32, i32, i32) -> (i32, i32, i32)` (appended after every existing type):
 //! it marks the range with one `memory.fill` on the map and returns its
-//! arguments unchanged.
+//! arguments unchanged (fuel: about 30 plus one per marked page).
+//!
+//! Between a mark and its write there is never a call, so an input cannot
+//! end (a blocking WASI call, an Asyncify unwind) after the mark and before
+//! the write: the write always lands in the input whose map holds its mark.
+//! (That is why the mark is not hoisted above a value computed by a subtree.)
+//! The helper's frame is not counted by the logical stack limit
+//! ([`crate::instrument::stack`] runs earlier); it is a small leaf frame,
+//! well inside the 1 MiB native headroom above that limit.
 
 use wasm_encoder::reencode::{self, Reencode};
 use wasm_encoder::{BlockType, ExportKind, Instruction, MemArg, MemoryType, SectionId, ValType};
