@@ -100,6 +100,11 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 impl Testnet {
     /// `replicode testnet up --validators n` in a fresh temporary directory.
     pub fn up(validators: usize) -> anyhow::Result<Testnet> {
+        Testnet::up_with_abci(validators, "grpc")
+    }
+
+    /// [`Testnet::up`] with the given ABCI transport (`grpc` or `socket`).
+    pub fn up_with_abci(validators: usize, abci: &str) -> anyhow::Result<Testnet> {
         let bin = replicode_bin()?;
         let dir = tempfile::Builder::new()
             .prefix("replicode-e2e-")
@@ -122,6 +127,8 @@ impl Testnet {
             net.dir_str(),
             "--genesis",
             genesis.to_str().context("UTF-8")?,
+            "--abci",
+            abci,
         ])?;
         if !out.status.success() {
             bail!(

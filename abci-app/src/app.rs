@@ -9,6 +9,10 @@ use std::sync::Arc;
 
 use tendermint_abci::Application;
 use tendermint_proto::v0_38::abci::{
+    response_process_proposal::ProposalStatus, RequestPrepareProposal, RequestProcessProposal,
+    ResponsePrepareProposal, ResponseProcessProposal,
+};
+use tendermint_proto::v0_38::abci::{
     RequestApplySnapshotChunk, RequestCheckTx, RequestFinalizeBlock, RequestInfo, RequestInitChain,
     RequestLoadSnapshotChunk, RequestOfferSnapshot, RequestQuery, ResponseApplySnapshotChunk,
     ResponseCheckTx, ResponseCommit, ResponseFinalizeBlock, ResponseInfo, ResponseInitChain,
@@ -17,6 +21,7 @@ use tendermint_proto::v0_38::abci::{
 
 use crate::driver::{Command, Reply};
 use crate::error::AppError;
+use crate::limits::MAX_BLOCK_TXS;
 use crate::mempool::Mempool;
 use crate::snapshot;
 
@@ -75,6 +80,40 @@ impl Application for App {
 
     fn check_tx(&self, req: RequestCheckTx) -> ResponseCheckTx {
         self.mempool.check_tx(&req)
+    }
+
+    /// CometBFT's order, cut to `max_tx_bytes` and to [`MAX_BLOCK_TXS`].
+    fn prepare_proposal(&self, req: RequestPrepareProposal) -> ResponsePrepareProposal {
+        let max_bytes = usize::try_from(req.max_tx_bytes).unwrap_or(0);
+        let mut total = 0usize;
+        let txs = req
+            .txs
+            .into_iter()
+            .take(MAX_BLOCK_TXS)
+            .take_while(|tx| {
+                total = total.saturating_add(tx.len());
+                total <= max_bytes
+            })
+            .collect();
+        ResponsePrepareProposal { txs }
+    }
+
+    /// Rejects a block with more than [`MAX_BLOCK_TXS`] transactions (its results
+    /// could exceed what CometBFT accepts back); accepts anything else.
+    fn process_proposal(&self, req: RequestProcessProposal) -> ResponseProcessProposal {
+        let status = if req.txs.len() > MAX_BLOCK_TXS {
+            tracing::warn!(
+                height = req.height,
+                txs = req.txs.len(),
+                "rejecting a proposal over {MAX_BLOCK_TXS} transactions"
+            );
+            ProposalStatus::Reject
+        } else {
+            ProposalStatus::Accept
+        };
+        ResponseProcessProposal {
+            status: status as i32,
+        }
     }
 
     fn commit(&self) -> ResponseCommit {

@@ -14,6 +14,7 @@ use crate::context::block_context;
 use crate::error::AppError;
 use crate::executor::{Executor, Input, Outcome, ProgramValidator, Status};
 use crate::genesis::{GenesisState, Limits};
+use crate::limits::{MAX_BLOCK_RESULTS_BYTES, MAX_DROPPED_LOG_BYTES};
 use crate::mempool::SharedView;
 use crate::result::TxOutput;
 use crate::tx::{self, Body, Refusal};
@@ -101,6 +102,14 @@ impl<E: Executor> Core<E> {
         for bytes in &req.txs {
             tx_results.push(self.deliver(bytes)?);
         }
+        let dropped = fit_results(&mut tx_results, MAX_BLOCK_RESULTS_BYTES);
+        if dropped > 0 {
+            tracing::warn!(
+                height = ctx.height,
+                dropped,
+                "outputs dropped: the block's results exceed {MAX_BLOCK_RESULTS_BYTES} bytes"
+            );
+        }
         let app_hash = self.exec.end_block()?;
         self.pending = Some(ctx.height);
         Ok(ResponseFinalizeBlock {
@@ -173,6 +182,41 @@ impl<E: Executor> Core<E> {
         let outcome = self.exec.execute(&input, self.limits.fuel_per_tx)?;
         Ok(executed(tx.kind(), outcome, self.limits.fuel_per_tx))
     }
+}
+
+/// What a result says when its output was dropped for space.
+pub const OUTPUT_DROPPED: &str = "output dropped: the block's results exceed their size limit";
+
+/// Keeps the block's results within `budget` encoded bytes: in block order,
+/// a result that does not fit in what is left loses its output (`data`) and
+/// most of its log, and says so in `info`. Returns how many lost their output.
+///
+/// Deterministic (it depends on the results alone), and `data` is part of the
+/// results hash, so every validator drops the same outputs.
+pub fn fit_results(results: &mut [ExecTxResult], budget: usize) -> usize {
+    use prost::Message as _;
+    // Each result is a length-delimited field of ResponseFinalizeBlock: a tag
+    // byte and a varint length of at most 5 bytes.
+    const FRAMING: usize = 6;
+    let mut used = 0usize;
+    let mut dropped = 0;
+    for result in results {
+        let len = result.encoded_len() + FRAMING;
+        if used + len <= budget {
+            used += len;
+            continue;
+        }
+        result.data = Bytes::new();
+        let mut cut = MAX_DROPPED_LOG_BYTES.min(result.log.len());
+        while !result.log.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        result.log.truncate(cut);
+        result.info = OUTPUT_DROPPED.into();
+        used += result.encoded_len() + FRAMING;
+        dropped += 1;
+    }
+    dropped
 }
 
 fn refused(refusal: &Refusal, kind: &str) -> ExecTxResult {

@@ -15,6 +15,7 @@ pub mod driver;
 pub mod error;
 pub mod executor;
 pub mod genesis;
+pub mod grpc;
 pub mod info;
 pub mod limits;
 pub mod machine;

@@ -32,3 +32,18 @@ pub const MAX_STDIN_BYTES: usize = 64 * 1024;
 
 /// Programs may only be installed below this directory.
 pub const INSTALL_DIR: &str = "/bin/";
+
+/// Most transactions in a block: PrepareProposal takes no more, ProcessProposal
+/// rejects a block with more. With outputs dropped a result takes at most about
+/// 280 bytes (code, gas, event, a log cut to [`MAX_DROPPED_LOG_BYTES`]), so the
+/// results of a full block stay within [`MAX_BLOCK_RESULTS_BYTES`].
+pub const MAX_BLOCK_TXS: usize = 8192;
+
+/// Largest encoded FinalizeBlock answer. CometBFT's gRPC client refuses an
+/// answer over 4 MiB (grpc-go's default receive limit) and a refused
+/// FinalizeBlock stops the node, so a guest printing a lot must not be able to
+/// produce one: outputs that do not fit are dropped (see `consensus`).
+pub const MAX_BLOCK_RESULTS_BYTES: usize = 3 * 1024 * 1024;
+
+/// Log bytes a result keeps when its output is dropped for space.
+pub const MAX_DROPPED_LOG_BYTES: usize = 128;

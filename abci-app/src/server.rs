@@ -1,4 +1,5 @@
-//! Wiring: executor → driver thread → ABCI socket server.
+//! Wiring: executor → driver thread → ABCI server (socket protocol, or gRPC:
+//! see [`crate::grpc`] and [`Transport`]).
 //!
 //! The socket server is our own rather than `tendermint_abci::Server`: that one
 //! leaves Nagle's algorithm on and writes every response with its own `write`.
@@ -46,6 +47,36 @@ pub enum ServeError {
     Bind { addr: String, reason: String },
     #[error("cannot start the {0} thread: {1}")]
     Thread(&'static str, std::io::Error),
+    #[error(transparent)]
+    Grpc(#[from] crate::grpc::GrpcError),
+}
+
+/// How CometBFT talks to the app: its config.toml `abci` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// `abci = "socket"`: length-prefixed protobuf over TCP (this module).
+    Socket,
+    /// `abci = "grpc"`: the `tendermint.abci.ABCI` gRPC service.
+    Grpc,
+}
+
+impl Transport {
+    /// The value of CometBFT's `abci` setting.
+    pub fn config_value(self) -> &'static str {
+        match self {
+            Transport::Socket => "socket",
+            Transport::Grpc => "grpc",
+        }
+    }
+
+    /// Parses CometBFT's `abci` setting.
+    pub fn from_config_value(value: &str) -> Option<Transport> {
+        match value {
+            "socket" => Some(Transport::Socket),
+            "grpc" => Some(Transport::Grpc),
+            _ => None,
+        }
+    }
 }
 
 /// Why one ABCI connection ended abnormally.
@@ -73,6 +104,7 @@ pub fn serve<E: Executor>(
     exec: E,
     validator: Arc<dyn ProgramValidator>,
     addr: SocketAddr,
+    transport: Transport,
     fatal: FatalHook,
 ) -> Result<Running, ServeError> {
     let view = SharedView::default();
@@ -96,10 +128,13 @@ pub fn serve<E: Executor>(
     };
     let socket = TcpListener::bind(addr).map_err(bind_error)?;
     let local_addr = socket.local_addr().map_err(bind_error)?.to_string();
-    let listener = std::thread::Builder::new()
-        .name("abci-listener".into())
-        .spawn(move || accept_loop(socket, app))
-        .map_err(|e| ServeError::Thread("abci-listener", e))?;
+    let listener = match transport {
+        Transport::Socket => std::thread::Builder::new()
+            .name("abci-listener".into())
+            .spawn(move || accept_loop(socket, app))
+            .map_err(|e| ServeError::Thread("abci-listener", e))?,
+        Transport::Grpc => crate::grpc::spawn(socket, app)?,
+    };
     Ok(Running {
         local_addr,
         driver,

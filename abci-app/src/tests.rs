@@ -270,3 +270,84 @@ fn bad_genesis_is_refused_with_the_entry_named() {
         .expect_err("invalid program");
     assert!(err.to_string().contains("/bin/p"), "{err}");
 }
+
+#[test]
+fn outputs_that_do_not_fit_the_block_results_limit_are_dropped_in_order() {
+    use prost::Message as _;
+    let (mut first, _) = core();
+    genesis(&mut first);
+    block(&mut first, 1, vec![install(), spawn()]);
+    // 60 answers of 64 KiB (3.75 MiB) do not fit in 3 MiB; small ones still do.
+    let big = vec![b'a'; 64 * 1024];
+    let mut txs: Vec<Vec<u8>> = (0..60).map(|_| stdin(1, &big)).collect();
+    txs.push(stdin(1, b"small"));
+    let res = block(&mut first, 2, txs);
+    assert!(
+        res.encoded_len() <= crate::limits::MAX_BLOCK_RESULTS_BYTES + 1024,
+        "{} bytes",
+        res.encoded_len()
+    );
+    let kept: Vec<bool> = res.tx_results.iter().map(|r| !r.data.is_empty()).collect();
+    let first_dropped = kept.iter().position(|k| !k).expect("some output dropped");
+    assert!(
+        first_dropped >= 40,
+        "outputs are kept while they fit: {first_dropped}"
+    );
+    assert!(
+        kept[first_dropped..60].iter().all(|k| !k),
+        "later big ones dropped"
+    );
+    assert!(kept[60], "a small answer after them still fits");
+    for r in &res.tx_results[first_dropped..60] {
+        assert_eq!(r.code, Code::Ok.value(), "the input itself was executed");
+        assert_eq!(r.info, crate::consensus::OUTPUT_DROPPED);
+    }
+    // The same block on another validator drops exactly the same outputs.
+    let (mut other, _) = core();
+    genesis(&mut other);
+    block(&mut other, 1, vec![install(), spawn()]);
+    let mut txs: Vec<Vec<u8>> = (0..60).map(|_| stdin(1, &big)).collect();
+    txs.push(stdin(1, b"small"));
+    assert_eq!(block(&mut other, 2, txs), res);
+}
+
+#[test]
+fn proposals_are_cut_to_the_transaction_limit_and_larger_ones_rejected() {
+    use tendermint_abci::Application as _;
+    use tendermint_proto::v0_38::abci::{
+        response_process_proposal::ProposalStatus, RequestPrepareProposal, RequestProcessProposal,
+    };
+    let (core, mempool) = core();
+    let (driver, commands) = crate::driver::Driver::new(core);
+    drop(driver);
+    let app = crate::app::App::new(commands, mempool, Arc::new(|_| {}));
+    let limit = crate::limits::MAX_BLOCK_TXS;
+    let txs: Vec<Bytes> = (0..limit + 5)
+        .map(|i| Bytes::from(vec![1u8; 1 + i % 3]))
+        .collect();
+    let prepared = app.prepare_proposal(RequestPrepareProposal {
+        txs: txs.clone(),
+        max_tx_bytes: 1 << 30,
+        ..Default::default()
+    });
+    assert_eq!(prepared.txs[..], txs[..limit]);
+    let by_bytes = app.prepare_proposal(RequestPrepareProposal {
+        txs: txs.clone(),
+        max_tx_bytes: 10,
+        ..Default::default()
+    });
+    assert_eq!(
+        by_bytes.txs[..],
+        txs[..5],
+        "1+2+3+1+2 bytes fit in 10, the next does not"
+    );
+    let status = |n: usize| {
+        app.process_proposal(RequestProcessProposal {
+            txs: txs[..n].to_vec(),
+            ..Default::default()
+        })
+        .status
+    };
+    assert_eq!(status(limit), ProposalStatus::Accept as i32);
+    assert_eq!(status(limit + 1), ProposalStatus::Reject as i32);
+}

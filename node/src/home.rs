@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use replicode_abci::genesis::GenesisState;
+use replicode_abci::server::Transport;
 
 use crate::cometbft::{self, set_toml};
 
@@ -44,6 +45,21 @@ impl Home {
         })
     }
 
+    /// How CometBFT will talk to the app (config.toml `abci`; absent = socket,
+    /// CometBFT's default).
+    pub fn abci_transport(&self) -> anyhow::Result<Transport> {
+        let text = self.read_config()?;
+        match cometbft::get_toml(&text, "", "abci") {
+            None => Ok(Transport::Socket),
+            Some(value) => Transport::from_config_value(&value).with_context(|| {
+                format!(
+                    "{}: abci = {value:?} is neither \"socket\" nor \"grpc\"",
+                    self.config_toml().display()
+                )
+            }),
+        }
+    }
+
     /// The ABCI address CometBFT will dial (`proxy_app`), where `start` listens.
     pub fn abci_addr(&self) -> anyhow::Result<std::net::SocketAddr> {
         let text = self.read_config()?;
@@ -61,16 +77,44 @@ pub struct Ports {
     pub abci: u16,
 }
 
-/// Rewrites config.toml for a loopback node: addresses, peers, and fast blocks.
-pub fn configure(home: &Home, ports: Ports, peers: &str, fast: bool) -> anyhow::Result<()> {
+/// The ABCI transport between cometbft and `replicode start`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Abci {
+    /// CometBFT's gRPC client: about 1.5x the throughput of the socket client
+    /// on a saturated machine (docs/benchmarks.md).
+    Grpc,
+    /// CometBFT's ABCI socket protocol over TCP.
+    Socket,
+}
+
+impl Abci {
+    pub fn transport(self) -> Transport {
+        match self {
+            Abci::Grpc => Transport::Grpc,
+            Abci::Socket => Transport::Socket,
+        }
+    }
+}
+
+/// Rewrites config.toml for a loopback node: addresses, peers, ABCI transport
+/// and fast blocks.
+pub fn configure(
+    home: &Home,
+    ports: Ports,
+    peers: &str,
+    fast: bool,
+    abci: Abci,
+) -> anyhow::Result<()> {
     let mut text = home.read_config()?;
     let q = |s: String| format!("\"{s}\"");
-    text = set_toml(
-        &text,
-        "",
-        "proxy_app",
-        &q(format!("tcp://127.0.0.1:{}", ports.abci)),
-    )?;
+    let transport = abci.transport();
+    text = set_toml(&text, "", "abci", &q(transport.config_value().into()))?;
+    // cometbft's gRPC client takes a bare host:port (its resolver refuses tcp://).
+    let proxy_app = match transport {
+        Transport::Socket => format!("tcp://127.0.0.1:{}", ports.abci),
+        Transport::Grpc => format!("127.0.0.1:{}", ports.abci),
+    };
+    text = set_toml(&text, "", "proxy_app", &q(proxy_app))?;
     text = set_toml(
         &text,
         "rpc",

@@ -4,7 +4,9 @@
 //!
 //! Baselines: `cometbft start --proxy_app=kvstore` (the app is a Go call inside
 //! cometbft) and, when `abci-cli` is installed, the same kvstore as a separate
-//! process behind CometBFT's ABCI socket client — the transport replicode uses.
+//! process behind CometBFT's gRPC ABCI client — the transport replicode uses by
+//! default. `TESTNET_BENCH_TRANSPORTS=1` adds the socket transport (kvstore over
+//! TCP and a unix socket, replicode over TCP).
 //!
 //! Run: `cargo bench -p replicode-e2e --bench testnet` (after `make -C wasm_programs`).
 //! Load: CLIENTS threads, each broadcasting with `broadcast_tx_sync` as fast as the
@@ -30,35 +32,71 @@ const CLIENTS: usize = 32;
 const SECONDS: u64 = 20;
 
 fn main() -> anyhow::Result<()> {
-    // `TESTNET_BENCH_ONLY=replicode` skips the baselines (for diagnosis only: the
-    // ratio needs both in the same run).
-    let only_replicode = std::env::var("TESTNET_BENCH_ONLY").as_deref() == Ok("replicode");
+    // `TESTNET_BENCH_ONLY=replicode` skips the baselines, `=baselines` skips
+    // replicode (for diagnosis only: the ratio needs both in the same run).
+    let only = std::env::var("TESTNET_BENCH_ONLY").unwrap_or_default();
+    let only_replicode = only == "replicode";
+    let transports = std::env::var("TESTNET_BENCH_TRANSPORTS").as_deref() == Ok("1");
     let mut rows: Vec<(&str, Result_)> = Vec::new();
     if !only_replicode {
         rows.push((
             "cometbft kvstore (in-process)",
             kvstore_run(Baseline::InProcess)?,
         ));
-        // The same Go kvstore behind CometBFT's ABCI socket client, as replicode is:
-        // separates the cost of the socket transport from the app's own.
         match abci_cli() {
-            Some(cli) => rows.push((
-                "cometbft + abci-cli kvstore (socket)",
-                kvstore_run(Baseline::Socket(cli))?,
-            )),
+            Some(cli) => {
+                // The same Go kvstore as a separate process behind CometBFT's
+                // gRPC client, as replicode is: separates the transport's cost
+                // from the app's own.
+                rows.push((
+                    "cometbft + abci-cli kvstore (grpc)",
+                    kvstore_run(Baseline::External(cli.clone(), Transport::Grpc))?,
+                ));
+                // `TESTNET_BENCH_TRANSPORTS=1`: also CometBFT's socket transport
+                // (TCP and unix), to see what each transport costs CometBFT.
+                if transports {
+                    rows.push((
+                        "cometbft + abci-cli kvstore (socket)",
+                        kvstore_run(Baseline::External(cli.clone(), Transport::Tcp))?,
+                    ));
+                    rows.push((
+                        "cometbft + abci-cli kvstore (unix socket)",
+                        kvstore_run(Baseline::External(cli, Transport::Unix))?,
+                    ));
+                }
+            }
             None => eprintln!(
-                "abci-cli not found: skipping the socket kvstore baseline (install: \
+                "abci-cli not found: skipping the out-of-process kvstore baselines (install: \
                  go install github.com/cometbft/cometbft/abci/cmd/abci-cli@v0.38.25)"
             ),
         }
     }
-    rows.push(("replicode kv_server", replicode_run()?));
+    if only == "baselines" {
+        print_table(&rows);
+        return Ok(());
+    }
+    if transports {
+        rows.push(("replicode kv_server (socket)", replicode_run("socket")?));
+    }
+    rows.push(("replicode kv_server (grpc)", replicode_run("grpc")?));
+    print_table(&rows);
+    let rc = &rows[rows.len() - 1].1;
+    for (name, r) in &rows[..rows.len() - 1] {
+        println!(
+            "ratio replicode / {name} throughput: {:.2}",
+            rc.tps / r.tps.max(1e-9)
+        );
+    }
+    Ok(())
+}
+
+fn print_table(rows: &[(&str, Result_)]) {
     println!(
         "\n| app | committed tx/s | commit latency p50 | p99 | blocks | txs/block \
          | broadcasts accepted / refused / failed | CPU s app / cometbft |"
     );
     println!("|---|---|---|---|---|---|---|---|");
-    for (name, r) in &rows {
+    for (name, r) in rows {
         println!(
             "| {name} | {:.0} | {:.0} ms | {:.0} ms | {} | {:.0} | {} / {} / {} | {:.1} / {:.1} |",
             r.tps,
@@ -73,19 +111,11 @@ fn main() -> anyhow::Result<()> {
             r.cpu_cometbft,
         );
     }
-    let rc = &rows[rows.len() - 1].1;
-    for (name, r) in &rows[..rows.len() - 1] {
-        println!(
-            "ratio replicode / {name} throughput: {:.2}",
-            rc.tps / r.tps.max(1e-9)
-        );
-    }
-    for (name, r) in &rows {
+    for (name, r) in rows {
         for (kind, n) in &r.failures {
             println!("{name}: {n} broadcasts failed or refused: {kind}");
         }
     }
-    Ok(())
 }
 
 /// `$ABCI_CLI`, else `abci-cli` on PATH, else `~/go/bin/abci-cli`.
@@ -108,8 +138,19 @@ fn abci_cli() -> Option<std::path::PathBuf> {
 enum Baseline {
     /// `cometbft start --proxy_app=kvstore`: the app is a Go call in cometbft.
     InProcess,
-    /// `abci-cli kvstore` on each node's ABCI port, dialled like replicode.
-    Socket(std::path::PathBuf),
+    /// `abci-cli kvstore` as a separate process, dialled by cometbft over `Transport`.
+    External(std::path::PathBuf, Transport),
+}
+
+/// How cometbft reaches an out-of-process app.
+#[derive(Clone, Copy)]
+enum Transport {
+    /// The ABCI socket protocol over loopback TCP (what replicode uses).
+    Tcp,
+    /// The ABCI socket protocol over a unix domain socket.
+    Unix,
+    /// gRPC over loopback TCP.
+    Grpc,
 }
 
 #[derive(Default)]
@@ -181,8 +222,10 @@ fn cometbft_children(parent: i32) -> Vec<i32> {
     out
 }
 
-fn replicode_run() -> anyhow::Result<Result_> {
-    let net = Testnet::up(4)?;
+/// The kv server on a 4-validator testnet whose cometbfts use `abci` (the
+/// default is gRPC).
+fn replicode_run(abci: &str) -> anyhow::Result<Result_> {
+    let net = Testnet::up_with_abci(4, abci)?;
     let port = net.nodes[0].rpc_port;
     let pid = install_and_spawn(port, "kv_server", &["/kv.log"])?;
     // Every validator must have committed the spawn (its block store reports a
@@ -240,8 +283,10 @@ fn kvstore_run(baseline: Baseline) -> anyhow::Result<Result_> {
     let mut ports = Vec::new();
     // Pids for CPU accounting: the apps (socket baseline only) and the cometbfts.
     let (mut apps, mut nodes) = (Vec::new(), Vec::new());
+    let mut homes = Vec::new();
     for n in layout["nodes"].as_array().into_iter().flatten() {
         let home = Path::new(n["home"].as_str().unwrap_or_default());
+        homes.push(home.to_path_buf());
         // Fresh chain data for kvstore (the replicode run wrote blocks).
         let _ = std::fs::remove_dir_all(home.join("data"));
         std::fs::create_dir_all(home.join("data"))?;
@@ -256,20 +301,43 @@ fn kvstore_run(baseline: Baseline) -> anyhow::Result<Result_> {
             Baseline::InProcess => {
                 cometbft.arg("--proxy_app=kvstore");
             }
-            Baseline::Socket(cli) => {
-                // cometbft dials the layout's ABCI port (config.toml's proxy_app).
+            Baseline::External(_, Transport::Tcp | Transport::Unix) => {
+                cometbft.args(["--abci", "socket"]);
+            }
+            Baseline::External(_, Transport::Grpc) => {}
+        }
+        match &baseline {
+            Baseline::InProcess => {}
+            Baseline::External(cli, transport) => {
                 let abci = u16::try_from(n["ports"]["abci"].as_u64().unwrap_or(0))?;
+                let sock = home.join("abci.sock");
+                let _ = std::fs::remove_file(&sock);
+                let address = match transport {
+                    Transport::Unix => format!("unix://{}", sock.display()),
+                    Transport::Tcp | Transport::Grpc => format!("tcp://127.0.0.1:{abci}"),
+                };
                 let app_log = std::fs::File::create(home.join("abci-cli.log"))?;
-                let app = Command::new(cli)
-                    .args(["kvstore", "--address"])
-                    .arg(format!("tcp://127.0.0.1:{abci}"))
+                let mut app = Command::new(cli);
+                app.args(["kvstore", "--address", &address]);
+                if let Transport::Grpc = transport {
+                    // cometbft's gRPC client takes a bare host:port.
+                    app.args(["--abci", "grpc"]);
+                    cometbft.args(["--abci", "grpc"]);
+                    cometbft.args(["--proxy_app", &format!("127.0.0.1:{abci}")]);
+                } else {
+                    cometbft.args(["--proxy_app", &address]);
+                }
+                let app = app
                     .stdout(app_log.try_clone()?)
                     .stderr(app_log)
                     .stdin(Stdio::null())
                     .spawn()?;
                 apps.push(i32::try_from(app.id())?);
                 children.0.push(app);
-                wait_listening(abci)?;
+                match transport {
+                    Transport::Unix => wait_for_file(&sock)?,
+                    Transport::Tcp | Transport::Grpc => wait_listening(abci)?,
+                }
             }
         }
         children.0.push(
@@ -288,10 +356,18 @@ fn kvstore_run(baseline: Baseline) -> anyhow::Result<Result_> {
             .map(|v| v["result"]["sync_info"]["latest_block_height"] == "0")
             .unwrap_or(true)
         {
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "kvstore node on {p} did not start"
-            );
+            if Instant::now() >= deadline {
+                let tails: Vec<String> = homes
+                    .iter()
+                    .flat_map(|h| [h.join("kvstore.log"), h.join("abci-cli.log")])
+                    .filter_map(|f| std::fs::read_to_string(&f).ok().map(|t| (f, t)))
+                    .map(|(f, t)| {
+                        let tail: Vec<&str> = t.lines().rev().take(5).collect();
+                        format!("{}:\n{}", f.display(), tail.join("\n"))
+                    })
+                    .collect();
+                anyhow::bail!("kvstore node on {p} did not start\n{}", tails.join("\n"));
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -299,9 +375,25 @@ fn kvstore_run(baseline: Baseline) -> anyhow::Result<Result_> {
         app: apps,
         cometbft: nodes,
     };
-    load(&ports, &procs, |client, i| {
+    let r = load(&ports, &procs, |client, i| {
         format!("c{client}k{i}=v{i}").into_bytes()
-    })
+    })?;
+    eprintln!("kvstore run done: {:.0} tx/s", r.tps);
+    Ok(r)
+}
+
+/// Waits (bounded) until a unix socket file exists.
+fn wait_for_file(path: &Path) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !path.exists() {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{} did not appear",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
 }
 
 /// Waits (bounded) until something accepts connections on 127.0.0.1:`port`.

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::cometbft;
-use crate::home::{self, Home, Ports};
+use crate::home::{self, Abci, Home, Ports};
 
 #[derive(clap::Args, Debug)]
 pub struct InitArgs {
@@ -22,6 +22,9 @@ pub struct InitArgs {
     /// Fast block times (200 ms commit timeout) for local use and tests.
     #[arg(long)]
     pub fast: bool,
+    /// How cometbft talks to the app.
+    #[arg(long, value_enum, default_value_t = Abci::Grpc)]
+    pub abci: Abci,
 }
 
 pub fn run(args: InitArgs) -> anyhow::Result<ExitCode> {
@@ -42,7 +45,7 @@ pub fn run(args: InitArgs) -> anyhow::Result<ExitCode> {
         rpc: 26657,
         abci: 26658,
     };
-    home::configure(&home, ports, "", args.fast)?;
+    home::configure(&home, ports, "", args.fast, args.abci)?;
     println!(
         "initialized {} (rpc http://127.0.0.1:{}, abci 127.0.0.1:{})",
         args.home.display(),

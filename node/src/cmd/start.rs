@@ -41,6 +41,7 @@ pub fn run(args: StartArgs) -> anyhow::Result<ExitCode> {
     let home = Home(args.home.clone());
     let bin = cometbft::checked_binary()?;
     let abci_addr = home.abci_addr()?;
+    let transport = home.abci_transport()?;
     std::fs::write(home.pid_file(), std::process::id().to_string())
         .with_context(|| format!("cannot write {}", home.pid_file().display()))?;
 
@@ -50,8 +51,8 @@ pub fn run(args: StartArgs) -> anyhow::Result<ExitCode> {
         std::process::exit(70);
     });
     let (exec, validator) = crate::backend::open(&home, args.keep_heights)?;
-    let running = replicode_abci::server::serve(exec, validator, abci_addr, fatal)?;
-    tracing::info!(addr = %running.local_addr, "ABCI listening");
+    let running = replicode_abci::server::serve(exec, validator, abci_addr, transport, fatal)?;
+    tracing::info!(addr = %running.local_addr, transport = transport.config_value(), "ABCI listening");
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -16,7 +16,7 @@ use std::os::unix::process::CommandExt;
 
 use crate::cmd::OutputFormat;
 use crate::cometbft;
-use crate::home::{self, Home, Ports};
+use crate::home::{self, Abci, Home, Ports};
 use crate::rpc::Rpc;
 
 #[derive(clap::Subcommand, Debug)]
@@ -41,6 +41,9 @@ pub struct UpArgs {
     /// Seconds to wait for every validator to commit a block.
     #[arg(long, default_value_t = 60)]
     pub wait_secs: u64,
+    /// How each cometbft talks to its app.
+    #[arg(long, value_enum, default_value_t = Abci::Grpc)]
+    pub abci: Abci,
 }
 
 #[derive(clap::Args, Debug)]
@@ -187,7 +190,13 @@ fn create(args: &UpArgs) -> anyhow::Result<Layout> {
             .filter(|(j, _)| *j != i)
             .map(|(j, other)| format!("{}@127.0.0.1:{}", ids[j], other.ports.p2p))
             .collect();
-        home::configure(&Home(node.home.clone()), node.ports, &peers.join(","), true)?;
+        home::configure(
+            &Home(node.home.clone()),
+            node.ports,
+            &peers.join(","),
+            true,
+            args.abci,
+        )?;
     }
     let layout = Layout { chain_id, nodes };
     std::fs::write(Layout::path(&dir), serde_json::to_vec_pretty(&layout)?)?;
