@@ -100,6 +100,63 @@ fn echo_round_trip_c() {
     );
 }
 
+/// One small input to a server with a 64 MiB heap (`memtouch 64`, touching one
+/// page per input): write tracking makes the input's cost follow the pages it
+/// wrote. Baseline in the same run: one whole-memory compare of the same
+/// memory, which is what accepting each input cost before write tracking.
+fn big_heap_round_trip() {
+    use replicode_runtime::process::wasi_host::{WasiEnv, WasiProcess};
+    use replicode_runtime::process::{ProcessModule, ProcessTable, TableLimits};
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../wasm_programs/build/memtouch.wasm"
+    );
+    let Ok(wasm) = std::fs::read(path) else {
+        println!("memtouch.wasm missing (run make -C wasm_programs); skipped");
+        return;
+    };
+    let bytes = process_support::asyncify(
+        &wasm,
+        "wasi_snapshot_preview1.fd_read,wasi_snapshot_preview1.poll_oneoff",
+    );
+    let engine = process_support::new_engine();
+    let m =
+        std::sync::Arc::new(ProcessModule::<WasiProcess>::new(&engine, &bytes).expect("module"));
+    let fs = replicode_runtime::fs::shared(replicode_runtime::fs::mem::MemFs::new(
+        Default::default(),
+        0,
+    ));
+    let limits = TableLimits {
+        max_memory_bytes: 256 << 20,
+        ..TableLimits::default()
+    };
+    let mut t = ProcessTable::new(WasiEnv::new(fs), limits);
+    let (pid, _) = t
+        .spawn(m, &["memtouch".into(), "64".into()], &[], None, 1 << 40)
+        .expect("spawn");
+    t.digest().expect("digest");
+    let n = 2_000;
+    let start = Instant::now();
+    for _ in 0..n {
+        let out = t.deliver_stdin(pid, b"1\n", false, FUEL).expect("deliver");
+        assert_eq!(out.outputs.len(), 1);
+    }
+    let us = per_iter(start.elapsed(), n);
+    let memory: Vec<u8> = (0..64usize << 20).map(|i| (i % 251) as u8).collect();
+    let mut shadow = MemoryShadow::new(&memory);
+    let rounds = 20;
+    let start = Instant::now();
+    for _ in 0..rounds {
+        std::hint::black_box(shadow.sync(std::hint::black_box(&memory)));
+    }
+    let compare = per_iter(start.elapsed(), rounds);
+    println!(
+        "1-page input, 64 MiB heap (C memtouch)          {us:8.2} µs/input   \
+         (whole-memory compare it replaces: {compare:.0} µs; {} untracked pages)",
+        t.untracked_pages()
+    );
+}
+
 /// Deterministic page choice (xorshift) so runs are comparable.
 fn pick_pages(pages: usize, count: usize, seed: &mut u64) -> Vec<usize> {
     (0..count)
@@ -230,6 +287,7 @@ fn main() {
     }
     echo_round_trip();
     echo_round_trip_c();
+    big_heap_round_trip();
     snapshot_digest_16mib();
     asyncify_slowdown();
 }

@@ -13,6 +13,13 @@ pub fn module(hash: &[u8; 32]) -> Vec<u8> {
     k
 }
 
+/// `replicode/mem/<pid, 20 digits>/<page index, 10 digits>`: one 4 KiB page of
+/// a live process's memory (absent = all zeros), so a block rewrites only the
+/// pages it changed.
+pub fn memory_page(pid: u64, page: u32) -> Vec<u8> {
+    format!("replicode/mem/{pid:020}/{page:010}").into_bytes()
+}
+
 /// `replicode/recent/<pid zero-padded to 20 digits>`, so keys sort by pid.
 pub fn recent(pid: u64) -> Vec<u8> {
     format!("replicode/recent/{pid:020}").into_bytes()

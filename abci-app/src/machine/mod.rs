@@ -140,11 +140,18 @@ impl Machine {
                 }
             }
             let modules = machine.modules.clone();
-            machine.table =
-                ProcessTable::restore(&snapshot, env, table_limits(&machine.limits), |h| {
-                    modules.get(h).cloned()
-                })
-                .map_err(|e| ExecError::new("restore process table", e))?;
+            machine.table = ProcessTable::restore_paged(
+                &snapshot,
+                env,
+                table_limits(&machine.limits),
+                |h| modules.get(h).cloned(),
+                |pid, page| {
+                    latest
+                        .get_meta_bytes(&keys::memory_page(pid, page))
+                        .map_err(|e| e.to_string())
+                },
+            )
+            .map_err(|e| ExecError::new("restore process table", e))?;
         }
         machine.committed_processes = machine.list_processes()?;
         Ok(machine)
@@ -188,14 +195,28 @@ impl Machine {
         f(ws).map_err(err(op))
     }
 
-    /// Stores the process table in the working set, so the root covers every process.
+    /// Stores the process table in the working set, so the root covers every
+    /// process: the table itself (small) and the memory pages changed since the
+    /// last call, one record per page ([`keys::memory_page`]).
     fn write_table(&mut self) -> Result<(), ExecError> {
-        let snapshot = self
+        let delta = self
             .table
-            .snapshot_all()
+            .persist()
             .map_err(|e| ExecError::new("snapshot processes", e))?;
         self.ws_do("write process table", |ws| {
-            ws.put_meta(keys::TABLE, &snapshot);
+            ws.put_meta(keys::TABLE, &delta.table);
+            for (pid, page, bytes) in &delta.pages {
+                let key = keys::memory_page(*pid, *page);
+                match bytes {
+                    Some(bytes) => ws.put_meta(&key, bytes),
+                    None => ws.delete_meta(&key),
+                }
+            }
+            for (pid, pages) in &delta.ended {
+                for page in 0..*pages {
+                    ws.delete_meta(&keys::memory_page(*pid, page));
+                }
+            }
             Ok(())
         })
     }

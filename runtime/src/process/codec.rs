@@ -171,6 +171,28 @@ impl<'a> Reader<'a> {
         }
         Ok(())
     }
+    /// Like [`Reader::header`], accepting any of `versions`; returns the one found.
+    pub fn header_versions(
+        &mut self,
+        magic: &'static [u8],
+        versions: &[u32],
+    ) -> Result<u32, DecodeError> {
+        let found = self.take(magic.len(), "magic")?;
+        if found != magic {
+            return Err(DecodeError::BadMagic {
+                expected: magic,
+                found: found.to_vec(),
+            });
+        }
+        let v = self.u32("format version")?;
+        if !versions.contains(&v) {
+            return Err(DecodeError::Version {
+                found: v,
+                supported: versions.last().copied().unwrap_or(0),
+            });
+        }
+        Ok(v)
+    }
     /// Fails if any bytes are left.
     pub fn finish(self) -> Result<(), DecodeError> {
         match self.data.len() - self.pos {

@@ -56,6 +56,9 @@ pub struct MemoryShadow {
     any_stale: bool,
     /// Whether any leaf changed since the tree above the leaves was computed.
     tree_stale: bool,
+    /// Pages changed since [`MemoryShadow::take_unpersisted`]: what a store
+    /// keeping one record per page must rewrite.
+    unpersisted: std::collections::BTreeSet<u32>,
 }
 
 impl std::fmt::Debug for MemoryShadow {
@@ -117,9 +120,16 @@ impl MemoryShadow {
             stale: Vec::new(),
             any_stale: false,
             tree_stale: true,
+            unpersisted: Default::default(),
         };
         shadow.rebuild_leaves();
         shadow
+    }
+
+    /// The pages changed since the last call (all of them after [`MemoryShadow::new`]),
+    /// ascending; forgets them.
+    pub fn take_unpersisted(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.unpersisted).into_iter().collect()
     }
 
     /// The memory bytes as of the last sync.
@@ -139,6 +149,7 @@ impl MemoryShadow {
             .map(|i| hash_page(&self.copy[page_range(i, len)], &zero))
             .collect();
         self.stale = vec![false; leaves.len()];
+        self.unpersisted = (0..leaves.len() as u32).collect();
         self.levels = vec![leaves];
         self.any_stale = false;
         self.tree_stale = true;
@@ -184,6 +195,7 @@ impl MemoryShadow {
             self.copy.extend_from_slice(&memory[old_len..]);
             let total = self.pages();
             self.stale.resize(total, true);
+            self.unpersisted.extend(old_pages as u32..total as u32);
             if let Some(leaves) = self.levels.first_mut() {
                 leaves.resize(total, [0; 32]);
             }
@@ -229,6 +241,7 @@ impl MemoryShadow {
                 if let Some(flag) = self.stale.get_mut(i) {
                     *flag = true;
                 }
+                self.unpersisted.insert(i as u32);
             }
         }
         self.any_stale |= changed > 0;
@@ -447,6 +460,20 @@ mod tests {
         assert_eq!(stats.changed_pages, 1 + 4);
         assert_eq!(shadow.root(), full_root(&mem));
         assert_eq!(shadow.sync(&mem).changed_pages, 0);
+    }
+
+    #[test]
+    fn unpersisted_pages_are_every_page_at_first_then_exactly_the_changed_ones() {
+        let mut mem = vec![0u8; 4 * PAGE_SIZE];
+        let mut shadow = MemoryShadow::new(&mem);
+        assert_eq!(shadow.take_unpersisted(), vec![0, 1, 2, 3]);
+        assert!(shadow.take_unpersisted().is_empty());
+        mem[2 * PAGE_SIZE] = 1;
+        shadow.sync(&mem);
+        mem.extend_from_slice(&[0u8; 2 * PAGE_SIZE]);
+        mem[0] = 1;
+        shadow.sync_pages(&mem, &[0]);
+        assert_eq!(shadow.take_unpersisted(), vec![0, 2, 4, 5]);
     }
 
     #[test]

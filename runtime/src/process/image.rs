@@ -9,7 +9,7 @@ use super::codec::{DecodeError, Reader, Writer};
 use super::digest::PAGE_SIZE;
 
 /// Largest memory a snapshot may describe (wasm32: 4 GiB).
-const MAX_MEMORY: u64 = 1 << 32;
+pub(crate) const MAX_MEMORY: u64 = 1 << 32;
 
 pub fn encode_memory(memory: &[u8], w: &mut Writer) {
     w.u64(memory.len() as u64);

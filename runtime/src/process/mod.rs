@@ -62,6 +62,7 @@ pub mod wasi_host;
 pub use error::ProcessError;
 pub use host::{GuestError, ProcessHost, StreamKind, Wait};
 pub use module::{ModuleHash, ProcessModule};
+pub use snapshot::PersistDelta;
 pub use table::{
     InputOutcome, InputStatus, Output, Pid, ProcState, ProcessInfo, ProcessTable, SpawnSpec,
     TableLimits, KILLED_EXIT_CODE,

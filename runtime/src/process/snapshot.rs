@@ -19,26 +19,77 @@ use std::sync::Arc;
 use sha2::{Digest as _, Sha256};
 
 use super::codec::{Reader, Writer};
-use super::digest::{Hash, MemoryShadow};
+use super::digest::{Hash, MemoryShadow, PAGE_SIZE};
 use super::error::ProcessError;
 use super::host::ProcessHost;
-use super::image::{decode_memory, encode_memory};
+use super::image::{decode_memory, encode_memory, MAX_MEMORY};
 use super::instance::ProcessInstance;
 use super::module::{hex_prefix, ModuleHash, ProcessModule};
 use super::table::{Live, Pid, Proc, ProcessInfo, ProcessTable, TableLimits};
 
 const MAGIC: &[u8] = b"RPROCTBL";
+/// Memory pages inline (version 1).
 const VERSION: u32 = 1;
+/// Memory pages kept apart, one record per page (see [`ProcessTable::persist`]).
+const PAGED_VERSION: u32 = 2;
+
+/// What a store that keeps each memory page under its own key must write to
+/// bring its copy of the table up to date (see [`ProcessTable::persist`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PersistDelta {
+    /// The table without memory pages (version 2): rewritten every time.
+    pub table: Vec<u8>,
+    /// `(pid, page, bytes)` to store, ascending; `None` = an all-zero page,
+    /// whose record is deleted (a missing page reads as zeros).
+    pub pages: Vec<(Pid, u32, Option<Vec<u8>>)>,
+    /// Processes that ended, with how many pages they had: delete all their records.
+    pub ended: Vec<(Pid, u32)>,
+}
 
 impl<H: ProcessHost> ProcessTable<H> {
-    /// Serializes every process. Cost: proportional to the non-zero memory (and
-    /// one whole-memory comparison per process changed since the last snapshot,
-    /// see [`ProcessTable::check_write_tracking`]).
+    /// Serializes every process, memory included. Cost: proportional to the
+    /// non-zero memory (and one whole-memory comparison per process changed
+    /// since the last check, see [`ProcessTable::check_write_tracking`]).
     pub fn snapshot_all(&mut self) -> Result<Vec<u8>, ProcessError> {
         self.check_write_tracking();
+        self.encode_table(VERSION)
+    }
+
+    /// The changes since the last `persist` for a store that keeps the table
+    /// (version 2, no memory) and each non-zero memory page as separate
+    /// records: the table, the pages changed since, and the processes ended.
+    /// Cost: proportional to the pages changed, not to memory. A process
+    /// spawned since the last call has all its pages listed.
+    pub fn persist(&mut self) -> Result<PersistDelta, ProcessError> {
+        self.check_write_tracking();
+        let table = self.encode_table(PAGED_VERSION)?;
+        let mut pages = Vec::new();
+        for (pid, p) in &mut self.procs {
+            let Some(live) = p.live.as_mut() else {
+                continue;
+            };
+            let changed = live.shadow.take_unpersisted();
+            let bytes = live.shadow.bytes();
+            for page in changed {
+                let start = page as usize * PAGE_SIZE;
+                let Some(data) = bytes.get(start..start + PAGE_SIZE) else {
+                    continue;
+                };
+                let stored = data.iter().any(|b| *b != 0).then(|| data.to_vec());
+                pages.push((*pid, page, stored));
+            }
+        }
+        Ok(PersistDelta {
+            table,
+            pages,
+            ended: std::mem::take(&mut self.ended_pages),
+        })
+    }
+
+    fn encode_table(&mut self, version: u32) -> Result<Vec<u8>, ProcessError> {
         let mut w = Writer::new();
         w.raw(MAGIC);
-        w.u32(VERSION);
+        w.u32(version);
         w.u64(self.next_pid);
         w.u64(self.now_ns);
         w.u32(self.procs.len() as u32);
@@ -49,7 +100,11 @@ impl<H: ProcessHost> ProcessTable<H> {
                 Some(live) => {
                     w.u8(1);
                     live.inst.encode_state(&mut w)?;
-                    encode_memory(live.shadow.bytes(), &mut w);
+                    if version == PAGED_VERSION {
+                        w.u64(live.shadow.bytes().len() as u64);
+                    } else {
+                        encode_memory(live.shadow.bytes(), &mut w);
+                    }
                 }
             }
         }
@@ -64,8 +119,26 @@ impl<H: ProcessHost> ProcessTable<H> {
         limits: TableLimits,
         resolve: impl Fn(&ModuleHash) -> Option<Arc<ProcessModule<H>>>,
     ) -> Result<Self, ProcessError> {
+        Self::restore_paged(bytes, env, limits, resolve, |pid, page| {
+            Err(format!(
+                "page {page} of pid {pid} requested from an inline snapshot"
+            ))
+        })
+    }
+
+    /// Rebuilds a table from [`ProcessTable::snapshot_all`] bytes or from the
+    /// table of a [`PersistDelta`]; for the latter, `page(pid, index)` reads a
+    /// stored page (`None` = all zeros). The restored table has nothing to
+    /// persist until something changes.
+    pub fn restore_paged(
+        bytes: &[u8],
+        env: H::Env,
+        limits: TableLimits,
+        resolve: impl Fn(&ModuleHash) -> Option<Arc<ProcessModule<H>>>,
+        mut page: impl FnMut(Pid, u32) -> Result<Option<Vec<u8>>, String>,
+    ) -> Result<Self, ProcessError> {
         let mut r = Reader::new(bytes);
-        r.header(MAGIC, VERSION)?;
+        let version = r.header_versions(MAGIC, &[VERSION, PAGED_VERSION])?;
         let next_pid = r.u64("next pid")?;
         let now_ns = r.u64("logical time")?;
         let count = r.u32("process count")?;
@@ -80,7 +153,11 @@ impl<H: ProcessHost> ProcessTable<H> {
                 // The state precedes the memory in the stream; read both, then build.
                 let state_start = r.clone_position();
                 skip_state(&mut r)?;
-                let memory = decode_memory(&mut r)?;
+                let memory = if version == PAGED_VERSION {
+                    read_pages(&mut r, info.pid, &mut page)?
+                } else {
+                    decode_memory(&mut r)?
+                };
                 let mut sr = state_start;
                 let inst = ProcessInstance::restore(
                     &module,
@@ -90,8 +167,10 @@ impl<H: ProcessHost> ProcessTable<H> {
                     limits.max_memory_bytes,
                     info.pid,
                 )?;
+                let mut shadow = MemoryShadow::new(&memory);
+                shadow.take_unpersisted();
                 Some(Live {
-                    shadow: MemoryShadow::new(&memory),
+                    shadow,
                     inst,
                     unchecked: false,
                 })
@@ -154,6 +233,39 @@ fn digest_proc<H: ProcessHost>(p: &mut Proc<H>) -> Result<Hash, ProcessError> {
         }
     }
     Ok(h.finalize().into())
+}
+
+/// A paged process's memory: its length from the table, its pages from the store.
+fn read_pages(
+    r: &mut Reader<'_>,
+    pid: Pid,
+    page: &mut impl FnMut(Pid, u32) -> Result<Option<Vec<u8>>, String>,
+) -> Result<Vec<u8>, ProcessError> {
+    let len = r.u64("memory length")?;
+    if len > MAX_MEMORY || len % 65536 != 0 {
+        return Err(ProcessError::Decode(super::codec::DecodeError::Invalid {
+            what: "memory length",
+            value: len,
+        }));
+    }
+    let mut memory = vec![0u8; len as usize];
+    for (index, chunk) in memory.chunks_mut(PAGE_SIZE).enumerate() {
+        let stored = page(pid, index as u32).map_err(|reason| ProcessError::Memory {
+            pid,
+            reason: format!("reading page {index}: {reason}"),
+        })?;
+        match stored {
+            None => {}
+            Some(bytes) if bytes.len() == PAGE_SIZE => chunk.copy_from_slice(&bytes),
+            Some(bytes) => {
+                return Err(ProcessError::Memory {
+                    pid,
+                    reason: format!("stored page {index} has {} bytes", bytes.len()),
+                })
+            }
+        }
+    }
+    Ok(memory)
 }
 
 /// Skips one `ProcessInstance::encode_state` record.

@@ -247,6 +247,9 @@ pub struct ProcessTable<H: ProcessHost> {
     /// Changed pages that write tracking missed, found by the end-of-block
     /// check (a bug if ever nonzero; kept so tests can assert it).
     pub(crate) untracked_pages: u64,
+    /// Processes ended since the last [`ProcessTable::persist`], with their page
+    /// counts: a paged store deletes their page records.
+    pub(crate) ended_pages: Vec<(Pid, u32)>,
 }
 
 /// The key of `pid`'s random stream under block seed `seed`: distinct per
@@ -271,6 +274,7 @@ impl<H: ProcessHost> ProcessTable<H> {
             now_ns: 0,
             entropy_seed: None,
             untracked_pages: 0,
+            ended_pages: Vec::new(),
         }
     }
 

@@ -106,7 +106,9 @@ impl Txn {
         for pid in pids {
             if let Some(p) = table.procs.get_mut(pid) {
                 if p.info.state.exit_code().is_some() {
-                    p.live = None;
+                    if let Some(live) = p.live.take() {
+                        table.ended_pages.push((*pid, live.shadow.pages() as u32));
+                    }
                 } else if let Some(live) = p.live.as_mut() {
                     let written = live.inst.take_written_pages();
                     live.shadow.sync_written(live.inst.memory(), &written);

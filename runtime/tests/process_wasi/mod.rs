@@ -334,3 +334,93 @@ fn pages_written_only_by_the_host_reach_the_shadow_and_the_digest() {
     digests.dedup();
     assert_eq!(digests.len(), 4, "every input changed the memory digest");
 }
+
+/// A store keeping the table and each page apart, as the ABCI app does.
+#[derive(Default)]
+struct PagedStore {
+    table: Vec<u8>,
+    pages: std::collections::BTreeMap<(u64, u32), Vec<u8>>,
+}
+
+impl PagedStore {
+    /// Applies a delta; returns how many page records it wrote or deleted.
+    fn apply(&mut self, delta: replicode_runtime::process::PersistDelta) -> usize {
+        let touched = delta.pages.len();
+        self.table = delta.table;
+        for (pid, page, bytes) in delta.pages {
+            match bytes {
+                Some(b) => self.pages.insert((pid, page), b),
+                None => self.pages.remove(&(pid, page)),
+            };
+        }
+        for (pid, count) in delta.ended {
+            for page in 0..count {
+                self.pages.remove(&(pid, page));
+            }
+        }
+        touched
+    }
+}
+
+#[test]
+fn persisting_writes_only_changed_pages_and_restores_the_same_processes() {
+    let m = prepared(&engine(), &guest("kv_server"));
+    let m_echo = prepared(&engine(), &guest("echo_server"));
+    let mut t = ProcessTable::new(wasi_env(), TableLimits::default());
+    let (kv, _) = t
+        .spawn(
+            m.clone(),
+            &["kv_server".into(), "/data/kv.log".into()],
+            &[],
+            None,
+            FUEL,
+        )
+        .expect("spawn");
+    let (echo, _) = t
+        .spawn(m_echo.clone(), &["echo_server".into()], &[], None, FUEL)
+        .expect("spawn");
+    let mut store = PagedStore::default();
+    let first = store.apply(t.persist().expect("persist"));
+    let total_pages: usize = t.list().len() * 2; // at least two pages per live process
+    assert!(
+        first >= total_pages,
+        "a new process has every page listed: {first}"
+    );
+    let resolve = {
+        let (m, m_echo) = (m.clone(), m_echo.clone());
+        move |h: &[u8; 32]| [&m, &m_echo].into_iter().find(|x| x.hash() == h).cloned()
+    };
+    for i in 0..40u32 {
+        let line = format!("SET key{i} value{i}\n");
+        t.deliver_stdin(kv, line.as_bytes(), false, FUEL)
+            .expect("set");
+        let written = store.apply(t.persist().expect("persist"));
+        assert!(
+            written <= 24,
+            "input {i} rewrote {written} pages, not its changes"
+        );
+        let env = t.env().clone();
+        let pages = &store.pages;
+        let mut restored = ProcessTable::restore_paged(
+            &store.table,
+            env,
+            TableLimits::default(),
+            &resolve,
+            |pid, page| Ok(pages.get(&(pid, page)).cloned()),
+        )
+        .expect("restore");
+        assert_eq!(
+            restored.digest().expect("d"),
+            t.digest().expect("d"),
+            "input {i}"
+        );
+        assert!(restored.persist().expect("persist").pages.is_empty());
+    }
+    // An ended process's records all go.
+    t.deliver_stdin(echo, b"", true, FUEL).expect("eof");
+    let delta = t.persist().expect("persist");
+    assert_eq!(delta.ended.len(), 1);
+    assert_eq!(delta.ended[0].0, echo);
+    store.apply(delta);
+    assert!(store.pages.keys().all(|(pid, _)| *pid != echo));
+}
