@@ -21,7 +21,19 @@ use tendermint_proto::v0_38::abci::{
 
 use crate::driver::{Command, Reply};
 use crate::error::AppError;
-use crate::limits::MAX_BLOCK_TXS;
+use crate::limits::{MAX_BLOCK_TXS, MAX_BLOCK_TX_BYTES};
+
+/// Bytes of protobuf framing counted per transaction (tag and length prefix of
+/// a `bytes` field, for transactions under 2 MiB).
+const TX_FRAMING: usize = 4;
+
+/// Whether a block's transactions stay within [`MAX_BLOCK_TXS`] and
+/// [`MAX_BLOCK_TX_BYTES`]: then PrepareProposal's answer stays under CometBFT's
+/// 4 MiB gRPC limit and FinalizeBlock's results fit their budget.
+pub fn block_fits(txs: &[prost::bytes::Bytes]) -> bool {
+    txs.len() <= MAX_BLOCK_TXS
+        && txs.iter().map(|tx| tx.len() + TX_FRAMING).sum::<usize>() <= MAX_BLOCK_TX_BYTES
+}
 use crate::mempool::Mempool;
 use crate::snapshot;
 
@@ -82,34 +94,36 @@ impl Application for App {
         self.mempool.check_tx(&req)
     }
 
-    /// CometBFT's order, cut to `max_tx_bytes` and to [`MAX_BLOCK_TXS`].
+    /// CometBFT's order, cut to `max_tx_bytes`, [`MAX_BLOCK_TXS`] and
+    /// [`MAX_BLOCK_TX_BYTES`] (see [`block_fits`]).
     fn prepare_proposal(&self, req: RequestPrepareProposal) -> ResponsePrepareProposal {
         let max_bytes = usize::try_from(req.max_tx_bytes).unwrap_or(0);
-        let mut total = 0usize;
+        let (mut raw, mut framed) = (0usize, 0usize);
         let txs = req
             .txs
             .into_iter()
             .take(MAX_BLOCK_TXS)
             .take_while(|tx| {
-                total = total.saturating_add(tx.len());
-                total <= max_bytes
+                raw = raw.saturating_add(tx.len());
+                framed = framed.saturating_add(tx.len() + TX_FRAMING);
+                raw <= max_bytes && framed <= MAX_BLOCK_TX_BYTES
             })
             .collect();
         ResponsePrepareProposal { txs }
     }
 
-    /// Rejects a block with more than [`MAX_BLOCK_TXS`] transactions (its results
-    /// could exceed what CometBFT accepts back); accepts anything else.
+    /// Rejects a block our PrepareProposal would not have made (see
+    /// [`block_fits`]); accepts anything else.
     fn process_proposal(&self, req: RequestProcessProposal) -> ResponseProcessProposal {
-        let status = if req.txs.len() > MAX_BLOCK_TXS {
+        let status = if block_fits(&req.txs) {
+            ProposalStatus::Accept
+        } else {
             tracing::warn!(
                 height = req.height,
                 txs = req.txs.len(),
-                "rejecting a proposal over {MAX_BLOCK_TXS} transactions"
+                "rejecting a proposal over {MAX_BLOCK_TXS} transactions or {MAX_BLOCK_TX_BYTES} bytes"
             );
             ProposalStatus::Reject
-        } else {
-            ProposalStatus::Accept
         };
         ResponseProcessProposal {
             status: status as i32,

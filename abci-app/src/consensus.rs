@@ -14,7 +14,7 @@ use crate::context::block_context;
 use crate::error::AppError;
 use crate::executor::{Executor, Input, Outcome, ProgramValidator, Status};
 use crate::genesis::{GenesisState, Limits};
-use crate::limits::{MAX_BLOCK_RESULTS_BYTES, MAX_DROPPED_LOG_BYTES};
+use crate::limits::{MAX_BLOCK_RESULTS_BYTES, MAX_DROPPED_LOG_BYTES, MAX_LOG_BYTES};
 use crate::mempool::SharedView;
 use crate::result::TxOutput;
 use crate::tx::{self, Body, Refusal};
@@ -100,7 +100,9 @@ impl<E: Executor> Core<E> {
         self.exec.begin_block(&ctx)?;
         let mut tx_results = Vec::with_capacity(req.txs.len());
         for bytes in &req.txs {
-            tx_results.push(self.deliver(bytes)?);
+            let mut result = self.deliver(bytes)?;
+            cut_log(&mut result.log, MAX_LOG_BYTES);
+            tx_results.push(result);
         }
         let dropped = fit_results(&mut tx_results, MAX_BLOCK_RESULTS_BYTES);
         if dropped > 0 {
@@ -185,36 +187,65 @@ impl<E: Executor> Core<E> {
 }
 
 /// What a result says when its output was dropped for space.
-pub const OUTPUT_DROPPED: &str = "output dropped: the block's results exceed their size limit";
+pub const OUTPUT_DROPPED: &str = "output dropped: block results size limit";
 
-/// Keeps the block's results within `budget` encoded bytes: in block order,
-/// a result that does not fit in what is left loses its output (`data`) and
-/// most of its log, and says so in `info`. Returns how many lost their output.
+/// Each result is a length-delimited field of ResponseFinalizeBlock: a tag
+/// byte and a varint length of at most 5 bytes.
+const RESULT_FRAMING: usize = 6;
+
+/// `result` without its output: no data, log cut to [`MAX_DROPPED_LOG_BYTES`],
+/// `info` = [`OUTPUT_DROPPED`], only the first (`replicode.tx`) event.
+fn strip(result: &mut ExecTxResult) {
+    result.data = Bytes::new();
+    cut_log(&mut result.log, MAX_DROPPED_LOG_BYTES);
+    result.info = OUTPUT_DROPPED.into();
+    result.events.truncate(1);
+}
+
+/// Cuts `log` to at most `max` bytes at a character boundary.
+fn cut_log(log: &mut String, max: usize) {
+    let mut cut = max.min(log.len());
+    while !log.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    log.truncate(cut);
+}
+
+/// Keeps the block's results within `budget` encoded bytes. In block order a
+/// result keeps its output only if it fits together with the stripped form
+/// of every later result (see [`strip`]); otherwise it is stripped. So the
+/// total never exceeds `budget` as long as the stripped forms alone fit,
+/// which [`crate::limits::MAX_BLOCK_TXS`] ×
+/// [`crate::limits::MAX_STRIPPED_RESULT_BYTES`] guarantees. Returns
+/// how many results lost their output.
 ///
-/// Deterministic (it depends on the results alone), and `data` is part of the
-/// results hash, so every validator drops the same outputs.
+/// Deterministic: it depends only on the results, whose logs are built the
+/// same way on every validator (and cut to [`MAX_LOG_BYTES`]); `data` is part
+/// of CometBFT's results hash, so a disagreement here would be visible.
 pub fn fit_results(results: &mut [ExecTxResult], budget: usize) -> usize {
     use prost::Message as _;
-    // Each result is a length-delimited field of ResponseFinalizeBlock: a tag
-    // byte and a varint length of at most 5 bytes.
-    const FRAMING: usize = 6;
+    let stripped_len: Vec<usize> = results
+        .iter()
+        .map(|r| {
+            let mut s = r.clone();
+            s.data = Bytes::new();
+            strip(&mut s);
+            s.encoded_len() + RESULT_FRAMING
+        })
+        .collect();
+    let mut rest: usize = stripped_len.iter().sum();
     let mut used = 0usize;
     let mut dropped = 0;
-    for result in results {
-        let len = result.encoded_len() + FRAMING;
-        if used + len <= budget {
-            used += len;
-            continue;
+    for (result, stripped) in results.iter_mut().zip(stripped_len) {
+        rest -= stripped;
+        let full = result.encoded_len() + RESULT_FRAMING;
+        if used + full + rest <= budget {
+            used += full;
+        } else {
+            strip(result);
+            used += stripped;
+            dropped += 1;
         }
-        result.data = Bytes::new();
-        let mut cut = MAX_DROPPED_LOG_BYTES.min(result.log.len());
-        while !result.log.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        result.log.truncate(cut);
-        result.info = OUTPUT_DROPPED.into();
-        used += result.encoded_len() + FRAMING;
-        dropped += 1;
     }
     dropped
 }

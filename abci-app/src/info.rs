@@ -8,8 +8,11 @@ use crate::consensus::Core;
 use crate::error::AppError;
 use crate::executor::Executor;
 
-/// The app's protocol version, reported in Info and checked by CometBFT.
-pub const APP_VERSION: u64 = 1;
+/// The app's protocol version, reported in Info and checked by CometBFT. Bump
+/// it whenever the same blocks would give different results: 2 = the store
+/// barrier's fuel cost, the block results budget, the proposal limits and the
+/// paged process table.
+pub const APP_VERSION: u64 = 2;
 
 /// Query paths and codes, shared with the CLI.
 pub mod paths {

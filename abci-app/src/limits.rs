@@ -34,16 +34,29 @@ pub const MAX_STDIN_BYTES: usize = 64 * 1024;
 pub const INSTALL_DIR: &str = "/bin/";
 
 /// Most transactions in a block: PrepareProposal takes no more, ProcessProposal
-/// rejects a block with more. With outputs dropped a result takes at most about
-/// 280 bytes (code, gas, event, a log cut to [`MAX_DROPPED_LOG_BYTES`]), so the
-/// results of a full block stay within [`MAX_BLOCK_RESULTS_BYTES`].
+/// rejects a block with more. A result with its output dropped is at most
+/// [`MAX_STRIPPED_RESULT_BYTES`], so even a full block of them fits in
+/// [`MAX_BLOCK_RESULTS_BYTES`].
 pub const MAX_BLOCK_TXS: usize = 8192;
 
-/// Largest encoded FinalizeBlock answer. CometBFT's gRPC client refuses an
-/// answer over 4 MiB (grpc-go's default receive limit) and a refused
+/// Most transaction bytes in a block (4 bytes of framing counted per
+/// transaction): PrepareProposal's answer carries the block's transactions
+/// back to CometBFT, whose gRPC client refuses answers over 4 MiB.
+pub const MAX_BLOCK_TX_BYTES: usize = 3 * 1024 * 1024;
+
+/// Largest encoded set of FinalizeBlock results. CometBFT's gRPC client refuses
+/// an answer over 4 MiB (grpc-go's default receive limit) and a refused
 /// FinalizeBlock stops the node, so a guest printing a lot must not be able to
-/// produce one: outputs that do not fit are dropped (see `consensus`).
+/// produce one: outputs that do not fit are dropped (see `consensus::fit_results`).
 pub const MAX_BLOCK_RESULTS_BYTES: usize = 3 * 1024 * 1024;
+
+/// Log bytes any result keeps (logs are not hashed by CometBFT, but their size
+/// decides which outputs fit, so they are cut the same way everywhere).
+pub const MAX_LOG_BYTES: usize = 1024;
 
 /// Log bytes a result keeps when its output is dropped for space.
 pub const MAX_DROPPED_LOG_BYTES: usize = 128;
+
+/// Upper bound of a result whose output was dropped: code, gas, log cut to
+/// [`MAX_DROPPED_LOG_BYTES`], the `info` note and the one `replicode.tx` event.
+pub const MAX_STRIPPED_RESULT_BYTES: usize = 384;

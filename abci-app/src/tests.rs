@@ -350,4 +350,97 @@ fn proposals_are_cut_to_the_transaction_limit_and_larger_ones_rejected() {
     };
     assert_eq!(status(limit), ProposalStatus::Accept as i32);
     assert_eq!(status(limit + 1), ProposalStatus::Reject as i32);
+    // Bytes: four 1 MiB transactions would make PrepareProposal's own answer
+    // larger than CometBFT's gRPC client accepts; three fit.
+    let big: Vec<Bytes> = (0..4).map(|_| Bytes::from(vec![2u8; 1 << 20])).collect();
+    let prepared = app.prepare_proposal(RequestPrepareProposal {
+        txs: big.clone(),
+        max_tx_bytes: 1 << 30,
+        ..Default::default()
+    });
+    assert_eq!(
+        prepared.txs.len(),
+        2,
+        "3 MiB of transactions including framing"
+    );
+    let verdict = app.process_proposal(RequestProcessProposal {
+        txs: big,
+        ..Default::default()
+    });
+    assert_eq!(verdict.status, ProposalStatus::Reject as i32);
+}
+
+/// The worst a result can be once stripped: longest log, many exit events,
+/// largest numbers and names.
+fn worst_result(data: usize) -> tendermint_proto::v0_38::abci::ExecTxResult {
+    use tendermint_proto::v0_38::abci::{Event, EventAttribute, ExecTxResult};
+    let attr = |k: &str, v: String| EventAttribute {
+        key: k.into(),
+        value: v,
+        index: true,
+    };
+    let tx_event = Event {
+        r#type: "replicode.tx".into(),
+        attributes: vec![
+            attr("kind", "install".into()),
+            attr("pid", u64::MAX.to_string()),
+            attr("code", "duplicate_install_target".into()),
+        ],
+    };
+    let exit = Event {
+        r#type: "replicode.exit".into(),
+        attributes: vec![
+            attr("pid", u64::MAX.to_string()),
+            attr("status", "-2147483648".into()),
+        ],
+    };
+    ExecTxResult {
+        code: u32::MAX,
+        data: Bytes::from(vec![7u8; data]),
+        log: "é".repeat(600),
+        info: "x".repeat(300),
+        gas_wanted: i64::MAX,
+        gas_used: i64::MAX,
+        events: std::iter::once(tx_event)
+            .chain(std::iter::repeat_n(exit, 64))
+            .collect(),
+        codespace: "c".repeat(40),
+    }
+}
+
+#[test]
+fn a_full_block_of_worst_case_results_fits_the_results_limit() {
+    use crate::limits::{MAX_BLOCK_RESULTS_BYTES, MAX_BLOCK_TXS};
+    use prost::Message as _;
+    use tendermint_proto::v0_38::abci::ResponseFinalizeBlock;
+    // Three 1 MiB outputs first, then the most and largest results a block can
+    // have: without the reservation for later results this ends near 6 MiB.
+    let mut results: Vec<_> = (0..MAX_BLOCK_TXS)
+        .map(|i| worst_result(if i < 3 { 1 << 20 } else { 64 }))
+        .collect();
+    let dropped = crate::consensus::fit_results(&mut results, MAX_BLOCK_RESULTS_BYTES);
+    assert!(dropped > 0);
+    let response = ResponseFinalizeBlock {
+        tx_results: results,
+        app_hash: Bytes::from(vec![0u8; 32]),
+        ..Default::default()
+    };
+    let len = response.encoded_len();
+    assert!(len <= MAX_BLOCK_RESULTS_BYTES + 64, "{len} bytes");
+    assert!(len < 4 << 20, "under CometBFT's gRPC limit");
+}
+
+#[test]
+fn a_stripped_result_is_within_its_bound() {
+    use prost::Message as _;
+    let mut results = vec![worst_result(1 << 20)];
+    crate::consensus::fit_results(&mut results, 0);
+    assert!(results[0].data.is_empty());
+    // `codespace` is never set by the app; the bound covers what it sets.
+    results[0].codespace.clear();
+    let len = results[0].encoded_len() + 6;
+    assert!(
+        len <= crate::limits::MAX_STRIPPED_RESULT_BYTES,
+        "{len} bytes"
+    );
 }

@@ -81,6 +81,9 @@ pub fn wasmtime_config(config: &RuntimeConfig) -> Result<Config, RuntimeError> {
         .wasm_bulk_memory(true)
         .wasm_multi_value(true)
         .wasm_extended_const(true)
+        // Trap messages reach transaction logs, whose size decides which outputs
+        // fit a block's results: never let WASMTIME_BACKTRACE_DETAILS change them.
+        .wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Disable)
         .consume_fuel(true)
         .operator_cost(bulk_fuel::operator_cost())
         .epoch_interruption(false)
