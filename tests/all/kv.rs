@@ -56,3 +56,25 @@ fn kv_server_200_inputs_from_4_clients_every_answer_right_and_all_agree() -> any
     assert!(table.contains("all 4 validators agree"), "{table}");
     Ok(())
 }
+
+/// CometBFT's socket transport (`--abci socket`) still serves the same app: a
+/// node configured either way computes the same thing.
+#[test]
+fn kv_server_over_the_abci_socket_transport_answers_and_validators_agree() -> anyhow::Result<()> {
+    let net = Testnet::up_with_abci(2, "socket")?;
+    let config = std::fs::read_to_string(net.nodes[0].home.join("config/config.toml"))?;
+    assert!(config.contains("abci = \"socket\""), "{config}");
+    let port0 = net.nodes[0].rpc_port;
+    let pid = install_and_spawn(port0, "kv_server", &["/kv.log"])?;
+    for i in 0..10u64 {
+        let set = send_line(port0, pid, &format!("SET s{i} v{i}"), 50 + 2 * i)?;
+        anyhow::ensure!(set.code == 0 && set.stdout() == "OK\n", "SET {i}: {set:?}");
+        let get = send_line(port0, pid, &format!("GET s{i}"), 51 + 2 * i)?;
+        anyhow::ensure!(get.stdout() == format!("VALUE v{i}\n"), "GET {i}: {get:?}");
+    }
+    let top = net.height(0)?;
+    net.wait_height(1, top, Duration::from_secs(30))?;
+    let table = net.verify()?;
+    assert!(table.contains("all 2 validators agree"), "{table}");
+    Ok(())
+}
