@@ -14,7 +14,7 @@ use crate::context::block_context;
 use crate::error::AppError;
 use crate::executor::{Executor, Input, Outcome, ProgramValidator, Status};
 use crate::genesis::{GenesisState, Limits};
-use crate::limits::{MAX_BLOCK_RESULTS_BYTES, MAX_DROPPED_LOG_BYTES, MAX_LOG_BYTES};
+use crate::limits::{LOG_BUDGET_BYTES, MAX_BLOCK_RESULTS_BYTES, MAX_LOG_BYTES};
 use crate::mempool::SharedView;
 use crate::result::TxOutput;
 use crate::tx::{self, Body, Refusal};
@@ -100,9 +100,7 @@ impl<E: Executor> Core<E> {
         self.exec.begin_block(&ctx)?;
         let mut tx_results = Vec::with_capacity(req.txs.len());
         for bytes in &req.txs {
-            let mut result = self.deliver(bytes)?;
-            cut_log(&mut result.log, MAX_LOG_BYTES);
-            tx_results.push(result);
+            tx_results.push(self.deliver(bytes)?);
         }
         let dropped = fit_results(&mut tx_results, MAX_BLOCK_RESULTS_BYTES);
         if dropped > 0 {
@@ -193,11 +191,10 @@ pub const OUTPUT_DROPPED: &str = "output dropped: block results size limit";
 /// byte and a varint length of at most 5 bytes.
 const RESULT_FRAMING: usize = 6;
 
-/// `result` without its output: no data, log cut to [`MAX_DROPPED_LOG_BYTES`],
-/// `info` = [`OUTPUT_DROPPED`], only the first (`replicode.tx`) event.
+/// `result` without its output: no data, `info` = [`OUTPUT_DROPPED`], only the
+/// first (`replicode.tx`) event.
 fn strip(result: &mut ExecTxResult) {
     result.data = Bytes::new();
-    cut_log(&mut result.log, MAX_DROPPED_LOG_BYTES);
     result.info = OUTPUT_DROPPED.into();
     result.events.truncate(1);
 }
@@ -211,26 +208,46 @@ fn cut_log(log: &mut String, max: usize) {
     log.truncate(cut);
 }
 
-/// Keeps the block's results within `budget` encoded bytes. In block order a
-/// result keeps its output only if it fits together with the stripped form
-/// of every later result (see [`strip`]); otherwise it is stripped. So the
-/// total never exceeds `budget` as long as the stripped forms alone fit,
-/// which [`crate::limits::MAX_BLOCK_TXS`] ×
-/// [`crate::limits::MAX_STRIPPED_RESULT_BYTES`] guarantees. Returns
-/// how many results lost their output.
+/// How many log bytes each result of a block of `count` may keep: logs share
+/// [`LOG_BUDGET_BYTES`], at most [`MAX_LOG_BYTES`] each.
+pub fn log_allowance(count: usize) -> usize {
+    (LOG_BUDGET_BYTES / count.max(1)).min(MAX_LOG_BYTES)
+}
+
+/// Keeps the block's results within `budget` encoded bytes.
 ///
-/// Deterministic: it depends only on the results, whose logs are built the
-/// same way on every validator (and cut to [`MAX_LOG_BYTES`]); `data` is part
-/// of CometBFT's results hash, so a disagreement here would be visible.
+/// Every log is first cut to [`log_allowance`] (a function of the number of
+/// results only). Sizes are then reckoned with each log counted at that
+/// allowance, never at its actual length: CometBFT does not hash logs, so a
+/// log that differed between validators must not change which outputs are
+/// kept (`data` *is* hashed). In block order a result keeps its output only if
+/// it fits together with the stripped form of every later result (see
+/// [`strip`]); otherwise it is stripped. The total stays within `budget` as
+/// long as the stripped forms alone fit, which [`crate::limits::MAX_BLOCK_TXS`]
+/// × [`crate::limits::MAX_STRIPPED_RESULT_BYTES`] guarantees. Returns how many
+/// results lost their output.
 pub fn fit_results(results: &mut [ExecTxResult], budget: usize) -> usize {
     use prost::Message as _;
+    let allowance = log_allowance(results.len());
+    // Field tag plus a varint length of at most 2 bytes (allowance < 16 KiB).
+    let log_cost = allowance + 3;
+    let reckoned = |r: &ExecTxResult| {
+        let mut without_log = r.clone();
+        without_log.log = String::new();
+        without_log.encoded_len() + log_cost + RESULT_FRAMING
+    };
+    for result in results.iter_mut() {
+        cut_log(&mut result.log, allowance);
+    }
     let stripped_len: Vec<usize> = results
         .iter()
         .map(|r| {
-            let mut s = r.clone();
-            s.data = Bytes::new();
+            let mut s = ExecTxResult {
+                data: Bytes::new(),
+                ..r.clone()
+            };
             strip(&mut s);
-            s.encoded_len() + RESULT_FRAMING
+            reckoned(&s)
         })
         .collect();
     let mut rest: usize = stripped_len.iter().sum();
@@ -238,7 +255,7 @@ pub fn fit_results(results: &mut [ExecTxResult], budget: usize) -> usize {
     let mut dropped = 0;
     for (result, stripped) in results.iter_mut().zip(stripped_len) {
         rest -= stripped;
-        let full = result.encoded_len() + RESULT_FRAMING;
+        let full = reckoned(result);
         if used + full + rest <= budget {
             used += full;
         } else {

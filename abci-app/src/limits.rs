@@ -50,13 +50,14 @@ pub const MAX_BLOCK_TX_BYTES: usize = 3 * 1024 * 1024;
 /// produce one: outputs that do not fit are dropped (see `consensus::fit_results`).
 pub const MAX_BLOCK_RESULTS_BYTES: usize = 3 * 1024 * 1024;
 
-/// Log bytes any result keeps (logs are not hashed by CometBFT, but their size
-/// decides which outputs fit, so they are cut the same way everywhere).
+/// Log bytes any result keeps.
 pub const MAX_LOG_BYTES: usize = 1024;
 
-/// Log bytes a result keeps when its output is dropped for space.
-pub const MAX_DROPPED_LOG_BYTES: usize = 128;
+/// Log bytes a whole block's results keep: each result keeps at most this
+/// divided by the number of transactions (64 bytes in a full block).
+pub const LOG_BUDGET_BYTES: usize = 512 * 1024;
 
-/// Upper bound of a result whose output was dropped: code, gas, log cut to
-/// [`MAX_DROPPED_LOG_BYTES`], the `info` note and the one `replicode.tx` event.
+/// Upper bound of a result whose output was dropped, as `consensus::fit_results`
+/// reckons it in a full block: code, gas, a 64-byte log allowance, the `info`
+/// note and the one `replicode.tx` event.
 pub const MAX_STRIPPED_RESULT_BYTES: usize = 384;

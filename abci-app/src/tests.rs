@@ -431,16 +431,49 @@ fn a_full_block_of_worst_case_results_fits_the_results_limit() {
 }
 
 #[test]
-fn a_stripped_result_is_within_its_bound() {
+fn a_stripped_result_in_a_full_block_is_within_its_bound() {
     use prost::Message as _;
-    let mut results = vec![worst_result(1 << 20)];
+    let mut results: Vec<_> = (0..crate::limits::MAX_BLOCK_TXS)
+        .map(|_| {
+            let mut r = worst_result(1 << 10);
+            // `codespace` is never set by the app; the bound covers what it sets.
+            r.codespace.clear();
+            r.info.clear();
+            r
+        })
+        .collect();
     crate::consensus::fit_results(&mut results, 0);
-    assert!(results[0].data.is_empty());
-    // `codespace` is never set by the app; the bound covers what it sets.
-    results[0].codespace.clear();
-    let len = results[0].encoded_len() + 6;
+    let r = &results[0];
+    assert!(r.data.is_empty());
+    assert_eq!(r.info, crate::consensus::OUTPUT_DROPPED);
+    let len = r.encoded_len() + 6;
     assert!(
         len <= crate::limits::MAX_STRIPPED_RESULT_BYTES,
         "{len} bytes"
     );
+}
+
+#[test]
+fn which_outputs_are_kept_does_not_depend_on_log_text() {
+    // CometBFT does not hash logs: two validators whose logs differ (even in
+    // length) must still keep and drop exactly the same outputs.
+    let block = |log: &str| {
+        let mut results: Vec<_> = (0..40)
+            .map(|i| {
+                let mut r = worst_result(100 * 1024 + i);
+                r.events.truncate(1);
+                r.info.clear();
+                r.codespace.clear();
+                r.log = log.repeat(i % 7);
+                r
+            })
+            .collect();
+        crate::consensus::fit_results(&mut results, crate::limits::MAX_BLOCK_RESULTS_BYTES);
+        results.into_iter().map(|r| r.data).collect::<Vec<_>>()
+    };
+    let short = block("x");
+    let long = block(&"y".repeat(500));
+    assert_eq!(short, long);
+    assert!(short.iter().any(|d| d.is_empty()), "some outputs dropped");
+    assert!(short.iter().any(|d| !d.is_empty()), "some outputs kept");
 }

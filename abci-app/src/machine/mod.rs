@@ -4,7 +4,10 @@
 //! - guest files: the filesystem proper (programs are files below `/bin/`);
 //! - `replicode/limits`: the genesis limits (JSON);
 //! - `replicode/genesis-time`: block time of InitChain (the guests' realtime base);
-//! - `replicode/table`: the process table snapshot (memory, globals, stacks, fds);
+//! - `replicode/table`: the process table (format v2: globals, stacks, fds,
+//!   memory lengths — everything but memory);
+//! - `replicode/mem/<pid, 20 digits>/<page, 10 digits>`: each non-zero 4 KiB page
+//!   of a live process's memory; a block rewrites only the pages it changed;
 //! - `replicode/module/<hex hash>`: source bytes of every module a process runs,
 //!   so a restarted validator can recompile what the snapshot references;
 //! - `replicode/recent/<pid, 20 digits>`: the tail of each process's stdout.
@@ -213,8 +216,8 @@ impl Machine {
                 }
             }
             for (pid, pages) in &delta.ended {
-                for page in 0..*pages {
-                    ws.delete_meta(&keys::memory_page(*pid, page));
+                for page in pages {
+                    ws.delete_meta(&keys::memory_page(*pid, *page));
                 }
             }
             Ok(())

@@ -39,4 +39,8 @@ pub enum ProcessError {
     Globals(#[from] GlobalsError),
     #[error("malformed process snapshot: {0}")]
     Decode(#[from] DecodeError),
+    /// Undoing a rejected input failed: the table may be half rolled back, so
+    /// this is a host failure, never an answer to the input.
+    #[error("undoing a rejected input failed: {0}")]
+    Undo(Box<ProcessError>),
 }

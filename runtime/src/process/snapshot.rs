@@ -39,11 +39,12 @@ const PAGED_VERSION: u32 = 2;
 pub struct PersistDelta {
     /// The table without memory pages (version 2): rewritten every time.
     pub table: Vec<u8>,
-    /// `(pid, page, bytes)` to store, ascending; `None` = an all-zero page,
-    /// whose record is deleted (a missing page reads as zeros).
+    /// `(pid, page, bytes)` to store, ascending; `None` = a page that became all
+    /// zeros, whose record is deleted (a missing page reads as zeros). Pages
+    /// that are zero and were never stored are not listed.
     pub pages: Vec<(Pid, u32, Option<Vec<u8>>)>,
-    /// Processes that ended, with how many pages they had: delete all their records.
-    pub ended: Vec<(Pid, u32)>,
+    /// Processes that ended, with the pages stored for them: delete those records.
+    pub ended: Vec<(Pid, Vec<u32>)>,
 }
 
 impl<H: ProcessHost> ProcessTable<H> {
@@ -70,13 +71,19 @@ impl<H: ProcessHost> ProcessTable<H> {
             };
             let changed = live.shadow.take_unpersisted();
             let bytes = live.shadow.bytes();
+            live.stored.resize(live.shadow.pages(), false);
             for page in changed {
                 let start = page as usize * PAGE_SIZE;
                 let Some(data) = bytes.get(start..start + PAGE_SIZE) else {
                     continue;
                 };
-                let stored = data.iter().any(|b| *b != 0).then(|| data.to_vec());
-                pages.push((*pid, page, stored));
+                let nonzero = data.iter().any(|b| *b != 0);
+                let was_stored = std::mem::replace(&mut live.stored[page as usize], nonzero);
+                if nonzero {
+                    pages.push((*pid, page, Some(data.to_vec())));
+                } else if was_stored {
+                    pages.push((*pid, page, None));
+                }
             }
         }
         Ok(PersistDelta {
@@ -168,11 +175,22 @@ impl<H: ProcessHost> ProcessTable<H> {
                     info.pid,
                 )?;
                 let mut shadow = MemoryShadow::new(&memory);
-                shadow.take_unpersisted();
+                let mut stored = Vec::new();
+                if version == PAGED_VERSION {
+                    // The store holds exactly the non-zero pages: nothing to write.
+                    shadow.take_unpersisted();
+                    stored = memory
+                        .chunks(PAGE_SIZE)
+                        .map(|page| page.iter().any(|b| *b != 0))
+                        .collect();
+                }
+                // From an inline (version 1) snapshot no page record exists yet,
+                // so every page stays listed for the next persist.
                 Some(Live {
                     shadow,
                     inst,
                     unchecked: false,
+                    stored,
                 })
             } else {
                 None

@@ -157,6 +157,9 @@ pub(crate) struct Live<H: ProcessHost> {
     /// The shadow was last synced from tracked writes only; the next snapshot or
     /// digest compares the whole memory once to check the tracking.
     pub unchecked: bool,
+    /// Per page: whether a paged store holds a record for it (a non-zero page
+    /// as of the last [`ProcessTable::persist`]), so only those are deleted.
+    pub stored: Vec<bool>,
 }
 
 pub(crate) struct Proc<H: ProcessHost> {
@@ -247,9 +250,9 @@ pub struct ProcessTable<H: ProcessHost> {
     /// Changed pages that write tracking missed, found by the end-of-block
     /// check (a bug if ever nonzero; kept so tests can assert it).
     pub(crate) untracked_pages: u64,
-    /// Processes ended since the last [`ProcessTable::persist`], with their page
-    /// counts: a paged store deletes their page records.
-    pub(crate) ended_pages: Vec<(Pid, u32)>,
+    /// Processes ended since the last [`ProcessTable::persist`], with the pages
+    /// a paged store holds for them: it deletes those records.
+    pub(crate) ended_pages: Vec<(Pid, Vec<u32>)>,
 }
 
 /// The key of `pid`'s random stream under block seed `seed`: distinct per
@@ -442,6 +445,7 @@ impl<H: ProcessHost> ProcessTable<H> {
                     inst,
                     shadow,
                     unchecked: false,
+                    stored: Vec::new(),
                 }),
             };
             if i == 0 && producer_ended {

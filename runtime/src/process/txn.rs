@@ -107,7 +107,10 @@ impl Txn {
             if let Some(p) = table.procs.get_mut(pid) {
                 if p.info.state.exit_code().is_some() {
                     if let Some(live) = p.live.take() {
-                        table.ended_pages.push((*pid, live.shadow.pages() as u32));
+                        let stored = (0..live.stored.len() as u32)
+                            .filter(|&i| live.stored[i as usize])
+                            .collect();
+                        table.ended_pages.push((*pid, stored));
                     }
                 } else if let Some(live) = p.live.as_mut() {
                     let written = live.inst.take_written_pages();
@@ -126,7 +129,19 @@ impl Txn {
     }
 
     /// Undoes the input's effects and reports `status`.
+    ///
+    /// A failure here (rebuilding an instance, restoring memory) is a host
+    /// failure reported as [`ProcessError::Undo`], never an answer to the input.
     pub fn rollback<H: ProcessHost>(
+        self,
+        table: &mut ProcessTable<H>,
+        status: InputStatus,
+    ) -> Result<InputOutcome, ProcessError> {
+        self.undo(table, status)
+            .map_err(|e| ProcessError::Undo(Box::new(e)))
+    }
+
+    fn undo<H: ProcessHost>(
         self,
         table: &mut ProcessTable<H>,
         status: InputStatus,
