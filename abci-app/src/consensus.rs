@@ -227,35 +227,22 @@ pub fn log_allowance(count: usize) -> usize {
 /// × [`crate::limits::MAX_STRIPPED_RESULT_BYTES`] guarantees. Returns how many
 /// results lost their output.
 pub fn fit_results(results: &mut [ExecTxResult], budget: usize) -> usize {
-    use prost::Message as _;
     let allowance = log_allowance(results.len());
     // Field tag plus a varint length of at most 2 bytes (allowance < 16 KiB).
     let log_cost = allowance + 3;
-    let reckoned = |r: &ExecTxResult| {
-        let mut without_log = r.clone();
-        without_log.log = String::new();
-        without_log.encoded_len() + log_cost + RESULT_FRAMING
-    };
     for result in results.iter_mut() {
         cut_log(&mut result.log, allowance);
     }
     let stripped_len: Vec<usize> = results
         .iter()
-        .map(|r| {
-            let mut s = ExecTxResult {
-                data: Bytes::new(),
-                ..r.clone()
-            };
-            strip(&mut s);
-            reckoned(&s)
-        })
+        .map(|r| stripped_len(r) + log_cost + RESULT_FRAMING)
         .collect();
     let mut rest: usize = stripped_len.iter().sum();
     let mut used = 0usize;
     let mut dropped = 0;
     for (result, stripped) in results.iter_mut().zip(stripped_len) {
         rest -= stripped;
-        let full = reckoned(result);
+        let full = len_without_log(result) + log_cost + RESULT_FRAMING;
         if used + full + rest <= budget {
             used += full;
         } else {
@@ -265,6 +252,40 @@ pub fn fit_results(results: &mut [ExecTxResult], budget: usize) -> usize {
         }
     }
     dropped
+}
+
+/// Encoded length of `r` without its `log` field (computed, not re-encoded).
+fn len_without_log(r: &ExecTxResult) -> usize {
+    use prost::Message as _;
+    let log = if r.log.is_empty() {
+        0
+    } else {
+        prost::encoding::string::encoded_len(3, &r.log)
+    };
+    r.encoded_len() - log
+}
+
+/// Encoded length of [`strip`]`(r)` without its `log` field, computed field by
+/// field so that no result is cloned.
+fn stripped_len(r: &ExecTxResult) -> usize {
+    use prost::encoding::{int64, message, string, uint32};
+    let mut len = string::encoded_len(4, &OUTPUT_DROPPED.to_string());
+    if r.code != 0 {
+        len += uint32::encoded_len(1, &r.code);
+    }
+    if r.gas_wanted != 0 {
+        len += int64::encoded_len(5, &r.gas_wanted);
+    }
+    if r.gas_used != 0 {
+        len += int64::encoded_len(6, &r.gas_used);
+    }
+    if let Some(event) = r.events.first() {
+        len += message::encoded_len(7, event);
+    }
+    if !r.codespace.is_empty() {
+        len += string::encoded_len(8, &r.codespace);
+    }
+    len
 }
 
 fn refused(refusal: &Refusal, kind: &str) -> ExecTxResult {
@@ -330,5 +351,43 @@ fn attr(key: &str, value: String) -> EventAttribute {
         key: key.into(),
         value,
         index: true,
+    }
+}
+
+#[cfg(test)]
+mod fit_tests {
+    use super::*;
+    use prost::Message as _;
+
+    fn result(code: u32, gas: i64, events: usize, codespace: &str) -> ExecTxResult {
+        ExecTxResult {
+            code,
+            data: Bytes::from(vec![1u8; 300]),
+            log: "some log".into(),
+            info: "info".into(),
+            gas_wanted: gas,
+            gas_used: gas / 2,
+            events: (0..events as u64)
+                .map(|pid| tx_event("stdin", pid, Code::Ok))
+                .collect(),
+            codespace: codespace.into(),
+        }
+    }
+
+    #[test]
+    fn computed_lengths_equal_the_encoding() {
+        for r in [
+            result(0, 0, 0, ""),
+            result(5, 1 << 40, 1, ""),
+            result(u32::MAX, i64::MAX, 3, "space"),
+        ] {
+            let mut stripped = r.clone();
+            strip(&mut stripped);
+            stripped.log.clear();
+            assert_eq!(stripped_len(&r), stripped.encoded_len(), "{r:?}");
+            let mut no_log = r.clone();
+            no_log.log.clear();
+            assert_eq!(len_without_log(&r), no_log.encoded_len(), "{r:?}");
+        }
     }
 }

@@ -12,11 +12,14 @@
 //! [`Application`] the socket server uses (tonic's code generator needs the
 //! `.proto` files and protoc; the messages come from `tendermint-proto`).
 //!
-//! Threads: calls answered from shared state (CheckTx, Echo, Flush) run on the
-//! tokio workers, concurrently. Calls that wait for the consensus driver thread
-//! run under `block_in_place`, so a long FinalizeBlock does not hold a worker
-//! the mempool's CheckTx calls need. CometBFT waits for each consensus answer
-//! before sending the next request, so they still execute strictly in order.
+//! Threads: one tokio thread (a current-thread runtime) drives the HTTP/2
+//! connections and answers CheckTx, Echo and Flush from shared state. Calls that
+//! wait for the consensus driver thread run on tokio's blocking pool
+//! (`spawn_blocking`), so a long FinalizeBlock never stalls the mempool's
+//! CheckTx calls. CometBFT waits for each consensus answer before sending the
+//! next request, so they still execute strictly in order. (A 2-worker runtime
+//! with `block_in_place` used 7.3 s of app CPU against 6.4 s in one testnet
+//! bench run each.)
 
 use std::convert::Infallible;
 use std::net::TcpListener;
@@ -35,10 +38,6 @@ use crate::server::MAX_REQUEST_BYTES;
 
 /// The gRPC service name CometBFT v0.38 calls.
 pub const SERVICE_NAME: &str = "tendermint.abci.ABCI";
-
-/// Tokio worker threads: one can run a CheckTx while the other waits for
-/// the consensus thread; more would only compete for 2 cores with CometBFT.
-const WORKERS: usize = 2;
 
 /// HTTP/2 flow-control windows: a FinalizeBlock request carries the whole
 /// block, which must not trickle in 64 KiB windows.
@@ -81,9 +80,9 @@ impl<A> NamedService for AbciService<A> {
 /// Where a handler runs (see the module docs).
 #[derive(Clone, Copy)]
 enum Runs {
-    /// On the tokio worker: answered from shared state.
+    /// On the runtime thread: answered from shared state.
     Inline,
-    /// Under `block_in_place`: waits for the consensus thread.
+    /// On the blocking pool: waits for the consensus thread.
     Blocking,
 }
 
@@ -109,7 +108,9 @@ where
             let q = request.into_inner();
             let answer = match runs {
                 Runs::Inline => handler(&app, q),
-                Runs::Blocking => tokio::task::block_in_place(|| handler(&app, q)),
+                Runs::Blocking => tokio::task::spawn_blocking(move || handler(&app, q))
+                    .await
+                    .map_err(|e| Status::internal(format!("ABCI handler failed: {e}")))?,
             };
             Ok(Response::new(answer))
         })
@@ -235,8 +236,7 @@ pub fn spawn<A: Application + Sync>(
     listener
         .set_nonblocking(true)
         .map_err(GrpcError::Listener)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(WORKERS)
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .thread_name("abci-grpc")
         .enable_all()
         .build()
