@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 source scripts/env.sh
+bash scripts/prune-target.sh
 make -s -C wasm_programs
 # The end-to-end tests drive the real binary, so build it before the tests run.
 cargo build --release --workspace --bins
