@@ -67,7 +67,7 @@ impl Alloc {
             b.copy_from_slice(c);
             u64::from_be_bytes(b)
         });
-        if v.len() % 8 != 0 {
+        if !v.len().is_multiple_of(8) {
             return None;
         }
         let high = words.next()?;

@@ -435,7 +435,7 @@ impl WorkingSet {
         }
         let end = offset
             .checked_add(data.len() as u64)
-            .ok_or_else(|| Error::FileTooBig {
+            .ok_or(Error::FileTooBig {
                 ino,
                 size: u64::MAX,
                 max: self.limits.max_file_size,

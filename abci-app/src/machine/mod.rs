@@ -735,10 +735,13 @@ impl ProgramValidator for WasmValidator {
     }
 }
 
+/// `(key, value)` pairs of metadata records.
+type MetaRecords = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Meta reads on any state view, mapped to host errors.
 trait MetaRead {
     fn get_meta_bytes(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ExecError>;
-    fn list_meta_bytes(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ExecError>;
+    fn list_meta_bytes(&self, prefix: &[u8]) -> Result<MetaRecords, ExecError>;
 }
 
 impl MetaRead for merkle_fs::Snapshot {
@@ -746,7 +749,7 @@ impl MetaRead for merkle_fs::Snapshot {
         self.get(&merkle_fs::keys::meta(key))
             .map_err(err("read meta"))
     }
-    fn list_meta_bytes(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ExecError> {
+    fn list_meta_bytes(&self, prefix: &[u8]) -> Result<MetaRecords, ExecError> {
         let rows = self
             .scan(&merkle_fs::keys::meta_prefix(prefix))
             .map_err(err("list meta"))?;

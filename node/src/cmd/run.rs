@@ -124,7 +124,7 @@ pub struct RunArgs {
 
 fn parse_env(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
-        Some((k, _)) if k.is_empty() => Err(format!("`{s}`: the variable name is empty")),
+        Some(("", _)) => Err(format!("`{s}`: the variable name is empty")),
         Some((k, v)) => Ok((k.to_string(), v.to_string())),
         None => Err(format!("`{s}` is not K=V")),
     }

@@ -16,7 +16,7 @@
 //! and every `return` is preceded by the exit sequence, so the counter is
 //! balanced on every exit (tail calls are refused by validation). `COST` is the
 //! function's frame size in *slots*: [`FRAME_OVERHEAD_SLOTS`] + params + locals
-//! + the maximum operand-stack height (computed by wasmparser's validator).
+//! plus the maximum operand-stack height (computed by wasmparser's validator).
 //! The depth global is exported as [`DEPTH_EXPORT`]; after an `unreachable`
 //! trap the executor reads it: a value above the limit means a stack overflow,
 //! anything else was the guest's own `unreachable` (e.g. `abort()`).

@@ -386,7 +386,7 @@ impl<H: ProcessHost> ProcessInstance<H> {
     /// Grows memory to `bytes.len()` and overwrites it with `bytes`.
     pub fn replace_memory(&mut self, bytes: &[u8]) -> Result<(), String> {
         let cur = self.memory.data_size(&self.store);
-        if bytes.len() < cur || bytes.len() % 65536 != 0 {
+        if bytes.len() < cur || !bytes.len().is_multiple_of(65536) {
             return Err(format!(
                 "image is {} bytes, instance memory is {cur} bytes",
                 bytes.len()
