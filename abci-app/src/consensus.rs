@@ -269,7 +269,9 @@ fn len_without_log(r: &ExecTxResult) -> usize {
 /// field so that no result is cloned.
 fn stripped_len(r: &ExecTxResult) -> usize {
     use prost::encoding::{int64, message, string, uint32};
-    let mut len = string::encoded_len(4, &OUTPUT_DROPPED.to_string());
+    let mut len = prost::encoding::key_len(4)
+        + prost::encoding::encoded_len_varint(OUTPUT_DROPPED.len() as u64)
+        + OUTPUT_DROPPED.len();
     if r.code != 0 {
         len += uint32::encoded_len(1, &r.code);
     }

@@ -55,18 +55,26 @@ fn echo_round_trip() {
     );
 }
 
-/// The same round trip with the C `echo_server` (wasi-libc `getline`) through
-/// the real WASI context.
-fn echo_round_trip_c() {
+/// A WASI process table running the built C guest `name` (Asyncify'd with the
+/// WASI blocking imports) spawned with `args` under `spawn_fuel`, and its pid;
+/// `None` (with a note) if the guest is not built.
+fn spawn_c_guest(
+    name: &str,
+    args: &[&str],
+    spawn_fuel: u64,
+) -> Option<(
+    replicode_runtime::process::ProcessTable<replicode_runtime::process::wasi_host::WasiProcess>,
+    u64,
+)> {
     use replicode_runtime::process::wasi_host::{WasiEnv, WasiProcess};
     use replicode_runtime::process::{ProcessModule, ProcessTable, TableLimits};
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../wasm_programs/build/echo_server.wasm"
+    let path = format!(
+        "{}/../wasm_programs/build/{name}.wasm",
+        env!("CARGO_MANIFEST_DIR")
     );
-    let Ok(wasm) = std::fs::read(path) else {
-        println!("echo_server.wasm missing (run make -C wasm_programs); skipped");
-        return;
+    let Ok(wasm) = std::fs::read(&path) else {
+        println!("{name}.wasm missing (run make -C wasm_programs); skipped");
+        return None;
     };
     let bytes = process_support::asyncify(
         &wasm,
@@ -80,9 +88,17 @@ fn echo_round_trip_c() {
         0,
     ));
     let mut t = ProcessTable::new(WasiEnv::new(fs), TableLimits::default());
-    let (pid, _) = t
-        .spawn(m, &["echo_server".into()], &[], None, FUEL)
-        .expect("spawn");
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let (pid, _) = t.spawn(m, &args, &[], None, spawn_fuel).expect("spawn");
+    Some((t, pid))
+}
+
+/// The same round trip with the C `echo_server` (wasi-libc `getline`) through
+/// the real WASI context.
+fn echo_round_trip_c() {
+    let Some((mut t, pid)) = spawn_c_guest("echo_server", &["echo_server"], FUEL) else {
+        return;
+    };
     let line = b"hello, replicated world\n";
     for _ in 0..1000 {
         t.deliver_stdin(pid, line, false, FUEL).expect("deliver");
@@ -105,35 +121,10 @@ fn echo_round_trip_c() {
 /// wrote. Baseline in the same run: one whole-memory compare of the same
 /// memory, which is what accepting each input cost before write tracking.
 fn big_heap_round_trip() {
-    use replicode_runtime::process::wasi_host::{WasiEnv, WasiProcess};
-    use replicode_runtime::process::{ProcessModule, ProcessTable, TableLimits};
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../wasm_programs/build/memtouch.wasm"
-    );
-    let Ok(wasm) = std::fs::read(path) else {
-        println!("memtouch.wasm missing (run make -C wasm_programs); skipped");
+    // The default table limits allow 256 MiB per process.
+    let Some((mut t, pid)) = spawn_c_guest("memtouch", &["memtouch", "64"], 1 << 40) else {
         return;
     };
-    let bytes = process_support::asyncify(
-        &wasm,
-        "wasi_snapshot_preview1.fd_read,wasi_snapshot_preview1.poll_oneoff",
-    );
-    let engine = process_support::new_engine();
-    let m =
-        std::sync::Arc::new(ProcessModule::<WasiProcess>::new(&engine, &bytes).expect("module"));
-    let fs = replicode_runtime::fs::shared(replicode_runtime::fs::mem::MemFs::new(
-        Default::default(),
-        0,
-    ));
-    let limits = TableLimits {
-        max_memory_bytes: 256 << 20,
-        ..TableLimits::default()
-    };
-    let mut t = ProcessTable::new(WasiEnv::new(fs), limits);
-    let (pid, _) = t
-        .spawn(m, &["memtouch".into(), "64".into()], &[], None, 1 << 40)
-        .expect("spawn");
     t.digest().expect("digest");
     let n = 2_000;
     let start = Instant::now();

@@ -49,6 +49,28 @@ pub struct PreparedModule {
     pub asyncified: bool,
 }
 
+/// Position of a section in the binary format's required order, for passes
+/// that add a section the input lacks (`intersperse_section_hook`).
+pub(crate) fn section_order(id: wasm_encoder::SectionId) -> u8 {
+    use wasm_encoder::SectionId;
+    match id {
+        SectionId::Custom => 0,
+        SectionId::Type => 1,
+        SectionId::Import => 2,
+        SectionId::Function => 3,
+        SectionId::Table => 4,
+        SectionId::Memory => 5,
+        SectionId::Tag => 6,
+        SectionId::Global => 7,
+        SectionId::Export => 8,
+        SectionId::Start => 9,
+        SectionId::Element => 10,
+        SectionId::DataCount => 11,
+        SectionId::Code => 12,
+        SectionId::Data => 13,
+    }
+}
+
 /// SHA-256 of `bytes`.
 pub fn sha256(bytes: &[u8]) -> Hash {
     Sha256::digest(bytes).into()

@@ -28,6 +28,7 @@ use wasm_encoder::reencode::{self, Reencode, RoundtripReencoder};
 use wasm_encoder::{BlockType, ConstExpr, ExportKind, GlobalType, Instruction, SectionId, ValType};
 use wasmparser::{FuncType, Parser, Payload, ValidPayload, Validator, WasmFeatures};
 
+use super::section_order as order;
 use crate::error::InstrumentError;
 
 /// Export name of the depth counter.
@@ -165,26 +166,6 @@ struct StackRewriter {
     next_func: usize,
     global_done: bool,
     export_done: bool,
-}
-
-/// Position of a section in the binary format's required order.
-fn order(id: SectionId) -> u8 {
-    match id {
-        SectionId::Custom => 0,
-        SectionId::Type => 1,
-        SectionId::Import => 2,
-        SectionId::Function => 3,
-        SectionId::Table => 4,
-        SectionId::Memory => 5,
-        SectionId::Tag => 6,
-        SectionId::Global => 7,
-        SectionId::Export => 8,
-        SectionId::Start => 9,
-        SectionId::Element => 10,
-        SectionId::DataCount => 11,
-        SectionId::Code => 12,
-        SectionId::Data => 13,
-    }
 }
 
 impl StackRewriter {

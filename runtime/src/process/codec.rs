@@ -155,21 +155,7 @@ impl<'a> Reader<'a> {
     }
     /// Checks a magic string followed by a `u32` version.
     pub fn header(&mut self, magic: &'static [u8], version: u32) -> Result<(), DecodeError> {
-        let found = self.take(magic.len(), "magic")?;
-        if found != magic {
-            return Err(DecodeError::BadMagic {
-                expected: magic,
-                found: found.to_vec(),
-            });
-        }
-        let v = self.u32("format version")?;
-        if v != version {
-            return Err(DecodeError::Version {
-                found: v,
-                supported: version,
-            });
-        }
-        Ok(())
+        self.header_versions(magic, &[version]).map(|_| ())
     }
     /// Like [`Reader::header`], accepting any of `versions`; returns the one found.
     pub fn header_versions(

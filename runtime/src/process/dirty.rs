@@ -65,6 +65,7 @@ use wasm_encoder::{BlockType, ExportKind, Instruction, MemArg, MemoryType, Secti
 use wasmparser::{Operator, Parser, Payload, TypeRef, ValidPayload, Validator, WasmFeatures};
 
 use crate::error::InstrumentError;
+use crate::instrument::section_order as order;
 
 /// Export name of the private memory holding the dirty-page map.
 pub const DIRTY_MAP_EXPORT: &str = "__replicode_dirty_pages";
@@ -309,26 +310,6 @@ struct DirtyRewriter {
     next_func: usize,
     memory_done: bool,
     export_done: bool,
-}
-
-/// Position of a section in the binary format's required order.
-fn order(id: SectionId) -> u8 {
-    match id {
-        SectionId::Custom => 0,
-        SectionId::Type => 1,
-        SectionId::Import => 2,
-        SectionId::Function => 3,
-        SectionId::Table => 4,
-        SectionId::Memory => 5,
-        SectionId::Tag => 6,
-        SectionId::Global => 7,
-        SectionId::Export => 8,
-        SectionId::Start => 9,
-        SectionId::Element => 10,
-        SectionId::DataCount => 11,
-        SectionId::Code => 12,
-        SectionId::Data => 13,
-    }
 }
 
 fn map_memory_type() -> MemoryType {
