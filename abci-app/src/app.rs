@@ -1,8 +1,9 @@
 //! The `tendermint_abci::Application` handle CometBFT's connections talk to.
 //!
-//! It is cloned per connection and holds no state itself: consensus, info and
-//! query go to the driver thread; CheckTx goes to the [`Mempool`]; snapshots are
-//! answered by [`crate::snapshot`].
+//! It is cloned per connection and holds no state itself: consensus and info go
+//! to the driver thread; CheckTx goes to the [`Mempool`]; queries are answered on
+//! the caller's thread from committed state ([`crate::info::query`]); snapshots
+//! are answered by [`crate::snapshot`].
 
 use std::sync::mpsc::{channel, Sender};
 use std::sync::Arc;
@@ -21,18 +22,22 @@ use tendermint_proto::v0_38::abci::{
 
 use crate::driver::{Command, Reply};
 use crate::error::AppError;
+use crate::executor::StateReader;
+use crate::genesis::Limits;
 use crate::limits::{MAX_BLOCK_TXS, MAX_BLOCK_TX_BYTES};
 
 /// Bytes of protobuf framing counted per transaction (tag and length prefix of
 /// a `bytes` field, for transactions under 2 MiB).
 const TX_FRAMING: usize = 4;
 
-/// Whether a block's transactions stay within [`MAX_BLOCK_TXS`] and
-/// [`MAX_BLOCK_TX_BYTES`]: then PrepareProposal's answer stays under CometBFT's
-/// 4 MiB gRPC limit and FinalizeBlock's results fit their budget.
-pub fn block_fits(txs: &[prost::bytes::Bytes]) -> bool {
+/// Whether a block's transactions stay within [`MAX_BLOCK_TXS`],
+/// [`MAX_BLOCK_TX_BYTES`] and the genesis `max_block_fuel`: then
+/// PrepareProposal's answer stays under CometBFT's 4 MiB gRPC limit,
+/// FinalizeBlock's results fit their budget, and its execution time is bounded.
+pub fn block_fits(txs: &[prost::bytes::Bytes], limits: &Limits) -> bool {
     txs.len() <= MAX_BLOCK_TXS
         && txs.iter().map(|tx| tx.len() + TX_FRAMING).sum::<usize>() <= MAX_BLOCK_TX_BYTES
+        && crate::tx::block_fuel(txs.iter().map(|tx| &tx[..]), limits) <= limits.max_block_fuel
 }
 use crate::mempool::Mempool;
 use crate::snapshot;
@@ -45,14 +50,21 @@ pub type FatalHook = Arc<dyn Fn(&AppError) + Send + Sync>;
 pub struct App {
     commands: Sender<Command>,
     mempool: Mempool,
+    reader: Arc<dyn StateReader>,
     fatal: FatalHook,
 }
 
 impl App {
-    pub fn new(commands: Sender<Command>, mempool: Mempool, fatal: FatalHook) -> Self {
+    pub fn new(
+        commands: Sender<Command>,
+        mempool: Mempool,
+        reader: Arc<dyn StateReader>,
+        fatal: FatalHook,
+    ) -> Self {
         App {
             commands,
             mempool,
+            reader,
             fatal,
         }
     }
@@ -86,19 +98,21 @@ impl Application for App {
         self.call(|r| Command::InitChain(req, r))
     }
 
+    /// Answered here, from committed state: never queued behind a block.
     fn query(&self, req: RequestQuery) -> ResponseQuery {
-        self.call(|r| Command::Query(req, r))
+        crate::info::query(&*self.reader, req)
     }
 
     fn check_tx(&self, req: RequestCheckTx) -> ResponseCheckTx {
         self.mempool.check_tx(&req)
     }
 
-    /// CometBFT's order, cut to `max_tx_bytes`, [`MAX_BLOCK_TXS`] and
-    /// [`MAX_BLOCK_TX_BYTES`] (see [`block_fits`]).
+    /// CometBFT's order, cut to `max_tx_bytes`, [`MAX_BLOCK_TXS`],
+    /// [`MAX_BLOCK_TX_BYTES`] and the block fuel limit (see [`block_fits`]).
     fn prepare_proposal(&self, req: RequestPrepareProposal) -> ResponsePrepareProposal {
         let max_bytes = usize::try_from(req.max_tx_bytes).unwrap_or(0);
-        let (mut raw, mut framed) = (0usize, 0usize);
+        let limits = self.mempool.view().limits.clone();
+        let (mut raw, mut framed, mut fuel) = (0usize, 0usize, 0u64);
         let txs = req
             .txs
             .into_iter()
@@ -106,7 +120,8 @@ impl Application for App {
             .take_while(|tx| {
                 raw = raw.saturating_add(tx.len());
                 framed = framed.saturating_add(tx.len() + TX_FRAMING);
-                raw <= max_bytes && framed <= MAX_BLOCK_TX_BYTES
+                fuel = fuel.saturating_add(crate::tx::block_fuel([&tx[..]], &limits));
+                raw <= max_bytes && framed <= MAX_BLOCK_TX_BYTES && fuel <= limits.max_block_fuel
             })
             .collect();
         ResponsePrepareProposal { txs }
@@ -115,7 +130,7 @@ impl Application for App {
     /// Rejects a block our PrepareProposal would not have made (see
     /// [`block_fits`]); accepts anything else.
     fn process_proposal(&self, req: RequestProcessProposal) -> ResponseProcessProposal {
-        let status = if block_fits(&req.txs) {
+        let status = if block_fits(&req.txs, &self.mempool.view().limits) {
             ProposalStatus::Accept
         } else {
             tracing::warn!(

@@ -52,7 +52,7 @@ impl<E: Executor> Core<E> {
         let committed = self.exec.committed()?;
         let pids = self.exec.live_pids()?;
         self.view
-            .replace(committed.height, pids, self.limits.fuel_per_tx);
+            .replace(committed.height, pids, self.limits.clone());
         Ok(())
     }
 
@@ -79,6 +79,8 @@ impl<E: Executor> Core<E> {
         );
         let app_hash = self.exec.init_chain(&genesis, &ctx)?;
         self.limits = genesis.limits.clone();
+        // Proposals for the first block are checked against these limits.
+        self.view.replace(0, Vec::new(), self.limits.clone());
         Ok(ResponseInitChain {
             app_hash: Bytes::from(app_hash),
             ..Default::default()
@@ -99,8 +101,9 @@ impl<E: Executor> Core<E> {
         let ctx = block_context(req.height, req.time.as_ref(), &req.hash);
         self.exec.begin_block(&ctx)?;
         let mut tx_results = Vec::with_capacity(req.txs.len());
+        let mut block_fuel = 0u64;
         for bytes in &req.txs {
-            tx_results.push(self.deliver(bytes)?);
+            tx_results.push(self.deliver(bytes, &mut block_fuel)?);
         }
         let dropped = fit_results(&mut tx_results, MAX_BLOCK_RESULTS_BYTES);
         if dropped > 0 {
@@ -141,12 +144,31 @@ impl<E: Executor> Core<E> {
         Ok(ResponseCommit { retain_height: 0 })
     }
 
-    /// One transaction: refusals and guest failures become codes; host failures propagate.
-    fn deliver(&mut self, bytes: &[u8]) -> Result<ExecTxResult, AppError> {
+    /// One transaction: refusals and guest failures become codes; host failures
+    /// propagate. `block_fuel` is what the block's earlier transactions wanted:
+    /// one that would take it past `max_block_fuel` is refused unexecuted
+    /// (ProcessProposal rejects such blocks; this holds the bound regardless).
+    fn deliver(&mut self, bytes: &[u8], block_fuel: &mut u64) -> Result<ExecTxResult, AppError> {
         let (tx, body) = match tx::decode(bytes) {
             Ok(decoded) => decoded,
             Err(refusal) => return Ok(refused(&refusal, "invalid")),
         };
+        let fuel = match tx::fuel_wanted(&tx, &body, &self.limits) {
+            Ok(fuel) => fuel,
+            Err(refusal) => return Ok(refused(&refusal, tx.kind())),
+        };
+        let after = block_fuel.saturating_add(fuel);
+        if after > self.limits.max_block_fuel {
+            let refusal = Refusal::new(
+                Code::LimitExceeded,
+                format!(
+                    "the block's transactions want {after} fuel, the block limit is {}",
+                    self.limits.max_block_fuel
+                ),
+            );
+            return Ok(refused(&refusal, tx.kind()));
+        }
+        *block_fuel = after;
         if let Body::Install(install) = &body {
             if let Err(reason) = self.validator.validate(&install.wasm) {
                 let refusal =
@@ -179,8 +201,8 @@ impl<E: Executor> Core<E> {
             },
             Body::Kill(k) => Input::Kill { pid: k.pid },
         };
-        let outcome = self.exec.execute(&input, self.limits.fuel_per_tx)?;
-        Ok(executed(tx.kind(), outcome, self.limits.fuel_per_tx))
+        let outcome = self.exec.execute(&input, fuel)?;
+        Ok(executed(tx.kind(), outcome, fuel))
     }
 }
 

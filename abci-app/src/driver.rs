@@ -1,13 +1,14 @@
 //! The consensus thread: all state lives here, requests arrive over a channel and
 //! are answered one at a time, in arrival order (as in tendermint-rs's examples).
 //! CometBFT's consensus connection is a single ordered stream, so this preserves
-//! its order; the info/query connection is serialized behind it.
+//! its order; Info is serialized behind it. Queries are not sent here: they read
+//! committed state on their own connection's thread (`crate::info::query`).
 
 use std::sync::mpsc::{channel, Receiver, Sender};
 
 use tendermint_proto::v0_38::abci::{
-    RequestFinalizeBlock, RequestInfo, RequestInitChain, RequestQuery, ResponseCommit,
-    ResponseFinalizeBlock, ResponseInfo, ResponseInitChain, ResponseQuery,
+    RequestFinalizeBlock, RequestInfo, RequestInitChain, ResponseCommit, ResponseFinalizeBlock,
+    ResponseInfo, ResponseInitChain,
 };
 
 use crate::consensus::Core;
@@ -23,7 +24,6 @@ pub enum Command {
     InitChain(RequestInitChain, Reply<ResponseInitChain>),
     FinalizeBlock(RequestFinalizeBlock, Reply<ResponseFinalizeBlock>),
     Commit(Reply<ResponseCommit>),
-    Query(RequestQuery, Reply<ResponseQuery>),
 }
 
 /// Owns the [`Core`]; run it on its own thread with [`Driver::run`].
@@ -48,7 +48,6 @@ impl<E: Executor> Driver<E> {
                 Command::InitChain(req, reply) => answer(&reply, self.core.init_chain(req)),
                 Command::FinalizeBlock(req, reply) => answer(&reply, self.core.finalize_block(req)),
                 Command::Commit(reply) => answer(&reply, self.core.commit()),
-                Command::Query(req, reply) => answer(&reply, self.core.query(req)),
             };
             if let Some(message) = failed {
                 return Err(AppError::Protocol {

@@ -10,6 +10,8 @@
 //! host failure (storage I/O, corruption): the node must stop rather than commit
 //! a state that other validators may not have.
 
+use std::sync::Arc;
+
 use crate::codes::Code;
 use crate::genesis::{GenesisState, Limits};
 use crate::result::{Exit, Write};
@@ -154,6 +156,21 @@ pub trait Executor: Send + 'static {
     /// Pids of processes alive in committed state (CheckTx reads this).
     fn live_pids(&self) -> Result<Vec<u64>, ExecError>;
 
+    /// The reader of committed state that queries use, from any thread. It
+    /// always shows the last commit; the same reader serves for the executor's
+    /// whole life.
+    fn reader(&self) -> Arc<dyn StateReader>;
+}
+
+/// Reads of committed state for queries, answered on the caller's thread.
+///
+/// Why not on the consensus thread: a query waiting behind a long block (or a
+/// flood of queries delaying a block) couples RPC load to consensus. Readers
+/// see only committed heights, which no block execution changes.
+pub trait StateReader: Send + Sync + 'static {
+    /// The last committed height and root (height 0 before the first commit).
+    fn committed(&self) -> Result<Committed, ExecError>;
+
     /// A file at a committed height (`None` = latest), with a proof if asked.
     fn read_file(
         &self,
@@ -162,10 +179,10 @@ pub trait Executor: Send + 'static {
         prove: bool,
     ) -> Result<FileRead, ExecError>;
 
-    /// Every process in committed state, by pid.
+    /// Every process as of the last commit, by pid.
     fn processes(&self) -> Result<Vec<ProcessInfo>, ExecError>;
 
-    /// The oldest height [`Executor::read_file`] can read; older ones were pruned.
+    /// The oldest height [`StateReader::read_file`] can read; older ones were pruned.
     fn oldest_readable_height(&self) -> u64 {
         1
     }
@@ -207,18 +224,7 @@ impl Executor for Box<dyn Executor> {
     fn live_pids(&self) -> Result<Vec<u64>, ExecError> {
         (**self).live_pids()
     }
-    fn read_file(
-        &self,
-        path: &str,
-        height: Option<u64>,
-        prove: bool,
-    ) -> Result<FileRead, ExecError> {
-        (**self).read_file(path, height, prove)
-    }
-    fn processes(&self) -> Result<Vec<ProcessInfo>, ExecError> {
-        (**self).processes()
-    }
-    fn oldest_readable_height(&self) -> u64 {
-        (**self).oldest_readable_height()
+    fn reader(&self) -> Arc<dyn StateReader> {
+        (**self).reader()
     }
 }

@@ -9,9 +9,10 @@ use serde::{Deserialize, Serialize};
 use crate::codes::Code;
 use crate::tx::{self, Refusal};
 
-/// Resource limits every guest runs under; fixed at genesis.
+/// Resource limits every guest runs under; fixed at genesis. A field left out
+/// of the genesis file takes its default.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Fuel one transaction may burn across every process it wakes.
     pub fuel_per_tx: u64,
@@ -21,6 +22,53 @@ pub struct Limits {
     pub storage_quota_bytes: u64,
     /// Most processes alive at once.
     pub max_processes: u32,
+    /// Fuel an install costs per byte of wasm: preparing and compiling a
+    /// module takes time in proportion to its size, paid once at install
+    /// (see `machine::programs`). Calibrated in docs/determinism.md.
+    pub install_fuel_per_byte: u64,
+    /// Most install records (distinct program paths) at once.
+    pub max_programs: u32,
+    /// Bytes of program source the machine keeps (every module an install
+    /// record or a live process refers to).
+    pub program_bytes_quota: u64,
+    /// Fuel a block's transactions may want together (the sum of their
+    /// `gas_wanted`; also CometBFT's `consensus_params.block.max_gas`).
+    /// PrepareProposal takes no more, ProcessProposal rejects more, and
+    /// FinalizeBlock refuses any transaction past it.
+    pub max_block_fuel: u64,
+    /// Sleeping processes a block wakes at most, each with `fuel_per_tx` (the
+    /// clock's work no transaction pays for; see `process::timers`).
+    pub timer_wakes_per_block: u32,
+}
+
+impl Limits {
+    /// Refuses limits no block could honour: a transaction must fit a block.
+    pub fn check(&self) -> Result<(), String> {
+        if self.fuel_per_tx == 0 {
+            return Err("limits.fuel_per_tx must be positive".into());
+        }
+        if self.max_block_fuel < self.fuel_per_tx {
+            return Err(format!(
+                "limits.max_block_fuel ({}) is below limits.fuel_per_tx ({}): no transaction would fit a block",
+                self.max_block_fuel, self.fuel_per_tx
+            ));
+        }
+        Ok(())
+    }
+
+    /// What installing `len` bytes of wasm costs: a fixed part (the file and
+    /// two meta records) plus `install_fuel_per_byte` for each byte, for the
+    /// preparation and compilation that happen once, at install.
+    pub fn install_fuel(&self, len: usize) -> u64 {
+        INSTALL_BASE_FUEL.saturating_add((len as u64).saturating_mul(self.install_fuel_per_byte))
+    }
+
+    /// The worst-case fuel of one block: its transactions plus its timer wake-ups.
+    pub fn block_fuel_bound(&self) -> u64 {
+        self.max_block_fuel.saturating_add(
+            u64::from(self.timer_wakes_per_block).saturating_mul(self.fuel_per_tx),
+        )
+    }
 }
 
 impl Default for Limits {
@@ -30,9 +78,17 @@ impl Default for Limits {
             memory_bytes: 64 * 1024 * 1024,
             storage_quota_bytes: 256 * 1024 * 1024,
             max_processes: 64,
+            install_fuel_per_byte: 2_000,
+            max_programs: 256,
+            program_bytes_quota: 256 * 1024 * 1024,
+            max_block_fuel: 2_000_000_000,
+            timer_wakes_per_block: 8,
         }
     }
 }
+
+/// Fixed part of [`Limits::install_fuel`].
+pub const INSTALL_BASE_FUEL: u64 = 100_000;
 
 /// A file created at genesis.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +147,8 @@ pub struct GenesisState {
 pub enum GenesisError {
     #[error("genesis app_state is not valid JSON for RepliCode: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("genesis limits: {0}")]
+    Limits(String),
     #[error("genesis {what} {path:?}: {reason}")]
     Entry {
         what: &'static str,
@@ -112,7 +170,9 @@ impl GenesisState {
         if bytes.iter().all(|b| b.is_ascii_whitespace()) {
             return Ok(GenesisState::default());
         }
-        Ok(serde_json::from_slice(bytes)?)
+        let state: GenesisState = serde_json::from_slice(bytes)?;
+        state.limits.check().map_err(GenesisError::Limits)?;
+        Ok(state)
     }
 
     /// Programs with their wasm decoded; each must carry `wasm_hex` and a valid path.

@@ -6,7 +6,7 @@ use tendermint_proto::v0_38::abci::{RequestInfo, RequestQuery, ResponseInfo, Res
 
 use crate::consensus::Core;
 use crate::error::AppError;
-use crate::executor::Executor;
+use crate::executor::{ExecError, Executor, StateReader};
 
 /// The app's protocol version, reported in Info and checked by CometBFT. Bump
 /// it whenever the same blocks would give different results: 2 = the store
@@ -30,6 +30,12 @@ pub mod paths {
     pub const CODE_BAD_REQUEST: u32 = 2;
     /// The height was pruned on this node (`replicode start --keep-heights`).
     pub const CODE_HEIGHT_PRUNED: u32 = 3;
+    /// This node could not read the answer (e.g. the height was pruned while
+    /// the query ran); another node, or the same query later, may answer.
+    pub const CODE_UNAVAILABLE: u32 = 4;
+    /// Most processes one `/procs` answer lists. `data` may name the pid to
+    /// start from (decimal); a page shorter than this is the last.
+    pub const PROCS_PAGE: usize = 64;
 }
 
 impl<E: Executor> Core<E> {
@@ -45,101 +51,147 @@ impl<E: Executor> Core<E> {
         })
     }
 
-    /// Answers a query; host failures are fatal, bad requests get codes.
-    pub fn query(&self, req: RequestQuery) -> Result<ResponseQuery, AppError> {
-        match req.path.as_str() {
-            paths::FILE => self.query_file(req),
-            paths::PROCS => {
-                let procs = self.exec.processes()?;
-                Ok(json_answer(&procs, self.exec.committed()?.height))
+    /// Answers a query from committed state (the same answer [`query`] gives
+    /// on any other thread).
+    pub fn query(&self, req: RequestQuery) -> ResponseQuery {
+        query(&*self.exec.reader(), req)
+    }
+}
+
+/// Answers a query from committed state, on the caller's thread. Every answer
+/// is bounded (files by CometBFT's transport, processes by [`paths::PROCS_PAGE`]).
+/// A read failure is an answer ([`paths::CODE_UNAVAILABLE`]), never fatal: a
+/// query changes nothing, and a real storage failure stops the node when the
+/// consensus thread meets it.
+pub fn query(reader: &dyn StateReader, req: RequestQuery) -> ResponseQuery {
+    let path = req.path.clone();
+    match answer(reader, req) {
+        Ok(answer) => answer,
+        Err(e) => {
+            tracing::error!(query = %path, error = %e, "query failed");
+            ResponseQuery {
+                code: paths::CODE_UNAVAILABLE,
+                log: format!("this node could not answer: {e}"),
+                ..Default::default()
             }
-            paths::PROC => {
-                let Some(pid) = std::str::from_utf8(&req.data)
+        }
+    }
+}
+
+fn answer(reader: &dyn StateReader, req: RequestQuery) -> Result<ResponseQuery, ExecError> {
+    match req.path.as_str() {
+        paths::FILE => query_file(reader, req),
+        paths::PROCS => {
+            let from = if req.data.is_empty() {
+                0
+            } else {
+                match std::str::from_utf8(&req.data)
                     .ok()
                     .and_then(|s| s.trim().parse::<u64>().ok())
-                else {
-                    return Ok(bad_request(format!(
-                        "{} wants a decimal pid in data",
-                        paths::PROC
-                    )));
-                };
-                let height = self.exec.committed()?.height;
-                match self.exec.processes()?.into_iter().find(|p| p.pid == pid) {
-                    Some(info) => Ok(json_answer(&info, height)),
-                    None => Ok(ResponseQuery {
-                        code: paths::CODE_NOT_FOUND,
-                        log: format!("no process with pid {pid} at height {height}"),
-                        height: i64::try_from(height).unwrap_or(i64::MAX),
-                        ..Default::default()
-                    }),
+                {
+                    Some(pid) => pid,
+                    None => {
+                        return Ok(bad_request(format!(
+                            "{} wants nothing or a decimal pid to start from in data",
+                            paths::PROCS
+                        )))
+                    }
                 }
-            }
-            other => Ok(bad_request(format!(
-                "unknown query path {other:?}; known: {}, {}, {}",
-                paths::FILE,
-                paths::PROCS,
-                paths::PROC
-            ))),
+            };
+            let page: Vec<_> = reader
+                .processes()?
+                .into_iter()
+                .filter(|p| p.pid >= from)
+                .take(paths::PROCS_PAGE)
+                .collect();
+            Ok(json_answer(&page, reader.committed()?.height))
         }
-    }
-
-    fn query_file(&self, req: RequestQuery) -> Result<ResponseQuery, AppError> {
-        let Ok(path) = std::str::from_utf8(&req.data) else {
-            return Ok(bad_request("file query data is not a UTF-8 path".into()));
-        };
-        if let Err(refusal) = crate::tx::check_path("query path", path) {
-            return Ok(bad_request(refusal.reason));
-        }
-        let height = u64::try_from(req.height).ok().filter(|h| *h > 0);
-        let committed = self.exec.committed()?;
-        if let Some(h) = height {
-            if h > committed.height {
+        paths::PROC => {
+            let Some(pid) = std::str::from_utf8(&req.data)
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+            else {
                 return Ok(bad_request(format!(
-                    "height {h} is above the last committed height {}",
-                    committed.height
+                    "{} wants a decimal pid in data",
+                    paths::PROC
                 )));
-            }
-            // A pruned height is the asker's problem, never the node's: answered
-            // with a code (reading it would be a store error, which is fatal).
-            let oldest = self.exec.oldest_readable_height();
-            if h < oldest {
-                return Ok(ResponseQuery {
-                    code: paths::CODE_HEIGHT_PRUNED,
-                    log: format!(
-                        "height {h} was pruned on this node: it keeps heights {oldest}..={} \
-                         (replicode start --keep-heights)",
-                        committed.height
-                    ),
-                    height: req.height,
+            };
+            let height = reader.committed()?.height;
+            match reader.processes()?.into_iter().find(|p| p.pid == pid) {
+                Some(info) => Ok(json_answer(&info, height)),
+                None => Ok(ResponseQuery {
+                    code: paths::CODE_NOT_FOUND,
+                    log: format!("no process with pid {pid} at height {height}"),
+                    height: i64::try_from(height).unwrap_or(i64::MAX),
                     ..Default::default()
-                });
+                }),
             }
         }
-        let read = self.exec.read_file(path, height, req.prove)?;
-        let proof_ops = read.proof.map(|data| ProofOps {
-            ops: vec![ProofOp {
-                r#type: paths::FILE_PROOF_TYPE.into(),
-                key: path.as_bytes().to_vec(),
-                data,
-            }],
-        });
-        let (code, log) = match &read.contents {
-            Some(_) => (paths::CODE_OK, String::new()),
-            None => (
-                paths::CODE_NOT_FOUND,
-                format!("{path} does not exist at height {}", read.height),
-            ),
-        };
-        Ok(ResponseQuery {
-            code,
-            log,
-            key: Bytes::from(path.as_bytes().to_vec()),
-            value: Bytes::from(read.contents.unwrap_or_default()),
-            proof_ops,
-            height: i64::try_from(read.height).unwrap_or(i64::MAX),
-            ..Default::default()
-        })
+        other => Ok(bad_request(format!(
+            "unknown query path {other:?}; known: {}, {}, {}",
+            paths::FILE,
+            paths::PROCS,
+            paths::PROC
+        ))),
     }
+}
+
+fn query_file(reader: &dyn StateReader, req: RequestQuery) -> Result<ResponseQuery, ExecError> {
+    let Ok(path) = std::str::from_utf8(&req.data) else {
+        return Ok(bad_request("file query data is not a UTF-8 path".into()));
+    };
+    if let Err(refusal) = crate::tx::check_path("query path", path) {
+        return Ok(bad_request(refusal.reason));
+    }
+    let height = u64::try_from(req.height).ok().filter(|h| *h > 0);
+    let committed = reader.committed()?;
+    if let Some(h) = height {
+        if h > committed.height {
+            return Ok(bad_request(format!(
+                "height {h} is above the last committed height {}",
+                committed.height
+            )));
+        }
+        // A pruned height is the asker's problem, never the node's: answered
+        // with its own code, naming the heights this node keeps.
+        let oldest = reader.oldest_readable_height();
+        if h < oldest {
+            return Ok(ResponseQuery {
+                code: paths::CODE_HEIGHT_PRUNED,
+                log: format!(
+                    "height {h} was pruned on this node: it keeps heights {oldest}..={} \
+                         (replicode start --keep-heights)",
+                    committed.height
+                ),
+                height: req.height,
+                ..Default::default()
+            });
+        }
+    }
+    let read = reader.read_file(path, height, req.prove)?;
+    let proof_ops = read.proof.map(|data| ProofOps {
+        ops: vec![ProofOp {
+            r#type: paths::FILE_PROOF_TYPE.into(),
+            key: path.as_bytes().to_vec(),
+            data,
+        }],
+    });
+    let (code, log) = match &read.contents {
+        Some(_) => (paths::CODE_OK, String::new()),
+        None => (
+            paths::CODE_NOT_FOUND,
+            format!("{path} does not exist at height {}", read.height),
+        ),
+    };
+    Ok(ResponseQuery {
+        code,
+        log,
+        key: Bytes::from(path.as_bytes().to_vec()),
+        value: Bytes::from(read.contents.unwrap_or_default()),
+        proof_ops,
+        height: i64::try_from(read.height).unwrap_or(i64::MAX),
+        ..Default::default()
+    })
 }
 
 fn json_answer<T: serde::Serialize>(value: &T, height: u64) -> ResponseQuery {

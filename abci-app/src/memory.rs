@@ -5,13 +5,14 @@
 //! enough to exercise ordering, codes, commits and queries without wasm.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 
 use sha2::{Digest, Sha256};
 
 use crate::codes::Code;
 use crate::executor::{
     AppHash, BlockContext, Committed, ExecError, Executor, FileRead, Input, Outcome, ProcessInfo,
-    ProgramValidator, Status,
+    ProgramValidator, StateReader, Status,
 };
 use crate::genesis::{GenesisState, Limits};
 use crate::result::{Exit, Write};
@@ -46,25 +47,33 @@ impl World {
 #[derive(Default)]
 pub struct MemoryExecutor {
     working: World,
-    history: Vec<(u64, World)>,
+    history: Arc<History>,
     block: Option<BlockContext>,
 }
 
+/// Every committed world, shared with the executor's [`StateReader`].
+#[derive(Default)]
+struct History(RwLock<Vec<(u64, World)>>);
+
+impl History {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<(u64, World)>> {
+        self.0.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn last(&self) -> Option<(u64, World)> {
+        self.read().last().cloned()
+    }
+}
+
 impl MemoryExecutor {
-    fn last(&self) -> Option<&(u64, World)> {
+    fn last(&self) -> Option<(u64, World)> {
         self.history.last()
     }
 }
 
 impl Executor for MemoryExecutor {
     fn committed(&self) -> Result<Committed, ExecError> {
-        Ok(self
-            .last()
-            .map(|(h, w)| Committed {
-                height: *h,
-                app_hash: w.root(),
-            })
-            .unwrap_or_default())
+        self.history.committed()
     }
 
     fn init_chain(
@@ -219,7 +228,11 @@ impl Executor for MemoryExecutor {
             .as_ref()
             .map(|b| b.height)
             .ok_or_else(|| ExecError::new("commit", "no block"))?;
-        self.history.push((height, self.working.clone()));
+        self.history
+            .0
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((height, self.working.clone()));
         self.committed()
     }
 
@@ -236,6 +249,22 @@ impl Executor for MemoryExecutor {
             .unwrap_or_default())
     }
 
+    fn reader(&self) -> Arc<dyn StateReader> {
+        self.history.clone()
+    }
+}
+
+impl StateReader for History {
+    fn committed(&self) -> Result<Committed, ExecError> {
+        Ok(self
+            .last()
+            .map(|(h, w)| Committed {
+                height: h,
+                app_hash: w.root(),
+            })
+            .unwrap_or_default())
+    }
+
     fn read_file(
         &self,
         path: &str,
@@ -243,7 +272,7 @@ impl Executor for MemoryExecutor {
         prove: bool,
     ) -> Result<FileRead, ExecError> {
         let entry = match height {
-            Some(h) => self.history.iter().find(|(hh, _)| *hh == h),
+            Some(h) => self.read().iter().find(|(hh, _)| *hh == h).cloned(),
             None => self.last(),
         };
         let Some((h, world)) = entry else {
@@ -255,7 +284,7 @@ impl Executor for MemoryExecutor {
         let contents = world.files.get(path).cloned();
         let proof = prove.then(|| world.root());
         Ok(FileRead {
-            height: *h,
+            height: h,
             contents,
             proof,
         })

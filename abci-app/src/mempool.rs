@@ -11,14 +11,16 @@ use tendermint_proto::v0_38::abci::{RequestCheckTx, ResponseCheckTx};
 
 use crate::codes::Code;
 use crate::executor::ProgramValidator;
+use crate::genesis::Limits;
 use crate::tx::{self, Body, Refusal};
 
-/// What CheckTx may know: the committed process table and limits.
+/// What CheckTx and the proposal checks may know: the committed process table
+/// and the genesis limits.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MempoolView {
     pub height: u64,
     pub live_pids: BTreeSet<u64>,
-    pub fuel_per_tx: u64,
+    pub limits: Limits,
 }
 
 /// The view shared between the consensus thread (writer) and CheckTx (readers).
@@ -31,11 +33,11 @@ pub struct SharedView(Arc<RwLock<Arc<MempoolView>>>);
 
 impl SharedView {
     /// Installs the state of a new commit.
-    pub fn replace(&self, height: u64, pids: Vec<u64>, fuel_per_tx: u64) {
+    pub fn replace(&self, height: u64, pids: Vec<u64>, limits: Limits) {
         let view = MempoolView {
             height,
             live_pids: pids.into_iter().collect(),
-            fuel_per_tx,
+            limits,
         };
         // A poisoned lock only means a reader panicked; the data is a plain value.
         let view = Arc::new(view);
@@ -79,8 +81,9 @@ impl Mempool {
     }
 
     fn check(&self, bytes: &[u8]) -> Result<u64, Refusal> {
-        let (_, body) = tx::decode(bytes)?;
+        let (tx, body) = tx::decode(bytes)?;
         let view = self.view.get();
+        let fuel = tx::fuel_wanted(&tx, &body, &view.limits)?;
         match &body {
             Body::Install(install) => self.validator.validate(&install.wasm).map_err(|reason| {
                 Refusal::new(Code::InvalidProgram, format!("{}: {reason}", install.path))
@@ -97,6 +100,11 @@ impl Mempool {
             // may be ahead in the same block.
             Body::Spawn(_) => {}
         }
-        Ok(view.fuel_per_tx)
+        Ok(fuel)
+    }
+
+    /// The committed view (limits for the proposal checks).
+    pub fn view(&self) -> Arc<MempoolView> {
+        self.view.get()
     }
 }

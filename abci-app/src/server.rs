@@ -108,6 +108,7 @@ pub fn serve<E: Executor>(
     fatal: FatalHook,
 ) -> Result<Running, ServeError> {
     let view = SharedView::default();
+    let reader = exec.reader();
     let core = Core::new(exec, validator.clone(), view.clone())?;
     let (driver, commands) = Driver::new(core);
     let driver_fatal = fatal.clone();
@@ -121,7 +122,7 @@ pub fn serve<E: Executor>(
             result
         })
         .map_err(|e| ServeError::Thread("consensus", e))?;
-    let app = App::new(commands, Mempool::new(view, validator), fatal);
+    let app = App::new(commands, Mempool::new(view, validator), reader, fatal);
     let bind_error = |e: std::io::Error| ServeError::Bind {
         addr: addr.to_string(),
         reason: e.to_string(),

@@ -217,7 +217,6 @@ fn file_query_at_height_with_proof() {
             height,
             prove,
         })
-        .expect("query")
     };
     let res = q("/bin/echo", 1, true);
     assert_eq!(res.code, paths::CODE_OK);
@@ -242,8 +241,7 @@ fn process_queries_are_json() {
             data: Bytes::from_static(b"1"),
             path: paths::PROC.into(),
             ..Default::default()
-        })
-        .expect("query");
+        });
     let info: crate::executor::ProcessInfo = serde_json::from_slice(&res.value).expect("json");
     assert_eq!(info.pid, 1);
     assert_eq!(info.recent_output, b"ABC");
@@ -252,8 +250,7 @@ fn process_queries_are_json() {
             data: Bytes::from_static(b"7"),
             path: paths::PROC.into(),
             ..Default::default()
-        })
-        .expect("query");
+        });
     assert_eq!(res.code, paths::CODE_NOT_FOUND);
 }
 
@@ -476,4 +473,107 @@ fn which_outputs_are_kept_does_not_depend_on_log_text() {
     assert_eq!(short, long);
     assert!(short.iter().any(|d| d.is_empty()), "some outputs dropped");
     assert!(short.iter().any(|d| !d.is_empty()), "some outputs kept");
+}
+
+/// Issue 11: a block may hold at most `max_block_fuel` of wanted fuel, so its
+/// execution time has a known bound; a transaction names its own fuel (at
+/// most `fuel_per_tx`).
+#[test]
+fn block_fuel_limit_cuts_proposals_rejects_larger_ones_and_finalize_refuses_the_excess() {
+    use tendermint_abci::Application as _;
+    use tendermint_proto::v0_38::abci::{
+        response_process_proposal::ProposalStatus, RequestPrepareProposal, RequestProcessProposal,
+    };
+    let (mut core, mempool) = core();
+    let app_state = br#"{"limits":{"fuel_per_tx":1000,"max_block_fuel":2500}}"#;
+    core.init_chain(RequestInitChain {
+        app_state_bytes: Bytes::from_static(app_state),
+        initial_height: 1,
+        chain_id: "test".into(),
+        ..Default::default()
+    })
+    .expect("init chain");
+    let with_fuel = |fuel: u64, nonce: u64| {
+        Tx::new(
+            Body::Kill(Kill { pid: 1 }),
+            nonce,
+        )
+        .with_fuel(fuel)
+        .to_bytes()
+    };
+    // Two at the default 1000 and one at 500 want 2500; one more does not fit.
+    let txs: Vec<Vec<u8>> = vec![
+        with_fuel(0, 1),
+        with_fuel(0, 2),
+        with_fuel(500, 3),
+        with_fuel(1, 4),
+    ];
+    let spawn_with_fuel = |fuel: u64| {
+        Tx::new(
+            Body::Spawn(Spawn {
+                path: "/bin/echo".into(),
+                args: vec![],
+                env: vec![],
+            }),
+            9,
+        )
+        .with_fuel(fuel)
+        .to_bytes()
+    };
+    let check = mempool.check_tx(&RequestCheckTx {
+        tx: Bytes::from(spawn_with_fuel(700)),
+        ..Default::default()
+    });
+    assert_eq!(check.code, Code::Ok.value(), "{}", check.log);
+    assert_eq!(check.gas_wanted, 700, "CheckTx reports the fuel the tx names");
+    let greedy = mempool.check_tx(&RequestCheckTx {
+        tx: Bytes::from(spawn_with_fuel(1001)),
+        ..Default::default()
+    });
+    assert_eq!(greedy.code, Code::TooLarge.value(), "{}", greedy.log);
+
+    let (driver, commands) = crate::driver::Driver::new(core);
+    let app = crate::app::App::new(commands, mempool, Arc::new(|_| {}));
+    let bytes: Vec<Bytes> = txs.iter().cloned().map(Bytes::from).collect();
+    let prepared = app.prepare_proposal(RequestPrepareProposal {
+        txs: bytes.clone(),
+        max_tx_bytes: 1 << 30,
+        ..Default::default()
+    });
+    assert_eq!(prepared.txs[..], bytes[..3]);
+    let status = |n: usize| {
+        app.process_proposal(RequestProcessProposal {
+            txs: bytes[..n].to_vec(),
+            ..Default::default()
+        })
+        .status
+    };
+    assert_eq!(status(3), ProposalStatus::Accept as i32);
+    assert_eq!(status(4), ProposalStatus::Reject as i32);
+    drop(app);
+    drop(driver);
+
+    // A block decided anyway executes no transaction past the bound.
+    let (mut core, _) = core();
+    core.init_chain(RequestInitChain {
+        app_state_bytes: Bytes::from_static(app_state),
+        initial_height: 1,
+        chain_id: "test".into(),
+        ..Default::default()
+    })
+    .expect("init chain");
+    let res = block(&mut core, 1, txs);
+    let codes: Vec<u32> = res.tx_results.iter().map(|r| r.code).collect();
+    assert_eq!(
+        codes,
+        vec![
+            Code::UnknownPid.value(),
+            Code::UnknownPid.value(),
+            Code::UnknownPid.value(),
+            Code::LimitExceeded.value()
+        ],
+        "{res:?}"
+    );
+    let wanted: Vec<i64> = res.tx_results.iter().map(|r| r.gas_wanted).collect();
+    assert_eq!(&wanted[..3], &[1000, 1000, 500]);
 }

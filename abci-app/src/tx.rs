@@ -9,6 +9,7 @@
 use prost::Message;
 
 use crate::codes::Code;
+use crate::genesis::Limits;
 use crate::limits;
 
 /// The only envelope version this node speaks.
@@ -22,6 +23,11 @@ pub struct Tx {
     pub version: u32,
     #[prost(oneof = "Body", tags = "2, 3, 4, 5")]
     pub body: Option<Body>,
+    /// The most fuel this input may burn (its `gas_wanted`); 0 means the
+    /// genesis `fuel_per_tx`. A block's transactions together may want at most
+    /// the genesis `max_block_fuel`, which bounds a block's execution time.
+    #[prost(uint64, tag = "14")]
+    pub fuel: u64,
     #[prost(uint64, tag = "15")]
     pub nonce: u64,
 }
@@ -109,8 +115,15 @@ impl Tx {
         Tx {
             version: TX_VERSION,
             body: Some(body),
+            fuel: 0,
             nonce,
         }
+    }
+
+    /// The same transaction asking for at most `fuel` (0: the genesis maximum).
+    pub fn with_fuel(mut self, fuel: u64) -> Tx {
+        self.fuel = fuel;
+        self
     }
 
     /// The canonical bytes.
@@ -178,6 +191,52 @@ pub fn decode(bytes: &[u8]) -> Result<(Tx, Body), Refusal> {
     })?;
     check_body(&body)?;
     Ok((tx, body))
+}
+
+/// The fuel a transaction may burn (its `gas_wanted`): its own `fuel`, or its
+/// kind's most when it names none. That most is `fuel_per_tx` for inputs that
+/// run guests, and for an install its size-based cost
+/// ([`Limits::install_fuel`]), which is known from the bytes alone. Asking
+/// for more than the most, or for more than a whole block holds, is refused
+/// (`too_large`), the same in CheckTx and FinalizeBlock.
+pub fn fuel_wanted(tx: &Tx, body: &Body, limits: &Limits) -> Result<u64, Refusal> {
+    let most = match body {
+        Body::Install(install) => limits.install_fuel(install.wasm.len()),
+        _ => limits.fuel_per_tx,
+    };
+    let wanted = match tx.fuel {
+        0 => most,
+        fuel if fuel > most => {
+            return Err(Refusal::new(
+                Code::TooLarge,
+                format!(
+                    "fuel {fuel} is above the {most} a {} transaction can use",
+                    body.kind()
+                ),
+            ))
+        }
+        fuel => fuel,
+    };
+    if wanted > limits.max_block_fuel {
+        return Err(Refusal::new(
+            Code::TooLarge,
+            format!(
+                "the transaction wants {wanted} fuel, more than a whole block's {}",
+                limits.max_block_fuel
+            ),
+        ));
+    }
+    Ok(wanted)
+}
+
+/// What a block's transactions want together: the sum of [`fuel_wanted`] of
+/// each one that decodes and asks for an allowed amount. Refused transactions
+/// run nothing and count 0 (their number and size are bounded apart).
+pub fn block_fuel<'a>(txs: impl IntoIterator<Item = &'a [u8]>, limits: &Limits) -> u64 {
+    txs.into_iter()
+        .filter_map(|bytes| decode(bytes).ok())
+        .filter_map(|(tx, body)| fuel_wanted(&tx, &body, limits).ok())
+        .fold(0u64, u64::saturating_add)
 }
 
 fn check_body(body: &Body) -> Result<(), Refusal> {

@@ -68,7 +68,7 @@ mod backend {
         )
         .expect("open store");
         let slot: Slot = Arc::new(Mutex::new(Some(store.working_set())));
-        let mut fs = MerkleFs::new(slot.clone());
+        let mut fs = MerkleFs::new(slot.clone(), adapter::HostFailures::default());
         fs.set_times(ROOT_INO, Some(now), Some(now), now)
             .expect("root times");
         build(&mut fs);

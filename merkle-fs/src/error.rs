@@ -72,6 +72,36 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether this is a failure of the host (storage, corruption, misuse of the
+    /// store's API) rather than an answer about the data asked for.
+    ///
+    /// The split decides what a validator does with it: an answer (`NotFound`,
+    /// `Invalid`, a quota) is the same on every validator and becomes a result
+    /// code or errno; a host failure may differ between validators, so it must
+    /// stop the node before anything computed from it is committed.
+    pub fn is_host_failure(&self) -> bool {
+        match self {
+            Error::NotFound(_)
+            | Error::Exists { .. }
+            | Error::NotDir(_)
+            | Error::IsDir(_)
+            | Error::NotEmpty(_)
+            | Error::NotPermitted(_)
+            | Error::Invalid(_)
+            | Error::NameTooLong { .. }
+            | Error::FileTooBig { .. }
+            | Error::NoSpace(_) => false,
+            Error::Corrupt { .. }
+            | Error::HeightNotRetained { .. }
+            | Error::HeightOutOfOrder { .. }
+            | Error::StaleWorkingSet { .. }
+            | Error::UnknownSavepoint(_)
+            | Error::Db { .. }
+            | Error::CacheDepthTooLarge { .. }
+            | Error::Tree { .. } => true,
+        }
+    }
+
     /// Wraps a RocksDB error with what was being done.
     pub(crate) fn db(context: impl Into<String>) -> impl FnOnce(rocksdb::Error) -> Error {
         let context = context.into();

@@ -195,6 +195,23 @@ pub fn write_app_state(
         .as_object_mut()
         .with_context(|| format!("{} is not a JSON object", path.display()))?;
     obj.insert("app_state".into(), serde_json::to_value(state)?);
+    // CometBFT's mempool reaps blocks by the gas_wanted CheckTx reports, so
+    // with max_gas set to the app's block fuel limit its proposals already fit
+    // what ProcessProposal accepts.
+    let max_gas = i64::try_from(state.limits.max_block_fuel).unwrap_or(i64::MAX);
+    let block = obj
+        .entry("consensus_params")
+        .or_insert_with(|| serde_json::json!({}))
+        .as_object_mut()
+        .and_then(|params| {
+            params
+                .entry("block")
+                .or_insert_with(|| serde_json::json!({}))
+                .as_object_mut()
+        })
+        .with_context(|| format!("{}: consensus_params.block is not an object", path.display()))?;
+    // CometBFT's genesis writes int64 values as JSON strings.
+    block.insert("max_gas".into(), serde_json::Value::String(max_gas.to_string()));
     if let Some(id) = chain_id {
         obj.insert("chain_id".into(), serde_json::Value::String(id.into()));
     }

@@ -392,3 +392,66 @@ fn spawn_pipeline_feeds_each_stage_from_the_previous_one() {
 
 #[path = "process_wasi/mod.rs"]
 mod process_wasi;
+
+/// Regression (time freeze): sleepers woken by a block shared one input, so a
+/// sleeper that ran out of fuel rejected the clock advance with it, and every
+/// later block paid for the same failed wake-up.
+#[test]
+fn a_sleeper_whose_wake_up_runs_out_of_fuel_is_killed_and_time_still_advances() {
+    let (mut t, m) = machine();
+    let (pid, _) = t.spawn(m, &["echo".into()], &[], None, FUEL).unwrap();
+    t.deliver_stdin(pid, b"W", false, FUEL).unwrap();
+    let wakes = t.wake_timers(1000, 1, 8).unwrap();
+    assert_eq!(t.now_ns(), 1000, "time advances whatever the wake-ups do");
+    assert_eq!(wakes.len(), 1);
+    assert_eq!(wakes[0].pid, pid);
+    assert_eq!(wakes[0].outcome.status, InputStatus::OutOfFuel);
+    assert!(wakes[0].outcome.outputs.is_empty());
+    let killed = wakes[0].killed.as_ref().expect("a rejected wake-up kills");
+    assert_eq!(killed.exits, vec![(pid, 137)]);
+    assert_eq!(t.info(pid).unwrap().state, ProcState::Killed);
+    assert!(
+        t.wake_timers(2000, FUEL, 8).unwrap().is_empty(),
+        "nothing is due again at the next block"
+    );
+}
+
+#[test]
+fn each_due_sleeper_gets_its_own_wake_up_input() {
+    let (mut t, m) = machine();
+    let (a, _) = t.spawn(m.clone(), &["echo".into()], &[], None, FUEL).unwrap();
+    let (b, _) = t.spawn(m, &["echo".into()], &[], None, FUEL).unwrap();
+    t.deliver_stdin(a, b"W", false, FUEL).unwrap();
+    t.deliver_stdin(b, b"W", false, FUEL).unwrap();
+    let wakes = t.wake_timers(5000, FUEL, 8).unwrap();
+    let pids: Vec<u64> = wakes.iter().map(|w| w.pid).collect();
+    assert_eq!(pids, vec![a, b]);
+    for w in &wakes {
+        assert_eq!(w.outcome.status, InputStatus::Ok);
+        assert!(w.killed.is_none());
+        let writers: Vec<u64> = w.outcome.outputs.iter().map(|o| o.pid).collect();
+        assert_eq!(writers, vec![w.pid], "each input holds its own sleeper's output");
+    }
+    assert_ne!(wakes[0].outcome.fuel_used, 0);
+}
+
+#[test]
+fn wake_ups_past_the_per_block_bound_wait_for_the_next_block_and_are_not_run_by_other_inputs() {
+    let (mut t, m) = machine();
+    let mut pids = Vec::new();
+    for _ in 0..3 {
+        let (pid, _) = t.spawn(m.clone(), &["echo".into()], &[], None, FUEL).unwrap();
+        t.deliver_stdin(pid, b"W", false, FUEL).unwrap();
+        pids.push(pid);
+    }
+    let (other, _) = t.spawn(m, &["echo".into()], &[], None, FUEL).unwrap();
+    let first = t.wake_timers(1000, FUEL, 2).unwrap();
+    assert_eq!(first.iter().map(|w| w.pid).collect::<Vec<_>>(), pids[..2]);
+    assert_eq!(t.deferred_wakes(), 1);
+    // Another input in the same block does not run (or pay for) the deferred one.
+    let out = t.deliver_stdin(other, b"x", false, FUEL).unwrap();
+    assert!(out.outputs.iter().all(|o| o.pid == other), "{out:?}");
+    let next = t.wake_timers(2000, FUEL, 2).unwrap();
+    assert_eq!(next.iter().map(|w| w.pid).collect::<Vec<_>>(), vec![pids[2]]);
+    assert_eq!(t.deferred_wakes(), 0);
+}

@@ -65,3 +65,79 @@ fn infinite_loop_runs_out_of_fuel_on_every_validator_and_the_server_keeps_answer
     net.verify()?;
     Ok(())
 }
+
+/// Issue 11, on one real 4-validator testnet: each hostile input of the classes
+/// that once halted or stalled the chain gets its documented code, the chain
+/// keeps committing, an honest client's server keeps answering, a validator
+/// killed in the middle catches up, and every validator agrees at every height.
+#[test]
+fn hostile_inputs_get_their_codes_and_the_chain_keeps_committing() -> anyhow::Result<()> {
+    use replicode_e2e::rpc_get;
+    use std::time::Duration;
+
+    let net = Testnet::up(4)?;
+    let port = net.nodes[0].rpc_port;
+    let kv = install_and_spawn(port, "kv_server", &["/kv.log"])?;
+    let hostile = install_and_spawn(port, "hostile", &[])?;
+
+    // A guest-made symlink at a program path, then a spawn of it: this once made
+    // FinalizeBlock fail on every validator, at every replay.
+    let made = send_line(port, hostile, "symlink kv_server /bin/evil", 10)?;
+    assert!(made.stdout().starts_with("ok symlink"), "{:?}", made.stdout());
+    let evil = submit(
+        port,
+        Body::Spawn(Spawn {
+            path: "/bin/evil".into(),
+            args: vec![],
+            env: vec![],
+        }),
+        11,
+    )?;
+    assert_eq!(evil.code, Code::ProgramNotFound.value(), "{}", evil.log);
+
+    // A validator dies in the middle and comes back.
+    net.kill9(3);
+
+    // A sleeper whose wake-up spins: its wake-up runs out of fuel, so it is
+    // killed, and the clock keeps moving (it once froze every later block).
+    let sleeper = submit(
+        port,
+        Body::Spawn(Spawn {
+            path: "/bin/hostile".into(),
+            args: vec![],
+            env: vec![],
+        }),
+        12,
+    )?;
+    assert_eq!(sleeper.code, 0, "{}", sleeper.log);
+    let sleeper = sleeper.output.pid;
+    let slept = send_line(port, sleeper, "sleepspin 300", 13)?;
+    assert_eq!(slept.stdout(), "ok sleepspin 300\n");
+    let killed = (0..100).find_map(|_| {
+        std::thread::sleep(Duration::from_millis(200));
+        let q = rpc_get(
+            port,
+            &format!("/abci_query?path=%22/proc%22&data=%22{sleeper}%22"),
+        )
+        .ok()?;
+        let value = q["result"]["response"]["value"].as_str()?.to_string();
+        use base64::Engine as _;
+        let json = base64::engine::general_purpose::STANDARD.decode(value).ok()?;
+        let info: serde_json::Value = serde_json::from_slice(&json).ok()?;
+        (info["state"] == "killed").then_some(info)
+    });
+    assert!(killed.is_some(), "the spinning sleeper was never killed");
+    let before = net.height(0)?;
+    net.wait_height(0, before + 3, Duration::from_secs(30))?;
+
+    // The honest client's server still answers, on every validator's state.
+    let answer = send_line(port, kv, "SET after hostile", 14)?;
+    assert_eq!(answer.stdout(), "OK\n");
+    net.restart_stopped()?;
+    let top = net.height(0)?;
+    net.wait_height(3, top, Duration::from_secs(60))?;
+    let get = send_line(net.nodes[3].rpc_port, kv, "GET after", 15)?;
+    assert_eq!(get.stdout(), "VALUE hostile\n");
+    net.verify()?;
+    Ok(())
+}

@@ -16,35 +16,83 @@ use replicode_runtime::fs::{
 /// The working set of the block being executed (`None` between blocks).
 pub type Slot = Arc<Mutex<Option<WorkingSet>>>;
 
+/// The second channel of the filesystem seam: host failures met under a guest
+/// syscall.
+///
+/// The runtime's `FileSystem` trait answers in errnos, which is right for
+/// everything about the guest's data (`ENOENT`, `ENOSPC`, ...). A storage
+/// failure (RocksDB I/O, corruption, a lost savepoint) is not an answer: it may
+/// happen on one validator only, so a guest that saw it as `EIO` and acted on
+/// it would fork that validator. The adapter therefore still returns `EIO` to
+/// unwind the syscall, but records the failure here; the machine checks this
+/// after every step and stops the node before anything computed after the
+/// failure is committed or answered ([`HostFailures::take`]).
+#[derive(Clone, Debug, Default)]
+pub struct HostFailures(Arc<Mutex<Option<String>>>);
+
+impl HostFailures {
+    /// Records `what` unless an earlier failure is already recorded (the first
+    /// one is the cause; later ones are usually its consequences).
+    pub fn record(&self, what: String) {
+        tracing::error!(failure = %what, "storage failure under a guest syscall");
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        slot.get_or_insert(what);
+    }
+
+    /// The first failure recorded since the last call, if any.
+    pub fn take(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
 /// A `FileSystem` reading and writing the slot's working set.
 pub struct MerkleFs {
     slot: Slot,
+    failures: HostFailures,
 }
 
 impl MerkleFs {
-    pub fn new(slot: Slot) -> Self {
-        MerkleFs { slot }
+    /// An adapter over `slot` that reports storage failures to `failures`.
+    pub fn new(slot: Slot, failures: HostFailures) -> Self {
+        MerkleFs { slot, failures }
     }
 
     fn guard(&self) -> MutexGuard<'_, Option<WorkingSet>> {
         self.slot.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn with<T>(&self, f: impl FnOnce(&WorkingSet) -> merkle_fs::Result<T>) -> Result<T, Errno> {
-        match self.guard().as_ref() {
-            Some(ws) => f(ws).map_err(errno),
-            None => Err(Errno::Io),
+    /// A merkle-fs error as the guest's errno; a host failure is also recorded.
+    fn answer(&self, e: merkle_fs::Error) -> Errno {
+        if e.is_host_failure() {
+            self.failures.record(e.to_string());
+            return Errno::Io;
         }
+        errno(e)
+    }
+
+    fn no_working_set(&self) -> Errno {
+        self.failures
+            .record("guest syscall outside a block: no working set".into());
+        Errno::Io
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&WorkingSet) -> merkle_fs::Result<T>) -> Result<T, Errno> {
+        let result = match self.guard().as_ref() {
+            Some(ws) => f(ws),
+            None => return Err(self.no_working_set()),
+        };
+        result.map_err(|e| self.answer(e))
     }
 
     fn with_mut<T>(
         &mut self,
         f: impl FnOnce(&mut WorkingSet) -> merkle_fs::Result<T>,
     ) -> Result<T, Errno> {
-        match self.guard().as_mut() {
-            Some(ws) => f(ws).map_err(errno),
-            None => Err(Errno::Io),
-        }
+        let result = match self.guard().as_mut() {
+            Some(ws) => f(ws),
+            None => return Err(self.no_working_set()),
+        };
+        result.map_err(|e| self.answer(e))
     }
 }
 
@@ -58,7 +106,9 @@ pub fn limits(l: &FsLimits) -> merkle_fs::Limits {
     }
 }
 
-/// merkle-fs errors as the fixed errnos guests see (never host errno values).
+/// merkle-fs answers as the fixed errnos guests see (never host errno values).
+/// Host failures map to `EIO` here; [`MerkleFs`] also records them so the node
+/// stops (see [`HostFailures`]).
 pub fn errno(e: merkle_fs::Error) -> Errno {
     use merkle_fs::Error as E;
     match e {
@@ -72,10 +122,7 @@ pub fn errno(e: merkle_fs::Error) -> Errno {
         E::NameTooLong { .. } => Errno::Nametoolong,
         E::FileTooBig { .. } => Errno::Fbig,
         E::NoSpace(_) => Errno::Nospc,
-        other => {
-            tracing::error!(error = %other, "merkle-fs failure under a guest syscall");
-            Errno::Io
-        }
+        _ => Errno::Io,
     }
 }
 
@@ -224,22 +271,45 @@ impl FileSystem for MerkleFs {
         self.with_mut(|ws| ws.release(ino))
     }
     fn savepoint(&mut self) -> Savepoint {
-        match self.guard().as_mut() {
-            Some(ws) => Savepoint(ws.savepoint().0),
-            None => Savepoint(u64::MAX),
+        let sp = self.guard().as_mut().map(|ws| ws.savepoint().0);
+        match sp {
+            Some(sp) => Savepoint(sp),
+            None => {
+                self.no_working_set();
+                Savepoint(u64::MAX)
+            }
         }
     }
+    // A failed rollback leaves the input's effects half undone: a host failure
+    // (the node stops before the block is answered), never something to log and
+    // continue past.
     fn rollback_to(&mut self, sp: Savepoint) {
-        if let Some(ws) = self.guard().as_mut() {
-            if let Err(e) = ws.rollback_to(merkle_fs::Savepoint(sp.0)) {
-                tracing::error!(error = %e, savepoint = sp.0, "merkle-fs rollback failed");
+        let result = self
+            .guard()
+            .as_mut()
+            .map(|ws| ws.rollback_to(merkle_fs::Savepoint(sp.0)));
+        match result {
+            Some(Ok(())) => {}
+            Some(Err(e)) => self
+                .failures
+                .record(format!("rollback to savepoint {}: {e}", sp.0)),
+            None => {
+                self.no_working_set();
             }
         }
     }
     fn release_savepoint(&mut self, sp: Savepoint) {
-        if let Some(ws) = self.guard().as_mut() {
-            if let Err(e) = ws.release_savepoint(merkle_fs::Savepoint(sp.0)) {
-                tracing::error!(error = %e, savepoint = sp.0, "merkle-fs savepoint release failed");
+        let result = self
+            .guard()
+            .as_mut()
+            .map(|ws| ws.release_savepoint(merkle_fs::Savepoint(sp.0)));
+        match result {
+            Some(Ok(())) => {}
+            Some(Err(e)) => self
+                .failures
+                .record(format!("release of savepoint {}: {e}", sp.0)),
+            None => {
+                self.no_working_set();
             }
         }
     }

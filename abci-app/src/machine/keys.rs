@@ -5,11 +5,21 @@ pub const GENESIS_TIME: &[u8] = b"replicode/genesis-time";
 pub const SEED: &[u8] = b"replicode/seed";
 pub const TABLE: &[u8] = b"replicode/table";
 pub const MODULE_PREFIX: &[u8] = b"replicode/module/";
+pub const PROGRAM_PREFIX: &[u8] = b"replicode/program/";
 
-/// `replicode/module/<hex module hash>`.
-pub fn module(hash: &[u8; 32]) -> Vec<u8> {
+/// `replicode/module/<hex source hash>`: the bytes a user installed.
+pub fn module(source_hash: &[u8; 32]) -> Vec<u8> {
     let mut k = MODULE_PREFIX.to_vec();
-    k.extend_from_slice(hex::encode(hash).as_bytes());
+    k.extend_from_slice(hex::encode(source_hash).as_bytes());
+    k
+}
+
+/// `replicode/program/<absolute path>`: the install record of `path` (its
+/// module's source hash). Paths are normalized and NUL-free (tx rules), so the
+/// key is unambiguous.
+pub fn program(path: &str) -> Vec<u8> {
+    let mut k = PROGRAM_PREFIX.to_vec();
+    k.extend_from_slice(path.as_bytes());
     k
 }
 

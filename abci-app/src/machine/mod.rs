@@ -8,8 +8,9 @@
 //!   memory lengths — everything but memory);
 //! - `replicode/mem/<pid, 20 digits>/<page, 10 digits>`: each non-zero 4 KiB page
 //!   of a live process's memory; a block rewrites only the pages it changed;
-//! - `replicode/module/<hex hash>`: source bytes of every module a process runs,
-//!   so a restarted validator can recompile what the snapshot references;
+//! - `replicode/program/<path>` and `replicode/module/<hex source hash>`: install
+//!   records and the sources of every module an install record or a live
+//!   process refers to (see [`programs`]);
 //! - `replicode/recent/<pid, 20 digits>`: the tail of each process's stdout.
 //!
 //! Durability: InitChain reports the genesis root computed in the working set, which
@@ -20,6 +21,8 @@
 
 pub mod fs;
 mod keys;
+pub mod programs;
+mod reader;
 #[cfg(test)]
 mod tests;
 
@@ -32,20 +35,19 @@ use replicode_runtime::config::RuntimeConfig;
 use replicode_runtime::engine::GuestEngine;
 use replicode_runtime::process::wasi_host::{WasiEnv, WasiProcess};
 use replicode_runtime::process::{
-    InputOutcome, InputStatus, ModuleHash, ProcState, ProcessError, ProcessModule, ProcessTable,
-    StreamKind, TableLimits,
+    InputOutcome, InputStatus, ProcState, ProcessError, ProcessTable, StreamKind, TableLimits,
 };
 
 use crate::codes::Code;
 use crate::executor::{
-    AppHash, BlockContext, Committed, ExecError, Executor, FileRead, Input, Outcome, ProcessInfo,
-    ProgramValidator, Status,
+    AppHash, BlockContext, Committed, ExecError, Executor, Input, Outcome, ProcessInfo,
+    ProgramValidator, StateReader, Status,
 };
 use crate::genesis::{GenesisState, Limits};
 use crate::result::{Exit, Write};
-use fs::{MerkleFs, Slot};
-
-type Module = Arc<ProcessModule<WasiProcess>>;
+use fs::{HostFailures, MerkleFs, Slot};
+use reader::MachineReader;
+use programs::Programs;
 
 /// Bytes of stdout kept per process for `query proc`.
 const RECENT_BYTES: usize = 4096;
@@ -56,7 +58,9 @@ pub struct Machine {
     slot: Slot,
     engine: GuestEngine,
     config: RuntimeConfig,
-    modules: BTreeMap<ModuleHash, Module>,
+    programs: Programs,
+    /// Storage failures met under guest syscalls; checked after every step.
+    failures: HostFailures,
     table: ProcessTable<WasiProcess>,
     limits: Limits,
     genesis_time_ns: u64,
@@ -66,9 +70,9 @@ pub struct Machine {
     /// How many recent heights stay readable (queries, proofs); older versions
     /// are pruned after each commit. `None` keeps every height.
     keep_heights: Option<u64>,
-    /// The process list as of the last commit: between FinalizeBlock and Commit
-    /// the live table already holds the next block, which queries must not show.
-    committed_processes: Vec<ProcessInfo>,
+    /// What queries read: published at every commit, since between
+    /// FinalizeBlock and Commit the live table already holds the next block.
+    reader: Arc<MachineReader>,
 }
 
 fn err(op: &'static str) -> impl Fn(merkle_fs::Error) -> ExecError {
@@ -103,6 +107,7 @@ impl Machine {
         let config = machine_config();
         let engine = GuestEngine::new(config.clone()).map_err(|e| ExecError::new("engine", e))?;
         let slot: Slot = Arc::new(Mutex::new(None));
+        let failures = HostFailures::default();
         let latest = store.latest();
         let limits: Limits = match latest.get_meta_bytes(keys::LIMITS)? {
             Some(json) => {
@@ -118,36 +123,63 @@ impl Machine {
             .get_meta_bytes(keys::SEED)?
             .map(|b| keys::decode_seed(&b))
             .unwrap_or([0; 32]);
-        let mut env = WasiEnv::new(replicode_runtime::fs::shared(MerkleFs::new(slot.clone())));
+        let mut env = WasiEnv::new(replicode_runtime::fs::shared(MerkleFs::new(
+            slot.clone(),
+            failures.clone(),
+        )));
         env.realtime_base_ns = genesis_time_ns;
         env.seed = seed;
         let mut machine = Machine {
             table: ProcessTable::new(env.clone(), table_limits(&limits)),
-            store,
             slot,
             engine,
             config,
-            modules: BTreeMap::new(),
+            programs: Programs::default(),
+            failures,
             limits,
             genesis_time_ns,
             block_height: 0,
             prepared: None,
             keep_heights: None,
-            committed_processes: Vec::new(),
+            reader: Arc::new(MachineReader::new(store.clone())),
+            store,
         };
-        if let Some(snapshot) = latest.get_meta_bytes(keys::TABLE)? {
-            for (key, source) in latest.list_meta_bytes(keys::MODULE_PREFIX)? {
-                if let Err(reason) = machine.load(&source)? {
-                    let key = String::from_utf8_lossy(&key).into_owned();
-                    return Err(ExecError::new("reload module", format!("{key}: {reason}")));
-                }
+        // Every module state refers to was loadable when it was installed; one
+        // that no longer is means this node's state or build is not what the
+        // others run, so it must not start.
+        for (key, source) in latest.list_meta_bytes(keys::MODULE_PREFIX)? {
+            if let Err(refusal) =
+                machine
+                    .programs
+                    .load(&machine.engine, &machine.config, &source)?
+            {
+                let key = String::from_utf8_lossy(&key).into_owned();
+                return Err(ExecError::new(
+                    "reload module",
+                    format!("{key}: {refusal:?}"),
+                ));
             }
-            let modules = machine.modules.clone();
+        }
+        for (key, hash) in latest.list_meta_bytes(keys::PROGRAM_PREFIX)? {
+            let path = String::from_utf8_lossy(&key[keys::PROGRAM_PREFIX.len()..]).into_owned();
+            let hash: [u8; 32] = hash
+                .try_into()
+                .map_err(|_| ExecError::new("reload program", format!("{path}: bad record")))?;
+            if !machine.programs.has_source(&hash) {
+                return Err(ExecError::new(
+                    "reload program",
+                    format!("{path}: its module record is missing"),
+                ));
+            }
+            machine.programs.record(&path, hash);
+        }
+        if let Some(snapshot) = latest.get_meta_bytes(keys::TABLE)? {
+            let programs = &machine.programs;
             machine.table = ProcessTable::restore_paged(
                 &snapshot,
                 env,
                 table_limits(&machine.limits),
-                |h| modules.get(h).cloned(),
+                |h| programs.by_prepared(h),
                 |pid, page| {
                     latest
                         .get_meta_bytes(&keys::memory_page(pid, page))
@@ -156,7 +188,7 @@ impl Machine {
             )
             .map_err(|e| ExecError::new("restore process table", e))?;
         }
-        machine.committed_processes = machine.list_processes()?;
+        machine.publish()?;
         Ok(machine)
     }
 
@@ -165,25 +197,6 @@ impl Machine {
         Arc::new(WasmValidator {
             config: machine_config(),
         })
-    }
-
-    /// Prepares (validate, instrument, Asyncify) and compiles, cached by hash.
-    fn load(&mut self, source: &[u8]) -> Result<Result<Module, String>, ExecError> {
-        let prepared = match replicode_runtime::instrument::prepare(source, &self.config) {
-            Ok(p) => p,
-            Err(e) => return Ok(Err(e.to_string())),
-        };
-        if let Some(m) = self.modules.get(&prepared.hash) {
-            return Ok(Ok(m.clone()));
-        }
-        match ProcessModule::new(self.engine.engine(), &prepared.bytes) {
-            Ok(m) => {
-                let m = Arc::new(m);
-                self.modules.insert(*m.hash(), m.clone());
-                Ok(Ok(m))
-            }
-            Err(e) => Ok(Err(e.to_string())),
-        }
     }
 
     fn ws_do<T>(
@@ -233,7 +246,10 @@ impl Machine {
         }
     }
 
-    /// Writes `bytes` at absolute `path`, creating parent directories.
+    /// Writes `bytes` at absolute `path`, creating parent directories; all or
+    /// nothing. `Ok(Err(_))` is an answer about the path (missing parent, a
+    /// non-directory on the way, quota): the working set is as before.
+    /// Storage failures are `Err`.
     fn write_file(
         &self,
         path: &str,
@@ -244,20 +260,23 @@ impl Machine {
         let ws = guard
             .as_mut()
             .ok_or_else(|| ExecError::new("write file", "no working set"))?;
-        Ok(write_path(ws, path, bytes, now_ns))
+        let savepoint = ws.savepoint();
+        let written = write_path(ws, path, bytes, now_ns);
+        if written.is_err() {
+            ws.rollback_to(savepoint).map_err(err("write file"))?;
+        }
+        ws.release_savepoint(savepoint).map_err(err("write file"))?;
+        match written {
+            Err(e) if e.is_host_failure() => Err(ExecError::new("write file", e)),
+            other => Ok(other),
+        }
     }
 
-    fn read_program(&self, path: &str) -> Result<Option<Vec<u8>>, ExecError> {
-        let guard = self.slot.lock().unwrap_or_else(|p| p.into_inner());
-        let ws = guard
-            .as_ref()
-            .ok_or_else(|| ExecError::new("read program", "no working set"))?;
-        match ws.read_path(path.as_bytes()) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(merkle_fs::Error::NotFound(_))
-            | Err(merkle_fs::Error::NotDir(_))
-            | Err(merkle_fs::Error::IsDir(_)) => Ok(None),
-            Err(e) => Err(ExecError::new("read program", e)),
+    /// Stops the node if a guest syscall met a storage failure (see [`HostFailures`]).
+    fn check_host_failures(&self, step: &'static str) -> Result<(), ExecError> {
+        match self.failures.take() {
+            Some(failure) => Err(ExecError::new(step, failure)),
+            None => Ok(()),
         }
     }
 
@@ -328,6 +347,69 @@ impl Machine {
         Ok(())
     }
 
+    /// Installs `wasm` at `path`: charges [`Limits::install_fuel`] (refused
+    /// before any work if `fuel` cannot pay; `None` at genesis), prepares and
+    /// compiles it once, writes the file and the install record. A refusal
+    /// changes nothing.
+    fn install(
+        &mut self,
+        path: &str,
+        wasm: &[u8],
+        fuel: Option<u64>,
+    ) -> Result<Outcome, ExecError> {
+        let cost = self.limits.install_fuel(wasm.len());
+        if let Some(fuel) = fuel.filter(|&f| cost > f) {
+            return Ok(refused(
+                0,
+                Code::OutOfFuel,
+                format!(
+                    "{path}: installing {} bytes costs {cost} fuel, more than the {fuel} a transaction has",
+                    wasm.len()
+                ),
+            ));
+        }
+        let source = replicode_runtime::instrument::sha256(wasm);
+        if let Err(refusal) = self.programs.admit(
+            path,
+            &source,
+            wasm.len(),
+            self.limits.max_programs,
+            self.limits.program_bytes_quota,
+        ) {
+            return Ok(install_refused(path, refusal));
+        }
+        if let Err(refusal) = self.programs.load(&self.engine, &self.config, wasm)? {
+            return Ok(install_refused(path, refusal));
+        }
+        let now = self.now_ns();
+        match self.write_file(path, wasm, now)? {
+            Ok(()) => {}
+            Err(e @ (merkle_fs::Error::NoSpace(_) | merkle_fs::Error::FileTooBig { .. })) => {
+                return Ok(refused(
+                    0,
+                    Code::LimitExceeded,
+                    format!("{path}: storage quota: {e}"),
+                ))
+            }
+            Err(e) => return Ok(refused(0, Code::InvalidField, format!("{path}: {e}"))),
+        }
+        self.ws_do("record program", |ws| {
+            ws.put_meta(&keys::program(path), &source);
+            ws.put_meta(&keys::module(&source), wasm);
+            Ok(())
+        })?;
+        self.programs.record(path, source);
+        Ok(Outcome {
+            status: Status::Ok,
+            pid: 0,
+            writes: vec![],
+            exits: vec![],
+            fuel_used: cost,
+        })
+    }
+
+    /// Spawns the program installed at `path`. The path is resolved through the
+    /// install records only, never the guest filesystem (see [`programs`]).
     fn spawn(
         &mut self,
         path: &str,
@@ -335,33 +417,71 @@ impl Machine {
         env: &[(String, String)],
         fuel: u64,
     ) -> Result<Outcome, ExecError> {
-        let Some(source) = self.read_program(path)? else {
+        let Some(module) = self.programs.at_path(path) else {
+            if self.programs.dangling(path) {
+                return Err(ExecError::new(
+                    "spawn",
+                    format!("{path} has an install record but no loaded module"),
+                ));
+            }
             return Ok(refused(
                 0,
                 Code::ProgramNotFound,
-                format!("{path} does not exist"),
+                format!("{path} is not an installed program"),
             ));
         };
-        let module = match self.load(&source)? {
-            Ok(m) => m,
-            Err(reason) => {
-                return Ok(refused(
-                    0,
-                    Code::InvalidProgram,
-                    format!("{path}: {reason}"),
-                ))
-            }
-        };
-        let key = keys::module(module.hash());
-        self.ws_do("record module", |ws| {
-            ws.put_meta(&key, &source);
-            Ok(())
-        })?;
         let mut argv = vec![path.to_string()];
         argv.extend_from_slice(args);
         let result = self.table.spawn(module, &argv, env, None, fuel);
         let pid = result.as_ref().map(|(pid, _)| *pid).unwrap_or(0);
         self.outcome(pid, result.map(|(_, out)| out))
+    }
+
+    /// Deletes the records of modules nothing refers to any more.
+    fn collect_module_garbage(&mut self) -> Result<(), ExecError> {
+        let live: Vec<_> = self
+            .table
+            .list()
+            .into_iter()
+            .filter(|p| p.state.exit_code().is_none())
+            .map(|p| p.module)
+            .collect();
+        let dropped = self.programs.collect_garbage(&live);
+        if dropped.is_empty() {
+            return Ok(());
+        }
+        self.ws_do("delete unused modules", |ws| {
+            for source in &dropped {
+                ws.delete_meta(&keys::module(source));
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Machine {
+    fn execute_input(&mut self, input: &Input<'_>, fuel: u64) -> Result<Outcome, ExecError> {
+        match input {
+            Input::Install { path, wasm } => self.install(path, wasm, Some(fuel)),
+            Input::Spawn { path, args, env } => self.spawn(path, args, env, fuel),
+            Input::Stdin { pid, data, eof } => {
+                let result = self.table.deliver_stdin(*pid, data, *eof, fuel);
+                self.outcome(*pid, result)
+            }
+            Input::Kill { pid } => {
+                let result = self.table.kill(*pid, fuel);
+                self.outcome(*pid, result)
+            }
+        }
+    }
+}
+
+fn install_refused(path: &str, refusal: programs::Refusal) -> Outcome {
+    match refusal {
+        programs::Refusal::Invalid(reason) => {
+            refused(0, Code::InvalidProgram, format!("{path}: {reason}"))
+        }
+        programs::Refusal::Limit(reason) => refused(0, Code::LimitExceeded, reason),
     }
 }
 
@@ -390,6 +510,7 @@ impl Executor for Machine {
         self.ensure_working_set();
         let mut env = WasiEnv::new(replicode_runtime::fs::shared(MerkleFs::new(
             self.slot.clone(),
+            self.failures.clone(),
         )));
         env.realtime_base_ns = ctx.time_unix_nanos;
         env.seed = ctx.seed;
@@ -403,15 +524,25 @@ impl Executor for Machine {
             ws.put_meta(keys::SEED, &ctx.seed);
             Ok(())
         })?;
+        self.programs = Programs::default();
         let files = genesis
             .files()
             .map_err(|e| ExecError::new("genesis files", e))?;
         let programs = genesis
             .programs()
             .map_err(|e| ExecError::new("genesis programs", e))?;
-        for f in files.iter().chain(programs.iter()) {
+        for f in &files {
             self.write_file(&f.path, &f.bytes, 0)?
                 .map_err(|e| ExecError::new("genesis file", format!("{}: {e}", f.path)))?;
+        }
+        for p in &programs {
+            let out = self.install(&p.path, &p.bytes, None)?;
+            if out.status != Status::Ok {
+                return Err(ExecError::new(
+                    "genesis program",
+                    format!("{}: {:?}", p.path, out.status),
+                ));
+            }
         }
         for s in genesis
             .spawns()
@@ -462,54 +593,40 @@ impl Executor for Machine {
         self.table.set_entropy_seed(ctx.seed);
         let logical = ctx.time_unix_nanos.saturating_sub(self.genesis_time_ns);
         if logical > self.now_ns() {
-            let out = self
+            let wakes = self
                 .table
-                .set_time(logical, self.limits.fuel_per_tx)
+                .wake_timers(
+                    logical,
+                    self.limits.fuel_per_tx,
+                    self.limits.timer_wakes_per_block as usize,
+                )
                 .map_err(|e| ExecError::new("advance clock", e))?;
-            self.remember_output(&self.outcome_writes(&out))?;
+            for wake in &wakes {
+                self.remember_output(&self.outcome_writes(&wake.outcome))?;
+                if let Some(killed) = &wake.killed {
+                    tracing::info!(
+                        height = ctx.height,
+                        pid = wake.pid,
+                        status = ?wake.outcome.status,
+                        "killed: its timer wake-up was rejected"
+                    );
+                    self.remember_output(&self.outcome_writes(killed))?;
+                }
+            }
         }
-        Ok(())
+        self.check_host_failures("begin block")
     }
 
     fn execute(&mut self, input: &Input<'_>, fuel: u64) -> Result<Outcome, ExecError> {
-        match input {
-            Input::Install { path, wasm } => {
-                if let Err(e) = replicode_runtime::validate::validate(wasm, &self.config) {
-                    return Ok(refused(0, Code::InvalidProgram, format!("{path}: {e}")));
-                }
-                let now = self.now_ns();
-                Ok(match self.write_file(path, wasm, now)? {
-                    Ok(()) => Outcome {
-                        status: Status::Ok,
-                        pid: 0,
-                        writes: vec![],
-                        exits: vec![],
-                        fuel_used: 0,
-                    },
-                    Err(
-                        e @ (merkle_fs::Error::NoSpace(_) | merkle_fs::Error::FileTooBig { .. }),
-                    ) => refused(
-                        0,
-                        Code::LimitExceeded,
-                        format!("{path}: storage quota: {e}"),
-                    ),
-                    Err(e) => refused(0, Code::InvalidField, format!("{path}: {e}")),
-                })
-            }
-            Input::Spawn { path, args, env } => self.spawn(path, args, env, fuel),
-            Input::Stdin { pid, data, eof } => {
-                let result = self.table.deliver_stdin(*pid, data, *eof, fuel);
-                self.outcome(*pid, result)
-            }
-            Input::Kill { pid } => {
-                let result = self.table.kill(*pid, fuel);
-                self.outcome(*pid, result)
-            }
-        }
+        let outcome = self.execute_input(input, fuel);
+        self.check_host_failures("execute")?;
+        outcome
     }
 
     fn end_block(&mut self) -> Result<AppHash, ExecError> {
+        self.check_host_failures("end block")?;
         self.write_table()?;
+        self.collect_module_garbage()?;
         let ws = self.slot.lock().unwrap_or_else(|p| p.into_inner()).take();
         let ws = ws.ok_or_else(|| ExecError::new("end block", "no working set"))?;
         let prepared = ws
@@ -527,7 +644,7 @@ impl Executor for Machine {
             .ok_or_else(|| ExecError::new("commit", "no finalized block to write"))?;
         prepared.write().map_err(err("commit"))?;
         let committed = self.committed()?;
-        self.committed_processes = self.list_processes()?;
+        self.publish()?;
         self.prune_old_heights(committed.height);
         Ok(committed)
     }
@@ -536,55 +653,21 @@ impl Executor for Machine {
         Ok(self.table.live_pids())
     }
 
-    fn read_file(
-        &self,
-        path: &str,
-        height: Option<u64>,
-        prove: bool,
-    ) -> Result<FileRead, ExecError> {
-        let height = height.unwrap_or_else(|| self.store.latest_height());
-        let snap = self.store.at(height).map_err(err("read at height"))?;
-        // Anything about the path itself (missing, not a regular file, a name too
-        // long) is an answer for the asker; only store failures are errors, and
-        // those stop the node.
-        let contents = match snap.read_path(path.as_bytes()) {
-            Ok(bytes) => Some(bytes),
-            Err(merkle_fs::Error::NotFound(_))
-            | Err(merkle_fs::Error::NotDir(_))
-            | Err(merkle_fs::Error::IsDir(_))
-            | Err(merkle_fs::Error::Invalid(_))
-            | Err(merkle_fs::Error::NotPermitted(_))
-            | Err(merkle_fs::Error::NameTooLong { .. }) => None,
-            Err(e) => return Err(ExecError::new("read file", e)),
-        };
-        let proof = if prove && contents.is_some() {
-            let p = self
-                .store
-                .prove_file_range(height, path.as_bytes(), 0, u64::MAX)
-                .map_err(err("prove file"))?;
-            Some(borsh::to_vec(&p).map_err(|e| ExecError::new("encode proof", e))?)
-        } else {
-            None
-        };
-        Ok(FileRead {
-            height,
-            contents,
-            proof,
-        })
-    }
-
-    fn processes(&self) -> Result<Vec<ProcessInfo>, ExecError> {
-        Ok(self.committed_processes.clone())
-    }
-
-    fn oldest_readable_height(&self) -> u64 {
-        self.store.retained_height().max(1)
+    fn reader(&self) -> Arc<dyn StateReader> {
+        self.reader.clone()
     }
 }
 
 impl Machine {
-    /// The live table's processes with their committed recent output; only
-    /// meaningful right after a commit (or open), when table and store agree.
+    /// Makes the last commit visible to queries; only meaningful right after a
+    /// commit (or open), when table and store agree.
+    fn publish(&self) -> Result<(), ExecError> {
+        self.reader
+            .publish(self.committed()?, self.list_processes()?);
+        Ok(())
+    }
+
+    /// The live table's processes with their committed recent output.
     fn list_processes(&self) -> Result<Vec<ProcessInfo>, ExecError> {
         let snap = self.store.latest();
         let mut out = Vec::new();
@@ -735,7 +818,7 @@ impl ProgramValidator for WasmValidator {
     }
 }
 
-/// `(key, value)` pairs of metadata records.
+/// `(key, value)` pairs of metadata records, keys as the caller wrote them.
 type MetaRecords = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// Meta reads on any state view, mapped to host errors.
@@ -753,6 +836,13 @@ impl MetaRead for merkle_fs::Snapshot {
         let rows = self
             .scan(&merkle_fs::keys::meta_prefix(prefix))
             .map_err(err("list meta"))?;
-        Ok(rows.into_iter().map(|(k, v)| (k.to_vec(), v)).collect())
+        rows.into_iter()
+            .map(|(k, v)| {
+                let name = merkle_fs::keys::meta_name(&k).ok_or_else(|| {
+                    ExecError::new("list meta", format!("undecodable meta key {k:?}"))
+                })?;
+                Ok((name, v))
+            })
+            .collect()
     }
 }

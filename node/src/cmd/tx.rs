@@ -26,6 +26,11 @@ pub struct TxArgs {
     /// Envelope nonce (default: derived from the clock, so repeats are distinct).
     #[arg(long)]
     pub nonce: Option<u64>,
+    /// Most fuel the input may burn (its gas_wanted; 0 = the genesis
+    /// `fuel_per_tx`). Asking for less lets more transactions share a block,
+    /// whose transactions together want at most the genesis `max_block_fuel`.
+    #[arg(long, default_value_t = 0)]
+    pub fuel: u64,
     #[command(subcommand)]
     pub body: TxCommand,
 }
@@ -61,7 +66,7 @@ pub fn run(args: TxArgs) -> anyhow::Result<ExitCode> {
     let rpc = Rpc::new(&args.node.url()?)?;
     let report = submit(
         &rpc,
-        Tx::new(body, nonce),
+        Tx::new(body, nonce).with_fuel(args.fuel),
         Duration::from_secs(args.timeout_secs),
     )?;
     print_report(&report, args.node.output);

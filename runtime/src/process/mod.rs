@@ -22,6 +22,7 @@
 //! table.spawn_pipeline(vec![SpawnSpec..], stdin_from, fuel) -> (Vec<Pid>, InputOutcome)  # a | b | c
 //! table.deliver_stdin(pid, bytes, eof, fuel)              -> InputOutcome
 //! table.kill(pid, fuel) / table.advance_time(ns, fuel) / table.set_time(abs_ns, fuel)
+//! table.wake_timers(abs_ns, fuel)  -> one input per due sleeper (what validators use)
 //! table.list() / table.info(pid) / table.live_pids()
 //! table.digest() / table.process_digest(pid)              -> 32-byte SHA-256
 //! table.snapshot_all() -> bytes;  ProcessTable::restore(bytes, env, limits, resolve)
@@ -56,6 +57,7 @@ pub mod module;
 pub mod scheduler;
 pub mod snapshot;
 pub mod table;
+pub mod timers;
 pub mod txn;
 pub mod wasi_host;
 
@@ -63,6 +65,7 @@ pub use error::ProcessError;
 pub use host::{GuestError, ProcessHost, StreamKind, Wait};
 pub use module::{ModuleHash, ProcessModule};
 pub use snapshot::PersistDelta;
+pub use timers::TimerWake;
 pub use table::{
     InputOutcome, InputStatus, Output, Pid, ProcState, ProcessInfo, ProcessTable, SpawnSpec,
     TableLimits, KILLED_EXIT_CODE,

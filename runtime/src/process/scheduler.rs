@@ -21,6 +21,9 @@ impl<H: ProcessHost> ProcessTable<H> {
         let Some(live) = p.live.as_ref() else {
             return false;
         };
+        if self.held.contains(&pid) {
+            return false;
+        }
         match p.info.state {
             ProcState::Runnable => true,
             ProcState::Blocked(wait) => {

@@ -5,7 +5,7 @@
 //! killed processes stay in the table (with their exit code, memory freed) so
 //! queries and late inputs get a definite answer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::codec::{DecodeError, Reader, Writer};
@@ -253,6 +253,10 @@ pub struct ProcessTable<H: ProcessHost> {
     /// Processes ended since the last [`ProcessTable::persist`], with the pages
     /// a paged store holds for them: it deletes those records.
     pub(crate) ended_pages: Vec<(Pid, Vec<u32>)>,
+    /// Due sleepers that must not run now: during a wake-up, the others; for
+    /// the rest of the block, those past the per-block bound (see
+    /// [`super::timers`]). Recomputed at every block's wake-up, never persisted.
+    pub(crate) held: BTreeSet<Pid>,
 }
 
 /// The key of `pid`'s random stream under block seed `seed`: distinct per
@@ -278,6 +282,7 @@ impl<H: ProcessHost> ProcessTable<H> {
             entropy_seed: None,
             untracked_pages: 0,
             ended_pages: Vec::new(),
+            held: BTreeSet::new(),
         }
     }
 
@@ -409,19 +414,30 @@ impl<H: ProcessHost> ProcessTable<H> {
                 p.info.state.exit_code().is_some()
             }
         };
-        // Instantiate everything first: a failure here changes nothing.
+        // Instantiate everything first, inside the input's savepoint: building a
+        // host opens its preopened directories (an open count in the
+        // filesystem), so a failure here must roll that back to change nothing.
+        let mut txn = Txn::begin(self);
         let mut built = Vec::with_capacity(specs.len());
         for (pid, spec) in (self.next_pid..).zip(specs) {
-            let mut host =
-                H::spawn(&self.env, &spec.args, &spec.vars).map_err(ProcessError::Instantiate)?;
-            if let Some(seed) = &self.entropy_seed {
-                host.reseed_entropy(entropy_key(seed, pid));
-            }
-            let inst = ProcessInstance::spawn(&spec.module, host, self.limits.max_memory_bytes)?;
+            let host = H::spawn(&self.env, &spec.args, &spec.vars)
+                .map_err(ProcessError::Instantiate)
+                .and_then(|mut host| {
+                    if let Some(seed) = &self.entropy_seed {
+                        host.reseed_entropy(entropy_key(seed, pid));
+                    }
+                    ProcessInstance::spawn(&spec.module, host, self.limits.max_memory_bytes)
+                });
+            let inst = match host {
+                Ok(inst) => inst,
+                Err(e) => {
+                    txn.abandon(self);
+                    return Err(e);
+                }
+            };
             let shadow = MemoryShadow::new(inst.memory());
             built.push((spec, inst, shadow));
         }
-        let mut txn = Txn::begin(self);
         let first = self.next_pid;
         let count = built.len() as u64;
         let pids: Vec<Pid> = (first..first + count).collect();

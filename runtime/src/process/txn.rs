@@ -53,6 +53,13 @@ impl Txn {
         }
     }
 
+    /// Ends an input that changed nothing but the filesystem (it failed before
+    /// touching any process): the filesystem goes back to the savepoint.
+    pub fn abandon<H: ProcessHost>(self, table: &mut ProcessTable<H>) {
+        H::rollback_to(&table.env, self.savepoint);
+        H::release_savepoint(&table.env, self.savepoint);
+    }
+
     /// Records that `pid` is created by this input (removed on rejection); the
     /// producer feeding it, if any, is touched since its pipe end changes.
     pub fn record_spawn<H: ProcessHost>(

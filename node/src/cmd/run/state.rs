@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use merkle_fs::{Height, Root, Store, StoreOptions};
-use replicode_abci::machine::fs::{self as merkle_adapter, MerkleFs, Slot};
+use replicode_abci::machine::fs::{self as merkle_adapter, HostFailures, MerkleFs, Slot};
 use replicode_runtime::fs::{self, FsLimits, Ino, SharedFs, ROOT_INO};
 use replicode_runtime::run::{self, RunError, RunSpec};
 
@@ -23,6 +23,9 @@ const CACHE_BYTES: usize = 8 << 20;
 
 /// An open `--state` store and the working set of this run.
 pub struct State {
+    /// Storage failures met under the guest's syscalls: a run that met one
+    /// commits nothing (see [`State::commit`]).
+    failures: HostFailures,
     dir: PathBuf,
     store: Store,
     slot: Slot,
@@ -47,13 +50,14 @@ impl State {
             dir: dir.to_path_buf(),
             store,
             slot,
+            failures: HostFailures::default(),
         })
     }
 
     /// The guest's filesystem (the working set) and its preopens: `/` first, then a
     /// copy of each `--dir` of `spec` at its guest path.
     pub fn mount(&self, spec: &RunSpec) -> Result<(SharedFs, Vec<(String, Ino)>), RunError> {
-        let shared = fs::shared(MerkleFs::new(self.slot.clone()));
+        let shared = fs::shared(MerkleFs::new(self.slot.clone(), self.failures.clone()));
         let mut preopens = vec![("/".to_string(), ROOT_INO)];
         let mut guard = shared.lock().map_err(|_| RunError::Poisoned)?;
         preopens.extend(run::copy_dirs(&mut **guard, spec)?);
@@ -73,6 +77,12 @@ impl State {
 
     /// Commits the run's working set as the next version and returns it.
     pub fn commit(self) -> anyhow::Result<(Height, Root)> {
+        if let Some(failure) = self.failures.take() {
+            anyhow::bail!(
+                "--state {}: storage failed during the run, nothing committed: {failure}",
+                self.dir.display()
+            );
+        }
         let ws = self
             .slot
             .lock()

@@ -1,0 +1,192 @@
+//! Installed programs: what `spawn PATH` runs, prepared and compiled once, at install.
+//!
+//! Why install, not spawn: preparing a module (validation, Asyncify, the stack
+//! and NaN passes, the store barrier) and compiling it costs time in proportion
+//! to its size — seconds for a large program. Doing it at every spawn made each
+//! spawn of a big program seconds of block time on every validator, unpaid. So
+//! an install pays for it once, in fuel proportional to the module's size
+//! ([`crate::genesis::Limits::install_fuel`]), and a spawn only looks up what
+//! was installed.
+//!
+//! State (all in merkle-fs meta, so under the app hash):
+//! - `replicode/program/<path>` → the source hash installed at `path` (the
+//!   install record). Spawn resolves a path through this record only, never
+//!   through the guest filesystem: a guest that symlinks, replaces or deletes
+//!   `/bin/x` cannot make `spawn /bin/x` read anything but what was installed.
+//! - `replicode/module/<hex source hash>` → the source bytes, so a restarted
+//!   validator can rebuild every module an install record or a live process
+//!   refers to. A module nothing refers to is deleted at the end of the block
+//!   ([`Programs::collect_garbage`]).
+//!
+//! In memory every referenced module stays compiled; the count is bounded by
+//! genesis (`max_programs` install records, plus at most one module per live
+//! process), and so is the total source size (`program_bytes_quota`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use replicode_runtime::config::RuntimeConfig;
+use replicode_runtime::engine::GuestEngine;
+use replicode_runtime::instrument::{self, Hash};
+use replicode_runtime::process::wasi_host::WasiProcess;
+use replicode_runtime::process::{ModuleHash, ProcessModule};
+
+use crate::executor::ExecError;
+
+/// A compiled program, shareable by every process that runs it.
+pub type Module = Arc<ProcessModule<WasiProcess>>;
+
+/// SHA-256 of the bytes a user installed.
+pub type SourceHash = Hash;
+
+/// One module with what the registry needs to account for it.
+#[derive(Clone)]
+struct Loaded {
+    module: Module,
+    source_len: u64,
+}
+
+/// Why an install was refused; every variant is the same on every validator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The bytes are not a program the runtime can prepare and compile.
+    Invalid(String),
+    /// Installing would exceed `max_programs` or `program_bytes_quota`.
+    Limit(String),
+}
+
+/// The installed programs of one machine and their compiled modules.
+#[derive(Default)]
+pub struct Programs {
+    by_path: BTreeMap<String, SourceHash>,
+    modules: BTreeMap<SourceHash, Loaded>,
+    /// Prepared-module hash (what process snapshots record) → source hash.
+    sources: BTreeMap<ModuleHash, SourceHash>,
+}
+
+impl Programs {
+    /// The module installed at `path`, if any.
+    pub fn at_path(&self, path: &str) -> Option<Module> {
+        let source = self.by_path.get(path)?;
+        self.modules.get(source).map(|l| l.module.clone())
+    }
+
+    /// Whether an install record exists for `path` whose module is not loaded:
+    /// state and memory disagree, which only a host failure explains.
+    pub fn dangling(&self, path: &str) -> bool {
+        self.by_path
+            .get(path)
+            .is_some_and(|s| !self.modules.contains_key(s))
+    }
+
+    /// The module a process snapshot refers to by its prepared hash.
+    pub fn by_prepared(&self, hash: &ModuleHash) -> Option<Module> {
+        let source = self.sources.get(hash)?;
+        self.modules.get(source).map(|l| l.module.clone())
+    }
+
+    /// The source hash of a loaded module, by its prepared hash.
+    pub fn source_of(&self, hash: &ModuleHash) -> Option<SourceHash> {
+        self.sources.get(hash).copied()
+    }
+
+    /// Number of install records.
+    pub fn installed(&self) -> usize {
+        self.by_path.len()
+    }
+
+    /// Bytes of source of every loaded module.
+    pub fn source_bytes(&self) -> u64 {
+        self.modules.values().map(|l| l.source_len).sum()
+    }
+
+    /// Records that `path` runs `source` (already loaded).
+    pub fn record(&mut self, path: &str, source: SourceHash) {
+        self.by_path.insert(path.to_string(), source);
+    }
+
+    /// Whether a module with this source is loaded.
+    pub fn has_source(&self, source: &SourceHash) -> bool {
+        self.modules.contains_key(source)
+    }
+
+    /// Checks an install of `len` bytes at `path` against the genesis limits,
+    /// before any work: a new path needs a free install record, new bytes need
+    /// room in the quota (a replaced module is counted until it is collected).
+    pub fn admit(
+        &self,
+        path: &str,
+        source: &SourceHash,
+        len: usize,
+        max_programs: u32,
+        quota: u64,
+    ) -> Result<(), Refusal> {
+        if !self.by_path.contains_key(path) && self.by_path.len() >= max_programs as usize {
+            return Err(Refusal::Limit(format!(
+                "{path}: {} programs are installed, the limit is {max_programs}",
+                self.by_path.len()
+            )));
+        }
+        if !self.modules.contains_key(source) {
+            let after = self.source_bytes().saturating_add(len as u64);
+            if after > quota {
+                return Err(Refusal::Limit(format!(
+                    "{path}: installed programs would hold {after} bytes, the quota is {quota}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Prepares and compiles `source` unless it is loaded; returns its hash.
+    ///
+    /// `Ok(Err(_))` is a deterministic refusal (the module cannot be prepared
+    /// or compiled); `Err(_)` a host failure.
+    pub fn load(
+        &mut self,
+        engine: &GuestEngine,
+        config: &RuntimeConfig,
+        source: &[u8],
+    ) -> Result<Result<SourceHash, Refusal>, ExecError> {
+        let source_hash = instrument::sha256(source);
+        if self.modules.contains_key(&source_hash) {
+            return Ok(Ok(source_hash));
+        }
+        let prepared = match instrument::prepare(source, config) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(Refusal::Invalid(e.to_string()))),
+        };
+        let module = match ProcessModule::new(engine.engine(), &prepared.bytes) {
+            Ok(m) => Arc::new(m),
+            Err(e) => return Ok(Err(Refusal::Invalid(e.to_string()))),
+        };
+        self.sources.insert(*module.hash(), source_hash);
+        self.modules.insert(
+            source_hash,
+            Loaded {
+                module,
+                source_len: source.len() as u64,
+            },
+        );
+        Ok(Ok(source_hash))
+    }
+
+    /// Drops every module neither an install record nor one of `live_modules`
+    /// (prepared hashes of live processes) refers to; returns their source
+    /// hashes, in order, so the machine deletes their records.
+    pub fn collect_garbage(&mut self, live_modules: &[ModuleHash]) -> Vec<SourceHash> {
+        let mut keep: BTreeSet<SourceHash> = self.by_path.values().copied().collect();
+        keep.extend(live_modules.iter().filter_map(|h| self.sources.get(h)));
+        let dropped: Vec<SourceHash> = self
+            .modules
+            .keys()
+            .filter(|s| !keep.contains(*s))
+            .copied()
+            .collect();
+        for source in &dropped {
+            self.modules.remove(source);
+        }
+        self.sources.retain(|_, s| !dropped.contains(s));
+        dropped
+    }
+}
