@@ -16,6 +16,10 @@ use replicode_abci::tx::{Body, Install, Spawn, Stdin, Tx};
 use tendermint_proto::google::protobuf::Timestamp;
 use tendermint_proto::v0_38::abci::{RequestFinalizeBlock, RequestInitChain};
 
+/// Fuel each kv input asks for: a SET uses far less, and 5,000 of them fit
+/// the default `max_block_fuel` (2e9).
+const KV_INPUT_FUEL: u64 = 400_000;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let wasm = std::fs::read(root.join("wasm_programs/build/kv_server.wasm")).map_err(|e| {
@@ -90,7 +94,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .map(|i| {
                     nonce += 1;
                     let data = format!("SET k{nonce} v{i}\n").into_bytes();
-                    tx(
+                    // What one SET needs, so 5,000 fit the block fuel limit.
+                    Tx::new(
                         Body::Stdin(Stdin {
                             pid: 1,
                             data,
@@ -98,6 +103,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         }),
                         nonce,
                     )
+                    .with_fuel(KV_INPUT_FUEL)
+                    .to_bytes()
                 })
                 .collect();
             let start = Instant::now();

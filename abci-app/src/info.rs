@@ -11,8 +11,10 @@ use crate::executor::{ExecError, Executor, StateReader};
 /// The app's protocol version, reported in Info and checked by CometBFT. Bump
 /// it whenever the same blocks would give different results: 2 = the store
 /// barrier's fuel cost, the block results budget, the proposal limits and the
-/// paged process table.
-pub const APP_VERSION: u64 = 2;
+/// paged process table; 3 = install-time preparation and install records, the
+/// per-transaction `fuel` and the block fuel limit, per-process timer wake-ups,
+/// metered host calls.
+pub const APP_VERSION: u64 = 3;
 
 /// Query paths and codes, shared with the CLI.
 pub mod paths {

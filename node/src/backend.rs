@@ -17,7 +17,8 @@ pub fn open(
     let dir = home.store_dir();
     std::fs::create_dir_all(&dir)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
-    let mut machine = Machine::open(&dir)
+    let cache = home.module_cache_dir();
+    let mut machine = Machine::open_with_cache(&dir, Some(&cache))
         .map_err(|e| anyhow::anyhow!("opening the store in {}: {e}", dir.display()))?;
     machine.set_keep_heights(Some(keep_heights));
     Ok((Box::new(machine), Machine::validator()))

@@ -25,6 +25,11 @@ impl Home {
     pub fn store_dir(&self) -> PathBuf {
         self.0.join("replicode")
     }
+    /// Prepared and compiled modules this node keeps so a restart is quick;
+    /// deleting it only makes the next start slower.
+    pub fn module_cache_dir(&self) -> PathBuf {
+        self.0.join("module-cache")
+    }
     pub fn cometbft_log(&self) -> PathBuf {
         self.0.join("cometbft.log")
     }

@@ -100,7 +100,27 @@ pub fn wasmtime_config(config: &RuntimeConfig) -> Result<Config, RuntimeError> {
 impl GuestEngine {
     /// Builds the engine; refuses configurations that break determinism.
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
-        let wt = wasmtime_config(&config)?;
+        Self::build(config, None)
+    }
+
+    /// Like [`GuestEngine::new`], with compiled code cached on disk in `dir`
+    /// (wasmtime's own cache: keyed by the module bytes, the engine settings
+    /// and wasmtime's version), so a restarted validator does not recompile
+    /// what it already compiled. The cache changes how fast a module is ready,
+    /// never what it computes.
+    pub fn with_code_cache(config: RuntimeConfig, dir: &std::path::Path) -> Result<Self, RuntimeError> {
+        Self::build(config, Some(dir))
+    }
+
+    fn build(config: RuntimeConfig, code_cache: Option<&std::path::Path>) -> Result<Self, RuntimeError> {
+        let mut wt = wasmtime_config(&config)?;
+        if let Some(dir) = code_cache {
+            let mut cache = wasmtime::CacheConfig::new();
+            cache.with_directory(dir);
+            let cache =
+                wasmtime::Cache::new(cache).map_err(|e| RuntimeError::wasmtime("code cache", e))?;
+            wt.cache(Some(cache));
+        }
         let engine = Engine::new(&wt).map_err(|e| RuntimeError::wasmtime("engine", e))?;
         let cache = Mutex::new(ModuleCache::new(config.module_cache_entries));
         Ok(GuestEngine {

@@ -139,5 +139,31 @@ fn hostile_inputs_get_their_codes_and_the_chain_keeps_committing() -> anyhow::Re
     let get = send_line(net.nodes[3].rpc_port, kv, "GET after", 15)?;
     assert_eq!(get.stdout(), "VALUE hostile\n");
     net.verify()?;
+    for i in 0..net.nodes.len() {
+        let pid = net.pid(i).ok_or_else(|| anyhow::anyhow!("node {i} is not running"))?;
+        let rss = rss_bytes(pid)?;
+        assert!(
+            rss < MAX_VALIDATOR_RSS,
+            "validator {i} uses {} MiB, the bound is {} MiB",
+            rss >> 20,
+            MAX_VALIDATOR_RSS >> 20
+        );
+    }
     Ok(())
+}
+
+/// What a validator may use after the hostile suite (the app process; its
+/// cometbft child is separate): wasmtime's reservations are virtual, so
+/// resident memory is the guests' memory, the compiled modules and RocksDB's
+/// caches.
+const MAX_VALIDATOR_RSS: u64 = 1 << 30;
+
+fn rss_bytes(pid: i32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no VmRSS for pid {pid}"))?;
+    Ok(kib << 10)
 }

@@ -243,6 +243,7 @@ fn replicode_run(abci: &str) -> anyhow::Result<Result_> {
     };
     load(&ports, &procs, move |client, i| {
         let data = format!("SET c{client}k{i} v{i}\n").into_bytes();
+        // What one SET needs: a block holds max_block_fuel / this many inputs.
         Tx::new(
             Body::Stdin(Stdin {
                 pid,
@@ -251,6 +252,7 @@ fn replicode_run(abci: &str) -> anyhow::Result<Result_> {
             }),
             (client as u64) << 40 | i,
         )
+        .with_fuel(400_000)
         .to_bytes()
     })
 }

@@ -21,6 +21,7 @@
 
 pub mod fs;
 mod keys;
+mod prepared_cache;
 pub mod programs;
 mod reader;
 #[cfg(test)]
@@ -101,11 +102,25 @@ impl Machine {
         }
     }
 
-    /// Opens (or creates) the store in `dir` and restores the committed processes.
+    /// Opens (or creates) the store in `dir` and restores the committed
+    /// processes, preparing and compiling every installed program.
     pub fn open(dir: &Path) -> Result<Machine, ExecError> {
+        Machine::open_with_cache(dir, None)
+    }
+
+    /// [`Machine::open`], keeping prepared and compiled modules in `cache_dir`
+    /// too, so a restart reuses them instead of preparing every installed
+    /// program again (host-local files, never consensus data).
+    pub fn open_with_cache(dir: &Path, cache_dir: Option<&Path>) -> Result<Machine, ExecError> {
         let store = Store::open(dir).map_err(err("open store"))?;
         let config = machine_config();
-        let engine = GuestEngine::new(config.clone()).map_err(|e| ExecError::new("engine", e))?;
+        let engine = match cache_dir {
+            Some(cache) => GuestEngine::with_code_cache(config.clone(), &cache.join("code")),
+            None => GuestEngine::new(config.clone()),
+        }
+        .map_err(|e| ExecError::new("engine", e))?;
+        let prepared_cache =
+            cache_dir.map(|c| prepared_cache::PreparedCache::new(&c.join("prepared"), &config));
         let slot: Slot = Arc::new(Mutex::new(None));
         let failures = HostFailures::default();
         let latest = store.latest();
@@ -134,7 +149,7 @@ impl Machine {
             slot,
             engine,
             config,
-            programs: Programs::default(),
+            programs: Programs::new(prepared_cache),
             failures,
             limits,
             genesis_time_ns,
@@ -524,7 +539,7 @@ impl Executor for Machine {
             ws.put_meta(keys::SEED, &ctx.seed);
             Ok(())
         })?;
-        self.programs = Programs::default();
+        self.programs.clear();
         let files = genesis
             .files()
             .map_err(|e| ExecError::new("genesis files", e))?;

@@ -31,6 +31,7 @@ use replicode_runtime::instrument::{self, Hash};
 use replicode_runtime::process::wasi_host::WasiProcess;
 use replicode_runtime::process::{ModuleHash, ProcessModule};
 
+use super::prepared_cache::PreparedCache;
 use crate::executor::ExecError;
 
 /// A compiled program, shareable by every process that runs it.
@@ -62,9 +63,25 @@ pub struct Programs {
     modules: BTreeMap<SourceHash, Loaded>,
     /// Prepared-module hash (what process snapshots record) → source hash.
     sources: BTreeMap<ModuleHash, SourceHash>,
+    /// This validator's disk copy of Binaryen's output, if it keeps one.
+    cache: Option<PreparedCache>,
 }
 
 impl Programs {
+    /// No programs; prepared modules are cached in `cache` when given.
+    pub fn new(cache: Option<PreparedCache>) -> Self {
+        Programs {
+            cache,
+            ..Programs::default()
+        }
+    }
+
+    /// Forgets every program (genesis starts from none); keeps the cache.
+    pub fn clear(&mut self) {
+        let cache = self.cache.take();
+        *self = Programs::new(cache);
+    }
+
     /// The module installed at `path`, if any.
     pub fn at_path(&self, path: &str) -> Option<Module> {
         let source = self.by_path.get(path)?;
@@ -152,11 +169,20 @@ impl Programs {
         if self.modules.contains_key(&source_hash) {
             return Ok(Ok(source_hash));
         }
-        let prepared = match instrument::prepare(source, config) {
-            Ok(p) => p,
-            Err(e) => return Ok(Err(Refusal::Invalid(e.to_string()))),
+        let cached = self.cache.as_ref().and_then(|c| c.get(&source_hash));
+        let prepared = match cached {
+            Some(bytes) => bytes,
+            None => match instrument::prepare(source, config) {
+                Ok(p) => {
+                    if let Some(cache) = &self.cache {
+                        cache.put(&source_hash, &p.bytes);
+                    }
+                    p.bytes
+                }
+                Err(e) => return Ok(Err(Refusal::Invalid(e.to_string()))),
+            },
         };
-        let module = match ProcessModule::new(engine.engine(), &prepared.bytes) {
+        let module = match ProcessModule::new(engine.engine(), &prepared) {
             Ok(m) => Arc::new(m),
             Err(e) => return Ok(Err(Refusal::Invalid(e.to_string()))),
         };

@@ -488,3 +488,25 @@ fn a_chain_may_start_at_any_initial_height() {
     let core = open(dir.path());
     assert_eq!(info(&core).0, 101);
 }
+
+#[test]
+fn a_restart_reuses_the_prepared_and_compiled_module_caches() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = tempfile::tempdir().expect("tempdir");
+    let open_cached = |dir: &Path| {
+        let machine = Machine::open_with_cache(dir, Some(cache.path())).expect("open machine");
+        Core::new(machine, Machine::validator(), SharedView::default()).expect("core")
+    };
+    let mut core = open_cached(dir.path());
+    init(&mut core, "hello");
+    finalize(&mut core, 1, vec![install("/bin/a")]);
+    core.commit().expect("commit");
+    drop(core);
+    let prepared: Vec<_> = std::fs::read_dir(cache.path().join("prepared"))
+        .expect("the prepared cache exists")
+        .collect();
+    assert_eq!(prepared.len(), 1, "one installed program, one entry");
+    let mut core = open_cached(dir.path());
+    let (results, _) = finalize_results(&mut core, 2, vec![spawn_tx("/bin/a", 1)]);
+    assert_eq!(results[0].code, Code::Ok.value(), "{}", results[0].log);
+}

@@ -104,3 +104,8 @@ fn lazy_nan(wasm: &[u8]) -> Result<Vec<u8>, InstrumentError> {
         detail: e.to_string(),
     })
 }
+
+/// This build's preparation pipeline (every source file of the runtime and the
+/// lock file, hashed by `build.rs`): the key under which a validator may reuse
+/// prepared bytes it cached on disk. Never part of consensus.
+pub const PIPELINE_ID: &str = env!("REPLICODE_PIPELINE_ID");

@@ -1,0 +1,231 @@
+//! The worst block an attacker can build from each class of input at the
+//! genesis limits, executed through the whole app path (decode, FinalizeBlock,
+//! the runtime, merkle-fs commit) on one validator, with no network.
+//!
+//! Run: `cargo bench -p replicode-abci --bench worst_block` (needs
+//! `make -C wasm_programs`). Prints one line per class: the block's
+//! transactions, the fuel they used, FinalizeBlock + Commit wall time, and the
+//! host time per million fuel (what calibrates the host-call and install
+//! costs). Target: every class under 1 s (consensus timeouts never fire).
+//! Not a timed test.
+
+use std::time::Instant;
+
+use prost::bytes::Bytes;
+use replicode_abci::consensus::Core;
+use replicode_abci::genesis::Limits;
+use replicode_abci::machine::Machine;
+use replicode_abci::mempool::SharedView;
+use replicode_abci::tx::{Body, Install, Spawn, Stdin, Tx};
+use tendermint_proto::google::protobuf::Timestamp;
+use tendermint_proto::v0_38::abci::{RequestFinalizeBlock, RequestInitChain};
+
+type Error = Box<dyn std::error::Error>;
+
+struct Chain {
+    core: Core<Machine>,
+    height: i64,
+    /// Seconds since genesis of the last block: each block adds `step`.
+    clock: i64,
+    _dir: tempfile::TempDir,
+}
+
+struct Block {
+    secs: f64,
+    fuel: u64,
+    codes: Vec<u32>,
+}
+
+impl Chain {
+    fn new() -> Result<Chain, Error> {
+        let dir = tempfile::tempdir()?;
+        let machine = Machine::open(dir.path())?;
+        let mut core = Core::new(machine, Machine::validator(), SharedView::default())?;
+        core.init_chain(RequestInitChain {
+            app_state_bytes: Bytes::from_static(b"{}"),
+            initial_height: 1,
+            chain_id: "bench".into(),
+            time: Some(Timestamp {
+                seconds: 1_700_000_000,
+                nanos: 0,
+            }),
+            ..Default::default()
+        })?;
+        Ok(Chain {
+            core,
+            height: 0,
+            clock: 0,
+            _dir: dir,
+        })
+    }
+
+    /// Finalizes and commits one block `step_secs` after the last; times both.
+    fn block(&mut self, txs: Vec<Vec<u8>>, step_secs: i64) -> Result<Block, Error> {
+        self.height += 1;
+        self.clock += step_secs;
+        let start = Instant::now();
+        let res = self.core.finalize_block(RequestFinalizeBlock {
+            txs: txs.into_iter().map(Bytes::from).collect(),
+            height: self.height,
+            hash: Bytes::from(vec![self.height as u8; 32]),
+            time: Some(Timestamp {
+                seconds: 1_700_000_000 + self.clock,
+                nanos: 0,
+            }),
+            ..Default::default()
+        })?;
+        self.core.commit()?;
+        Ok(Block {
+            secs: start.elapsed().as_secs_f64(),
+            fuel: res
+                .tx_results
+                .iter()
+                .map(|r| u64::try_from(r.gas_used).unwrap_or(0))
+                .sum(),
+            codes: res.tx_results.iter().map(|r| r.code).collect(),
+        })
+    }
+
+    fn setup(&mut self, txs: Vec<Vec<u8>>) -> Result<(), Error> {
+        let block = self.block(txs, 1)?;
+        if let Some(bad) = block.codes.iter().find(|c| **c != 0) {
+            return Err(format!("setup transaction failed with code {bad}").into());
+        }
+        Ok(())
+    }
+}
+
+fn guest(name: &str) -> Result<Vec<u8>, Error> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let path = root.join(format!("wasm_programs/build/{name}.wasm"));
+    std::fs::read(&path)
+        .map_err(|e| format!("{}: {e} (run make -C wasm_programs)", path.display()).into())
+}
+
+fn tx(body: Body, nonce: u64) -> Vec<u8> {
+    Tx::new(body, nonce).to_bytes()
+}
+
+fn install(path: &str, wasm: Vec<u8>, nonce: u64) -> Vec<u8> {
+    tx(
+        Body::Install(Install {
+            path: path.into(),
+            wasm,
+        }),
+        nonce,
+    )
+}
+
+fn spawn(path: &str, args: Vec<String>, nonce: u64) -> Vec<u8> {
+    tx(
+        Body::Spawn(Spawn {
+            path: path.into(),
+            args,
+            env: vec![],
+        }),
+        nonce,
+    )
+}
+
+fn line(pid: u64, text: &str, nonce: u64) -> Vec<u8> {
+    tx(
+        Body::Stdin(Stdin {
+            pid,
+            data: format!("{text}\n").into_bytes(),
+            eof: false,
+        }),
+        nonce,
+    )
+}
+
+fn report(class: &str, block: &Block) {
+    let refused = block.codes.iter().filter(|c| **c != 0).count();
+    println!(
+        "worst_block: {class:<34} {:>4} txs ({refused:>4} not ok) {:>13} fuel {:>8.1} ms  {:>7.2} ms/Mfuel",
+        block.codes.len(),
+        block.fuel,
+        block.secs * 1000.0,
+        if block.fuel > 0 {
+            block.secs * 1000.0 / (block.fuel as f64 / 1e6)
+        } else {
+            0.0
+        }
+    );
+}
+
+fn main() -> Result<(), Error> {
+    let limits = Limits::default();
+    let per_block = (limits.max_block_fuel / limits.fuel_per_tx) as usize;
+    println!(
+        "worst_block: genesis defaults: fuel_per_tx {}, max_block_fuel {} ({per_block} full txs), \
+         timer_wakes_per_block {}, install_fuel_per_byte {}",
+        limits.fuel_per_tx,
+        limits.max_block_fuel,
+        limits.timer_wakes_per_block,
+        limits.install_fuel_per_byte
+    );
+
+    // Guest compute: every transaction spins until its fuel is gone.
+    let mut chain = Chain::new()?;
+    chain.setup(vec![install("/bin/hostile", guest("hostile")?, 1)])?;
+    chain.setup(vec![spawn("/bin/hostile", vec![], 2)])?;
+    let spins = (0..per_block as u64).map(|n| line(1, "spin", 10 + n)).collect();
+    report("spin (guest compute)", &chain.block(spins, 1)?);
+
+    // Host calls: one writev of 1024 iovecs over 1 MiB, 16 MiB of random_get.
+    let bombs = (0..per_block as u64)
+        .map(|n| line(1, "iovbomb 1024 1", 100 + n))
+        .collect();
+    report("iovbomb 1024 x 1 MiB (fd_write)", &chain.block(bombs, 1)?);
+    let randoms = (0..per_block as u64)
+        .map(|n| line(1, "random 16", 200 + n))
+        .collect();
+    report("random_get 16 MiB", &chain.block(randoms, 1)?);
+    let writes = (0..per_block as u64)
+        .map(|n| line(1, "writeloop 1", 300 + n))
+        .collect();
+    report("write(1, 1 MiB) loop", &chain.block(writes, 1)?);
+
+    // Timers: sleepers whose wake-ups all spin, due in the same block.
+    let mut chain = Chain::new()?;
+    chain.setup(vec![install("/bin/hostile", guest("hostile")?, 1)])?;
+    let sleepers = 2 * limits.timer_wakes_per_block as u64;
+    chain.setup((0..sleepers).map(|n| spawn("/bin/hostile", vec![], 10 + n)).collect())?;
+    chain.setup(
+        (1..=sleepers)
+            .map(|pid| line(pid, "sleepspin 500", 100 + pid))
+            .collect(),
+    )?;
+    report("timer wake-ups that spin", &chain.block(vec![], 2)?);
+
+    // Installs: as many copies of the largest program as the block holds,
+    // each made distinct (a custom section) so none is cached.
+    let mut chain = Chain::new()?;
+    let program = guest("fileops")?;
+    let cost = limits.install_fuel(program.len() + 16);
+    let count = (limits.max_block_fuel / cost) as usize;
+    let installs = (0..count as u64)
+        .map(|n| {
+            let mut wasm = program.clone();
+            wasm.extend_from_slice(&[0, 10, 1, b'n']);
+            wasm.extend_from_slice(&n.to_le_bytes());
+            install(&format!("/bin/p{n}"), wasm, n)
+        })
+        .collect();
+    report(
+        &format!("install {} KiB programs", program.len() / 1024),
+        &chain.block(installs, 1)?,
+    );
+
+    // Spawns of an installed program with the most arguments a spawn may carry.
+    let mut chain = Chain::new()?;
+    chain.setup(vec![install("/bin/hostile", guest("hostile")?, 1)])?;
+    let args: Vec<String> = (0..64).map(|i| format!("{i:0>4095}")).collect();
+    let spawns = (0..limits.max_processes as u64)
+        .map(|n| spawn("/bin/hostile", args.clone(), 10 + n))
+        .collect();
+    report("spawn with 64 x 4 KiB args", &chain.block(spawns, 1)?);
+    let empty = chain.block(vec![], 1)?;
+    report("empty block after them", &empty);
+    Ok(())
+}
