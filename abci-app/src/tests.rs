@@ -11,6 +11,7 @@ use tendermint_proto::v0_38::abci::{
 
 use crate::codes::Code;
 use crate::consensus::Core;
+use crate::executor::Executor as _;
 use crate::info::paths;
 use crate::memory::{MagicValidator, MemoryExecutor};
 use crate::mempool::{Mempool, SharedView};
@@ -315,9 +316,10 @@ fn proposals_are_cut_to_the_transaction_limit_and_larger_ones_rejected() {
         response_process_proposal::ProposalStatus, RequestPrepareProposal, RequestProcessProposal,
     };
     let (core, mempool) = core();
+    let reader = core.exec.reader();
     let (driver, commands) = crate::driver::Driver::new(core);
     drop(driver);
-    let app = crate::app::App::new(commands, mempool, Arc::new(|_| {}));
+    let app = crate::app::App::new(commands, mempool, reader, Arc::new(|_| {}));
     let limit = crate::limits::MAX_BLOCK_TXS;
     let txs: Vec<Bytes> = (0..limit + 5)
         .map(|i| Bytes::from(vec![1u8; 1 + i % 3]))
@@ -484,9 +486,9 @@ fn block_fuel_limit_cuts_proposals_rejects_larger_ones_and_finalize_refuses_the_
     use tendermint_proto::v0_38::abci::{
         response_process_proposal::ProposalStatus, RequestPrepareProposal, RequestProcessProposal,
     };
-    let (mut core, mempool) = core();
+    let (mut chain, mempool) = core();
     let app_state = br#"{"limits":{"fuel_per_tx":1000,"max_block_fuel":2500}}"#;
-    core.init_chain(RequestInitChain {
+    chain.init_chain(RequestInitChain {
         app_state_bytes: Bytes::from_static(app_state),
         initial_height: 1,
         chain_id: "test".into(),
@@ -532,8 +534,9 @@ fn block_fuel_limit_cuts_proposals_rejects_larger_ones_and_finalize_refuses_the_
     });
     assert_eq!(greedy.code, Code::TooLarge.value(), "{}", greedy.log);
 
-    let (driver, commands) = crate::driver::Driver::new(core);
-    let app = crate::app::App::new(commands, mempool, Arc::new(|_| {}));
+    let reader = chain.exec.reader();
+    let (driver, commands) = crate::driver::Driver::new(chain);
+    let app = crate::app::App::new(commands, mempool, reader, Arc::new(|_| {}));
     let bytes: Vec<Bytes> = txs.iter().cloned().map(Bytes::from).collect();
     let prepared = app.prepare_proposal(RequestPrepareProposal {
         txs: bytes.clone(),
@@ -554,15 +557,15 @@ fn block_fuel_limit_cuts_proposals_rejects_larger_ones_and_finalize_refuses_the_
     drop(driver);
 
     // A block decided anyway executes no transaction past the bound.
-    let (mut core, _) = core();
-    core.init_chain(RequestInitChain {
+    let (mut chain, _) = core();
+    chain.init_chain(RequestInitChain {
         app_state_bytes: Bytes::from_static(app_state),
         initial_height: 1,
         chain_id: "test".into(),
         ..Default::default()
     })
     .expect("init chain");
-    let res = block(&mut core, 1, txs);
+    let res = block(&mut chain, 1, txs);
     let codes: Vec<u32> = res.tx_results.iter().map(|r| r.code).collect();
     assert_eq!(
         codes,

@@ -448,6 +448,7 @@ mod tests {
         let tx = Tx {
             version: TX_VERSION,
             body: None,
+            fuel: 0,
             nonce: 0,
         };
         assert_eq!(

@@ -179,6 +179,9 @@ impl PreparedCommit {
         }
         r?;
         store.inner.cache.apply(cache_new, &stale_cached);
+        if head.latest == 0 && height > 1 {
+            head.retained = height;
+        }
         head.latest = height;
         head.alloc = alloc;
         head.usage = usage;
@@ -599,7 +602,15 @@ impl Store {
         let latest = self.head().latest;
         match base {
             Some(b) if b != latest => return Err(Error::StaleWorkingSet { base: b, latest }),
-            Some(b) if height != b + 1 => {
+            // The first commit of an empty store may be at any height from 1 (a
+            // chain's initial height); every later one follows the last.
+            Some(0) if height == 0 => {
+                return Err(Error::HeightOutOfOrder {
+                    expected: 1,
+                    got: height,
+                })
+            }
+            Some(b) if b > 0 && height != b + 1 => {
                 return Err(Error::HeightOutOfOrder {
                     expected: b + 1,
                     got: height,
@@ -697,6 +708,11 @@ impl Store {
         }
         batch.put_cf(roots, keys::root(height), root);
         batch.put_cf(state, keys::state::LATEST, height.to_be_bytes());
+        if latest == 0 && height > 1 {
+            // A store that starts above height 1 (a chain's initial height)
+            // has nothing below it: its first height is the oldest readable.
+            batch.put_cf(state, keys::state::RETAINED, height.to_be_bytes());
+        }
         batch.put_cf(
             state,
             keys::state::ALLOC,

@@ -454,10 +454,10 @@ fn commits_must_be_consecutive_and_fresh() {
     let s = store(&dir);
     let ws = s.working_set();
     assert!(matches!(
-        ws.commit(2),
+        ws.commit(0),
         Err(Error::HeightOutOfOrder {
             expected: 1,
-            got: 2
+            got: 0
         })
     ));
     let a = s.working_set();
@@ -569,4 +569,30 @@ fn rollback_of_rmdir_reseals_the_restored_listing() {
     let p = s.prove_listing(2, b"/d").expect("prove listing");
     let entries = proof::verify_listing(&root, b"/d", &p).expect("listing verifies");
     assert!(entries.is_empty());
+}
+
+/// A chain may start at any initial height: the first commit of an empty store
+/// may be at any height from 1, which then is the oldest readable one; every
+/// later commit follows the last.
+#[test]
+fn an_empty_store_may_start_at_any_height_then_commits_are_consecutive() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = store(&dir);
+    s.working_set().commit(100).expect("first commit at 100");
+    assert_eq!((s.latest_height(), s.retained_height()), (100, 100));
+    assert!(matches!(
+        s.at(99),
+        Err(Error::HeightNotRetained { height: 99, .. })
+    ));
+    assert!(matches!(
+        s.working_set().commit(102),
+        Err(Error::HeightOutOfOrder {
+            expected: 101,
+            got: 102
+        })
+    ));
+    s.working_set().commit(101).expect("then 101");
+    drop(s);
+    let s = store(&dir);
+    assert_eq!((s.latest_height(), s.retained_height()), (101, 100));
 }

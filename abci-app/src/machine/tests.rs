@@ -9,7 +9,9 @@ use tendermint_proto::v0_38::abci::{
     RequestFinalizeBlock, RequestInfo, RequestInitChain, RequestQuery,
 };
 
-use super::Machine;
+use merkle_fs::FsRead;
+
+use super::{Machine, MetaRead};
 use crate::codes::Code;
 use crate::consensus::Core;
 use crate::executor::Executor;
