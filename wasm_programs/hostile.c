@@ -8,7 +8,8 @@
  *   iovbomb N MIB         one writev(1, ...) of N iovecs, each over the same MIB MiB
  *   writeloop MIB         write(1, buf, MIB MiB) forever
  *   random MIB            one random_get of MIB MiB
- *   sleepspin MS          sleep MS milliseconds, then spin forever
+ *   sleepspin MS          wait up to MS milliseconds for stdin (poll); when the
+ *                         timeout, not input, wakes it: spin forever
  *   spin                  spin forever
  * Output: "ok CMD" (with a result where there is one) or "err CMD: ERRNO" per
  * command. Exit: 0 at end of input.
@@ -17,11 +18,11 @@
  * out of the native builds like the escape probes.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 #include <wasi/api.h>
 
@@ -104,11 +105,13 @@ int main(void) {
             }
         } else if (strcmp(cmd, "sleepspin") == 0) {
             long ms = atol(a);
-            struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
             printf("ok sleepspin %ld\n", ms);
             fflush(stdout);
-            nanosleep(&ts, NULL);
-            spin();
+            /* Blocks until input or the deadline: a timer the chain must wake. */
+            struct pollfd pfd = {.fd = 0, .events = POLLIN};
+            if (poll(&pfd, 1, (int)ms) == 0) {
+                spin();
+            }
         } else if (strcmp(cmd, "spin") == 0) {
             fflush(stdout);
             spin();

@@ -112,7 +112,14 @@ fn hostile_inputs_get_their_codes_and_the_chain_keeps_committing() -> anyhow::Re
     assert_eq!(sleeper.code, 0, "{}", sleeper.log);
     let sleeper = sleeper.output.pid;
     let slept = send_line(port, sleeper, "sleepspin 300", 13)?;
-    assert_eq!(slept.stdout(), "ok sleepspin 300\n");
+    assert_eq!(
+        slept.stdout(),
+        "ok sleepspin 300\n",
+        "code {} {}: {:?}",
+        slept.code,
+        slept.log,
+        slept.output
+    );
     let killed = (0..100).find_map(|_| {
         std::thread::sleep(Duration::from_millis(200));
         let q = rpc_get(
