@@ -130,26 +130,27 @@ fn cometbft_orphaned_by_a_killed_supervisor_is_stopped_at_restart() -> anyhow::R
     // What a supervisor without a parent-death signal left behind: a cometbft for
     // the home, waiting for its app forever, holding its data-dir lock.
     let log = File::create(net.dir.path().join("orphan.log"))?;
-    let mut orphan = Command::new(&bin)
-        .arg("start")
-        .arg("--home")
-        .arg(&home)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()?;
-    let orphan_pid = i32::try_from(orphan.id())?;
+    let mut orphan = Reaped(
+        Command::new(&bin)
+            .arg("start")
+            .arg("--home")
+            .arg(&home)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?,
+    );
+    let orphan_pid = i32::try_from(orphan.0.id())?;
     std::fs::write(home.join("cometbft.pid"), orphan_pid.to_string())?;
-    let holds_lock = wait_for(Duration::from_secs(30), || {
-        holds_data_lock(orphan_pid, &home)
-    });
-    if !holds_lock {
-        let _ = orphan.kill();
-        anyhow::bail!("the orphan never locked its data directory");
-    }
+    anyhow::ensure!(
+        wait_for(Duration::from_secs(30), || holds_data_lock(
+            orphan_pid, &home
+        )),
+        "the orphan never locked its data directory"
+    );
 
     let restarted = net.restart_stopped();
-    let stopped = wait_child(&mut orphan, Duration::from_secs(10))?;
+    let stopped = wait_child(&mut orphan.0, Duration::from_secs(10))?;
     restarted?;
     assert!(
         stopped.is_some(),
@@ -196,6 +197,16 @@ fn testnet_up_reports_a_validator_that_did_not_come_up() -> anyhow::Result<()> {
     drop(lock);
     net.restart_stopped()?;
     assert_back_and_agreeing(&net, VICTIM, supervisor)
+}
+
+/// A child of the test, killed and reaped however the test ends.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Polls `done` every 100 ms for up to `timeout`.
