@@ -11,12 +11,14 @@
 //! - [`SupervisorLock`]: a second `start` on a running home fails before it touches
 //!   the running node's pid files or its cometbft.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -29,7 +31,7 @@ use crate::procfs;
 /// inherits it and an orphaned cometbft cannot keep a restart out.
 #[derive(Debug)]
 pub struct SupervisorLock {
-    _file: File,
+    _lock: Flock<File>,
 }
 
 impl SupervisorLock {
@@ -41,9 +43,9 @@ impl SupervisorLock {
             .write(true)
             .open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
-        match file.try_lock() {
-            Ok(()) => Ok(SupervisorLock { _file: file }),
-            Err(TryLockError::WouldBlock) => {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => Ok(SupervisorLock { _lock: lock }),
+            Err((_, Errno::EWOULDBLOCK)) => {
                 let pid = std::fs::read_to_string(home.pid_file()).unwrap_or_default();
                 bail!(
                     "another `replicode start` (pid {}) is running for {}; stop it first",
@@ -51,8 +53,8 @@ impl SupervisorLock {
                     home.0.display()
                 )
             }
-            Err(TryLockError::Error(e)) => {
-                Err(e).with_context(|| format!("cannot lock {}", path.display()))
+            Err((_, errno)) => {
+                Err(errno).with_context(|| format!("cannot lock {}", path.display()))
             }
         }
     }
@@ -80,7 +82,7 @@ pub fn die_with_supervisor(cmd: &mut std::process::Command) {
             // The supervisor may have died between fork and prctl: then nobody
             // will send the signal, so do not start at all.
             if nix::unistd::getppid() != supervisor {
-                return Err(io::Error::from(nix::errno::Errno::ESRCH));
+                return Err(io::Error::from(Errno::ESRCH));
             }
             Ok(())
         });

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use replicode_e2e::{alive, parent, wait_gone, Testnet};
@@ -165,12 +166,13 @@ fn testnet_up_reports_a_validator_that_did_not_come_up() -> anyhow::Result<()> {
     let supervisor = net.pid(VICTIM).context("pid file")?;
     net.kill9(VICTIM);
     // Hold the victim's supervisor lock, so its restart fails as any start can.
-    let lock = File::options()
+    let lock_file = File::options()
         .create(true)
         .truncate(false)
         .write(true)
         .open(net.nodes[VICTIM].home.join("replicode.lock"))?;
-    lock.try_lock()?;
+    let lock =
+        Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| errno)?;
     let out = net.run(&["testnet", "up", "--dir", net.dir_str(), "--wait-secs", "30"])?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
