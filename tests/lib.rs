@@ -224,6 +224,15 @@ impl Testnet {
             .ok()
     }
 
+    /// The pid in node `i`'s `cometbft.pid` (its supervised cometbft).
+    pub fn cometbft_pid(&self, i: usize) -> Option<i32> {
+        std::fs::read_to_string(self.nodes[i].home.join("cometbft.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// SIGKILL to node `i`'s whole process group (replicode and its cometbft).
     pub fn kill9(&self, i: usize) {
         if let Some(pid) = self.pid(i) {
@@ -312,6 +321,29 @@ pub fn alive(pid: i32) -> bool {
         }
         Err(_) => true,
     }
+}
+
+/// The parent pid of `pid` (field 4 of `/proc/PID/stat`).
+pub fn parent(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Waits up to `timeout` for `pid` to be gone (exited or a zombie).
+pub fn wait_gone(pid: i32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while alive(pid) {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
 }
 
 /// A bounded HTTP/1.0 GET on 127.0.0.1:`port`, parsed as JSON.

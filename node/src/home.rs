@@ -1,7 +1,9 @@
 //! The layout of a validator home directory, and writing its configuration.
 //!
 //! A home is a CometBFT home (`config/`, `data/`) plus RepliCode's own files:
-//! `replicode/` (the merkle-fs store), `cometbft.log`, `replicode.pid`.
+//! `replicode/` (the merkle-fs store), `cometbft.log`, `replicode.log`, and while
+//! `replicode start` runs: `replicode.pid`, `cometbft.pid` (its child) and the
+//! flock on `replicode.lock` (see `supervisor`).
 
 use std::path::{Path, PathBuf};
 
@@ -38,6 +40,12 @@ impl Home {
     }
     pub fn pid_file(&self) -> PathBuf {
         self.0.join("replicode.pid")
+    }
+    pub fn cometbft_pid_file(&self) -> PathBuf {
+        self.0.join("cometbft.pid")
+    }
+    pub fn lock_file(&self) -> PathBuf {
+        self.0.join("replicode.lock")
     }
 
     pub fn read_config(&self) -> anyhow::Result<String> {

@@ -6,7 +6,9 @@ mod cometbft;
 mod fileproof;
 mod home;
 mod lightproof;
+mod procfs;
 mod rpc;
+mod supervisor;
 
 use std::process::ExitCode;
 

@@ -5,4 +5,5 @@ mod crash;
 mod hostile;
 mod invalid;
 mod kv;
+mod lifecycle;
 mod proofs;

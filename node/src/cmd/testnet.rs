@@ -3,10 +3,13 @@
 //! `up` builds on `cometbft testnet` (keys, genesis), then gives every node its own
 //! free loopback ports and the others as persistent peers, and starts one detached
 //! `replicode start` per node (own process group, logs in `D/nodeI/`). Running `up`
-//! again on an existing directory restarts only the nodes that are down.
+//! again on an existing directory restarts only the nodes that are down. `up`
+//! succeeds only if every node commits a block — a node it started must still be
+//! running then and be served by its own cometbft — and otherwise names each node
+//! that did not come up, with the end of its logs.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -17,6 +20,7 @@ use std::os::unix::process::CommandExt;
 use crate::cmd::OutputFormat;
 use crate::cometbft;
 use crate::home::{self, Abci, Home, Ports};
+use crate::procfs::{self, alive};
 use crate::rpc::Rpc;
 
 #[derive(clap::Subcommand, Debug)]
@@ -108,13 +112,14 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         create(&args)?
     };
     let exe = std::env::current_exe().context("cannot find the replicode executable")?;
+    let mut started = Vec::new();
     for node in &layout.nodes {
-        if running_pid(&Home(node.home.clone())).is_some() {
-            continue;
-        }
-        spawn_node(&exe, node)?;
+        started.push(match running_pid(&Home(node.home.clone())) {
+            Some(_) => None,
+            None => Some(spawn_node(&exe, node)?),
+        });
     }
-    wait_for_blocks(&layout, Duration::from_secs(args.wait_secs))?;
+    wait_for_nodes(&layout, &mut started, Duration::from_secs(args.wait_secs))?;
     for node in &layout.nodes {
         println!(
             "{}  rpc {}  home {}",
@@ -203,15 +208,16 @@ fn create(args: &UpArgs) -> anyhow::Result<Layout> {
     Ok(layout)
 }
 
-/// Starts `replicode start --home` detached, in its own process group.
-pub fn spawn_node(exe: &Path, node: &NodeEntry) -> anyhow::Result<u32> {
+/// Starts `replicode start --home` detached, in its own process group. It writes
+/// its own pid file once it holds the home's supervisor lock.
+pub fn spawn_node(exe: &Path, node: &NodeEntry) -> anyhow::Result<Child> {
     let home = Home(node.home.clone());
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(home.log())
         .with_context(|| format!("cannot open {}", home.log().display()))?;
-    let child = Command::new(exe)
+    Command::new(exe)
         .arg("start")
         .arg("--home")
         .arg(&node.home)
@@ -220,53 +226,124 @@ pub fn spawn_node(exe: &Path, node: &NodeEntry) -> anyhow::Result<u32> {
         .stderr(log)
         .process_group(0)
         .spawn()
-        .with_context(|| format!("cannot start {}", node.name))?;
-    std::fs::write(home.pid_file(), child.id().to_string())?;
-    Ok(child.id())
+        .with_context(|| format!("cannot start {}", node.name))
 }
 
-/// The pid in the home's pid file, if that process is alive.
+/// The pid in the home's pid file, if that process is alive and a `replicode
+/// start` (a pid file left by a killed node may name a reused pid, which `down`
+/// must not signal).
 pub fn running_pid(home: &Home) -> Option<i32> {
     let text = std::fs::read_to_string(home.pid_file()).ok()?;
     let pid: i32 = text.trim().parse().ok()?;
-    alive(pid).then_some(pid)
+    let args = procfs::cmdline(pid)?;
+    let is_start = args
+        .first()
+        .and_then(|arg0| Path::new(arg0).file_name())
+        .is_some_and(|name| name.to_string_lossy().contains("replicode"))
+        && args.iter().any(|arg| arg == "start");
+    (alive(pid) && is_start).then_some(pid)
 }
 
-/// True if `pid` exists and is not a zombie. Daemons started by an earlier `up`
-/// are reparented to PID 1, which in a container may never reap them, so a
-/// killed validator can linger as a zombie that `kill(pid, 0)` still finds.
-pub fn alive(pid: i32) -> bool {
-    if kill(Pid::from_raw(pid), None).is_err() {
-        return false;
-    }
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // Field 3, after the parenthesized command name, is the state.
-        Ok(stat) => {
-            stat.rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().next())
-                != Some("Z")
-        }
-        Err(_) => true,
-    }
-}
-
-fn wait_for_blocks(layout: &Layout, timeout: Duration) -> anyhow::Result<()> {
+/// Waits until every node answers with a committed block. A node `up` started
+/// (`started[i]`) must also still be running and be served by its own cometbft: a
+/// cometbft left behind by a killed supervisor answers RPC too. Fails naming every
+/// node that did not come up, with the end of its logs.
+fn wait_for_nodes(
+    layout: &Layout,
+    started: &mut [Option<Child>],
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
-    for node in &layout.nodes {
-        let rpc = Rpc::new(&node.rpc_url())?;
-        loop {
-            match rpc.status() {
-                Ok(s) if s.height >= 1 => break,
-                _ if Instant::now() >= deadline => bail!(
-                    "{} did not commit a block within {timeout:?}; see {}",
-                    node.name,
-                    Home(node.home.clone()).log().display()
-                ),
-                _ => std::thread::sleep(Duration::from_millis(200)),
+    let mut failed: Vec<Option<String>> = layout
+        .nodes
+        .iter()
+        .zip(started.iter_mut())
+        .map(|(node, child)| wait_for_node(node, child.as_mut(), deadline, timeout).err())
+        .collect();
+    // A node that came up early may have died while we waited for the others.
+    for (why, child) in failed.iter_mut().zip(started.iter_mut()) {
+        if let (None, Some(child)) = (why.as_ref(), child) {
+            if let Ok(Some(status)) = child.try_wait() {
+                *why = Some(format!("`replicode start` exited ({status})"));
             }
         }
     }
+    let report: Vec<String> = layout
+        .nodes
+        .iter()
+        .zip(&failed)
+        .filter_map(|(node, why)| {
+            why.as_ref()
+                .map(|why| format!("{}: {why}\n{}", node.name, log_tails(node)))
+        })
+        .collect();
+    if !report.is_empty() {
+        bail!(
+            "{} of {} validators did not come up\n{}",
+            report.len(),
+            layout.nodes.len(),
+            report.join("\n")
+        );
+    }
     Ok(())
+}
+
+/// One node: `Err(why)` if its supervisor exited or no block came by `deadline`.
+fn wait_for_node(
+    node: &NodeEntry,
+    mut supervisor: Option<&mut Child>,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<(), String> {
+    let home = Home(node.home.clone());
+    let rpc = Rpc::new(&node.rpc_url()).map_err(|e| format!("{e:#}"))?;
+    loop {
+        let own = match supervisor.as_deref_mut() {
+            None => true,
+            Some(child) => {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Err(format!("`replicode start` exited ({status})"));
+                }
+                serves_own_cometbft(&home, child.id())
+            }
+        };
+        if own && rpc.status().is_ok_and(|s| s.height >= 1) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("no committed block within {timeout:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// True once `cometbft.pid` names a live child of `supervisor`.
+fn serves_own_cometbft(home: &Home, supervisor: u32) -> bool {
+    std::fs::read_to_string(home.cometbft_pid_file())
+        .ok()
+        .and_then(|text| text.trim().parse::<i32>().ok())
+        .is_some_and(|pid| {
+            alive(pid)
+                && procfs::parent(pid).and_then(|p| u32::try_from(p).ok()) == Some(supervisor)
+        })
+}
+
+/// The last lines of a node's two logs, for a failure report.
+fn log_tails(node: &NodeEntry) -> String {
+    const LINES: usize = 10;
+    let home = Home(node.home.clone());
+    let mut out = String::new();
+    for path in [home.log(), home.cometbft_log()] {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let skip = text.lines().count().saturating_sub(LINES);
+        out.push_str(&format!("  --- {} (last {LINES} lines)\n", path.display()));
+        for line in text.lines().skip(skip) {
+            out.push_str("  ");
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 fn status(args: DirArgs) -> anyhow::Result<ExitCode> {
