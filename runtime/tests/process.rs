@@ -392,3 +392,6 @@ fn spawn_pipeline_feeds_each_stage_from_the_previous_one() {
 
 #[path = "process_wasi/mod.rs"]
 mod process_wasi;
+
+#[path = "host_costs/mod.rs"]
+mod host_costs;

@@ -670,6 +670,7 @@ fn table_limits(limits: &Limits) -> TableLimits {
     TableLimits {
         max_processes: usize::try_from(limits.max_processes).unwrap_or(usize::MAX),
         max_memory_bytes: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
+        ..TableLimits::default()
     }
 }
 
