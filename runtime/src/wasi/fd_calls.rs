@@ -81,37 +81,32 @@ fn write_file_iovs(
     Ok(total)
 }
 
-/// Charges a file write of `len` bytes at `offset` (see [`cost::file_write`]).
+/// Charges a file write of `len` bytes from `iovecs` buffers at `offset` (see
+/// [`cost::file_write`]); each iovec is one more storage write of the inode.
 fn charge_file_write(
     ctx: &WasiCtx,
     fs: &dyn FileSystem,
     ino: Ino,
-    offset: u64,
-    len: u64,
+    (offset, len): (u64, u64),
+    iovecs: u32,
 ) -> Result<(), Errno> {
     let size = fs.getattr(ino)?.size;
-    ctx.charge(cost::file_write(
-        size,
-        offset,
-        len,
-        ctx.fs_limits.as_ref(),
-        fs.usage(),
-    ))
+    let bytes = cost::file_write(size, offset, len, ctx.fs_limits.as_ref(), fs.usage());
+    ctx.charge(bytes.saturating_add(cost::per(u64::from(iovecs), cost::RECORD_WRITE)))
 }
 
-/// Charges a file read of up to `len` bytes at `offset`: what the file holds there.
+/// Charges a file read of up to `len` bytes at `offset` into `iovecs` buffers:
+/// what the file holds there, and one storage read per iovec.
 fn charge_file_read(
     ctx: &WasiCtx,
     fs: &dyn FileSystem,
     ino: Ino,
-    offset: u64,
-    len: u64,
+    (offset, len): (u64, u64),
+    iovecs: u32,
 ) -> Result<(), Errno> {
     let size = fs.getattr(ino)?.size;
-    ctx.charge(cost::file_read(
-        offset,
-        len.min(size.saturating_sub(offset)),
-    ))
+    let bytes = cost::file_read(offset, len.min(size.saturating_sub(offset)));
+    ctx.charge(bytes.saturating_add(cost::per(u64::from(iovecs), cost::CHUNK_READ)))
 }
 
 /// The checks every vectored call starts with: the iovec count (`EINVAL` past
@@ -171,7 +166,7 @@ pub(crate) fn fd_read(
         FdKind::File { ino, offset } => {
             let total = {
                 let fs = ctx.fs()?;
-                charge_file_read(ctx, &**fs, ino, offset, wanted)?;
+                charge_file_read(ctx, &**fs, ino, (offset, wanted), n)?;
                 read_file_iovs(&**fs, mem, ino, offset, iovs, n)?
             };
             set_offset(ctx, fd, offset + total)?;
@@ -235,7 +230,7 @@ pub(crate) fn fd_write(
                 } else {
                     offset
                 };
-                charge_file_write(ctx, &**fs, ino, start, wanted)?;
+                charge_file_write(ctx, &**fs, ino, (start, wanted), n)?;
                 total = write_file_iovs(&mut **fs, &ctx.meter, mem, ino, start, iovs, n, now)?;
                 end = start + total;
             }
@@ -277,7 +272,7 @@ pub(crate) fn fd_pread(
     slice(mem, nread, 4)?;
     let total = {
         let fs = ctx.fs()?;
-        charge_file_read(ctx, &**fs, ino, offset, wanted)?;
+        charge_file_read(ctx, &**fs, ino, (offset, wanted), n)?;
         read_file_iovs(&**fs, mem, ino, offset, iovs, n)?
     };
     write_u32(mem, nread, size32(total))
@@ -298,7 +293,7 @@ pub(crate) fn fd_pwrite(
     let now = ctx.now_ns();
     let total = {
         let mut fs = ctx.fs()?;
-        charge_file_write(ctx, &**fs, ino, offset, wanted)?;
+        charge_file_write(ctx, &**fs, ino, (offset, wanted), n)?;
         write_file_iovs(&mut **fs, &ctx.meter, mem, ino, offset, iovs, n, now)?
     };
     write_u32(mem, nwritten, size32(total))

@@ -367,7 +367,7 @@ const FILE_CALLS: &str = r#"
   (func (export "open") (param $p i32) (param $len i32) (result i32)
     (local $e i32)
     (local.set $e (call $path_open (i32.const 3) (i32.const 0) (local.get $p) (local.get $len)
-      (i32.const 1) (i64.const -1) (i64.const -1) (i32.const 0) (i32.const 100)))
+      (i32.const 1) (i64.const 0x3fffffff) (i64.const 0) (i32.const 0) (i32.const 100)))
     (if (result i32) (local.get $e) (then (i32.sub (i32.const 0) (local.get $e))) (else (i32.load (i32.const 100)))))
   ;; iovecs at 4096: n empty buffers (all zero: pointer 0, length 0)
   (func (export "write") (param $fd i32) (param $n i32) (result i32)
@@ -431,7 +431,7 @@ fn set_size_to_gigabytes_is_charged_or_refused() {
         assert!(used < 100_000, "{call} refused for {used} fuel");
     }
     // Growth within them is paid for every zero byte and chunk.
-    let (r, used) = g.call("set_size", &[fd, 32 << 20], 1 << 30);
+    let (r, used) = g.call("set_size", &[fd, 32 << 20], 1 << 34);
     assert_eq!(r.expect("set_size"), 0);
     assert!(used >= 32 * MIB * cost::STORE_BYTE, "{used}");
     // Limits unknown: every byte asked for is charged, so 4 GiB is unaffordable
