@@ -20,6 +20,11 @@ pub struct Limits {
     pub memory_bytes: u64,
     /// Bytes the whole guest filesystem may hold.
     pub storage_quota_bytes: u64,
+    /// Largest guest file, in bytes (`EFBIG` past it).
+    pub max_file_bytes: u64,
+    /// Most inodes (files, directories, symlinks) the guest filesystem may hold
+    /// (`ENOSPC` past it): entries cost state beyond their bytes.
+    pub max_inodes: u64,
     /// Most processes alive at once.
     pub max_processes: u32,
     /// Fuel an install costs per byte of wasm: preparing and compiling a
@@ -77,6 +82,8 @@ impl Default for Limits {
             fuel_per_tx: 100_000_000,
             memory_bytes: 64 * 1024 * 1024,
             storage_quota_bytes: 256 * 1024 * 1024,
+            max_file_bytes: 64 * 1024 * 1024,
+            max_inodes: 65_536,
             max_processes: 64,
             install_fuel_per_byte: 2_000,
             max_programs: 256,

@@ -50,6 +50,17 @@ pub const MAX_BLOCK_TX_BYTES: usize = 3 * 1024 * 1024;
 /// produce one: outputs that do not fit are dropped (see `consensus::fit_results`).
 pub const MAX_BLOCK_RESULTS_BYTES: usize = 3 * 1024 * 1024;
 
+/// Guest output (stdout and stderr of every process an input wakes) one input
+/// keeps; the rest is dropped and the write marked truncated. Bounds what the
+/// host holds per input.
+pub const MAX_INPUT_OUTPUT_BYTES: usize = 1024 * 1024;
+
+/// Guest output a whole block keeps in memory (the clock's wake-ups and every
+/// transaction); past it, writes are cut and marked truncated. Above
+/// [`MAX_BLOCK_RESULTS_BYTES`], so what the results budget keeps is never
+/// limited by it in an ordinary block.
+pub const MAX_BLOCK_OUTPUT_BYTES: usize = 4 * 1024 * 1024;
+
 /// Log bytes any result keeps.
 pub const MAX_LOG_BYTES: usize = 1024;
 

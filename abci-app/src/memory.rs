@@ -196,6 +196,7 @@ impl Executor for MemoryExecutor {
                         pid: *pid,
                         fd: 1,
                         data: out,
+                        truncated: false,
                     }],
                     fuel_used: data.len() as u64,
                     ..ok(*pid)

@@ -30,6 +30,11 @@ pub struct Write {
     pub fd: u32,
     #[prost(bytes = "vec", tag = "3")]
     pub data: Vec<u8>,
+    /// The guest wrote more than `data` holds: the rest was dropped at the
+    /// per-input or per-block output cap (the guest was told it was written,
+    /// and paid for it in fuel).
+    #[prost(bool, tag = "4")]
+    pub truncated: bool,
 }
 
 /// A process exit.

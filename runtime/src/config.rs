@@ -63,6 +63,10 @@ pub struct Limits {
     pub asyncify_pages: u32,
     /// File size, storage quota and inode limits of the virtual filesystem.
     pub fs: FsLimits,
+    /// Bytes of stdout + stderr one input may leave in its results; past it the
+    /// guest's writes still succeed (and are charged) but the bytes are dropped
+    /// and the output is marked truncated (`process::Output::truncated`).
+    pub max_output_bytes: u64,
 }
 
 impl Default for Limits {
@@ -79,6 +83,7 @@ impl Default for Limits {
             max_fds: 1024,
             asyncify_pages: 1,
             fs: FsLimits::default(),
+            max_output_bytes: 1 << 20,
         }
     }
 }

@@ -186,7 +186,8 @@ fn run_loaded(
         .stderr(stderr)
         .clock(Box::new(LogicalClock::new(spec.start_time_ns)))
         .entropy(Box::new(ChaChaEntropy::from_u64(spec.seed)))
-        .max_fds(engine.config().limits.max_fds as usize);
+        .max_fds(engine.config().limits.max_fds as usize)
+        .fs_limits(engine.config().limits.fs);
     for (k, v) in &spec.env {
         builder = builder.env(k, v);
     }

@@ -455,3 +455,5 @@ fn wake_ups_past_the_per_block_bound_wait_for_the_next_block_and_are_not_run_by_
     assert_eq!(next.iter().map(|w| w.pid).collect::<Vec<_>>(), vec![pids[2]]);
     assert_eq!(t.deferred_wakes(), 0);
 }
+#[path = "host_costs/mod.rs"]
+mod host_costs;

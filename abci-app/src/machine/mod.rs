@@ -45,6 +45,7 @@ use crate::executor::{
     ProgramValidator, StateReader, Status,
 };
 use crate::genesis::{GenesisState, Limits};
+use crate::limits::{MAX_BLOCK_OUTPUT_BYTES, MAX_INPUT_OUTPUT_BYTES};
 use crate::result::{Exit, Write};
 use fs::{HostFailures, MerkleFs, Slot};
 use reader::MachineReader;
@@ -74,6 +75,9 @@ pub struct Machine {
     /// What queries read: published at every commit, since between
     /// FinalizeBlock and Commit the live table already holds the next block.
     reader: Arc<MachineReader>,
+    /// Guest output bytes the current block may still keep
+    /// ([`MAX_BLOCK_OUTPUT_BYTES`]).
+    block_output_left: usize,
 }
 
 fn err(op: &'static str) -> impl Fn(merkle_fs::Error) -> ExecError {
@@ -144,6 +148,7 @@ impl Machine {
         )));
         env.realtime_base_ns = genesis_time_ns;
         env.seed = seed;
+        env.fs_limits = Some(guest_fs_limits(&limits));
         let mut machine = Machine {
             table: ProcessTable::new(env.clone(), table_limits(&limits)),
             slot,
@@ -158,6 +163,7 @@ impl Machine {
             keep_heights: None,
             reader: Arc::new(MachineReader::new(store.clone())),
             store,
+            block_output_left: MAX_BLOCK_OUTPUT_BYTES,
         };
         // Every module state refers to was loadable when it was installed; one
         // that no longer is means this node's state or build is not what the
@@ -313,15 +319,7 @@ impl Machine {
             InputStatus::OutOfFuel => Status::OutOfFuel,
             InputStatus::Trap { pid, reason } => Status::Trap(format!("pid {pid}: {reason}")),
         };
-        let writes: Vec<Write> = out
-            .outputs
-            .iter()
-            .map(|o| Write {
-                pid: o.pid,
-                fd: if o.stream == StreamKind::Stderr { 2 } else { 1 },
-                data: o.bytes.clone(),
-            })
-            .collect();
+        let writes = self.outcome_writes(&out);
         if status == Status::Ok {
             self.remember_output(&writes)?;
         }
@@ -529,6 +527,7 @@ impl Executor for Machine {
         )));
         env.realtime_base_ns = ctx.time_unix_nanos;
         env.seed = ctx.seed;
+        env.fs_limits = Some(guest_fs_limits(&self.limits));
         self.table = ProcessTable::new(env, table_limits(&self.limits));
         self.table.set_entropy_seed(ctx.seed);
         let limits_json =
@@ -604,6 +603,7 @@ impl Executor for Machine {
         }
         self.ensure_working_set();
         self.block_height = ctx.height;
+        self.block_output_left = MAX_BLOCK_OUTPUT_BYTES;
         // Per-block randomness (context::seed), keyed per pid; before the timers run.
         self.table.set_entropy_seed(ctx.seed);
         let logical = ctx.time_unix_nanos.saturating_sub(self.genesis_time_ns);
@@ -617,7 +617,8 @@ impl Executor for Machine {
                 )
                 .map_err(|e| ExecError::new("advance clock", e))?;
             for wake in &wakes {
-                self.remember_output(&self.outcome_writes(&wake.outcome))?;
+                let writes = self.outcome_writes(&wake.outcome);
+                self.remember_output(&writes)?;
                 if let Some(killed) = &wake.killed {
                     tracing::info!(
                         height = ctx.height,
@@ -625,7 +626,8 @@ impl Executor for Machine {
                         status = ?wake.outcome.status,
                         "killed: its timer wake-up was rejected"
                     );
-                    self.remember_output(&self.outcome_writes(killed))?;
+                    let writes = self.outcome_writes(killed);
+                    self.remember_output(&writes)?;
                 }
             }
         }
@@ -710,16 +712,24 @@ impl Machine {
 }
 
 impl Machine {
-    fn outcome_writes(&self, out: &InputOutcome) -> Vec<Write> {
+    /// An accepted input's output as result writes, within what the block may
+    /// still keep: past [`MAX_BLOCK_OUTPUT_BYTES`] a write is cut and marked
+    /// truncated, as the runtime marks one cut at the per-input cap.
+    fn outcome_writes(&mut self, out: &InputOutcome) -> Vec<Write> {
         if out.status != InputStatus::Ok {
             return Vec::new();
         }
         out.outputs
             .iter()
-            .map(|o| Write {
-                pid: o.pid,
-                fd: if o.stream == StreamKind::Stderr { 2 } else { 1 },
-                data: o.bytes.clone(),
+            .map(|o| {
+                let keep = o.bytes.len().min(self.block_output_left);
+                self.block_output_left -= keep;
+                Write {
+                    pid: o.pid,
+                    fd: if o.stream == StreamKind::Stderr { 2 } else { 1 },
+                    data: o.bytes[..keep].to_vec(),
+                    truncated: o.truncated || keep < o.bytes.len(),
+                }
             })
             .collect()
     }
@@ -768,14 +778,22 @@ fn table_limits(limits: &Limits) -> TableLimits {
     TableLimits {
         max_processes: usize::try_from(limits.max_processes).unwrap_or(usize::MAX),
         max_memory_bytes: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
+        max_output_bytes: MAX_INPUT_OUTPUT_BYTES,
+    }
+}
+
+/// The guest filesystem's limits from genesis: merkle-fs enforces them, and
+/// the WASI layer prices growth only up to them (see `wasi::cost`).
+fn guest_fs_limits(limits: &Limits) -> replicode_runtime::fs::FsLimits {
+    replicode_runtime::fs::FsLimits {
+        max_file_size: limits.max_file_bytes,
+        max_total_bytes: limits.storage_quota_bytes,
+        max_inodes: limits.max_inodes,
     }
 }
 
 fn fs_limits(limits: &Limits) -> merkle_fs::Limits {
-    merkle_fs::Limits {
-        max_total_bytes: limits.storage_quota_bytes,
-        ..merkle_fs::Limits::default()
-    }
+    fs::limits(&guest_fs_limits(limits))
 }
 
 /// `mkdir -p` of the parents, then create-or-truncate and write.

@@ -31,6 +31,15 @@ impl StreamKind {
     }
 }
 
+/// Bytes a process wrote to one output stream during a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Captured {
+    pub stream: StreamKind,
+    pub bytes: Vec<u8>,
+    /// Bytes past the output limit were dropped (see [`ProcessHost::set_output_limit`]).
+    pub truncated: bool,
+}
+
 /// What a suspended process waits for; it becomes runnable when any part holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Wait {
@@ -109,8 +118,15 @@ pub trait ProcessHost: Send + Sized + 'static {
     /// Sets the logical clock (nanoseconds) seen by the guest.
     fn set_now(&mut self, now_ns: u64);
 
-    /// Output written since the last call, in write order.
-    fn take_output(&mut self) -> Vec<(StreamKind, Vec<u8>)>;
+    /// Output written since the last call, one entry per stream that has some.
+    fn take_output(&mut self) -> Vec<Captured>;
+
+    /// The most bytes each output stream may hold until the next
+    /// [`ProcessHost::take_output`]; past it, writes succeed for the guest but
+    /// the bytes are dropped and the stream's [`Captured::truncated`] is set. The
+    /// scheduler sets it before every run to what the input may still output,
+    /// so no run can make the host hold more.
+    fn set_output_limit(&mut self, _max_bytes: usize) {}
 
     /// Classifies an error returned from a guest call.
     fn classify(&self, error: &wasmtime::Error) -> GuestError;

@@ -62,7 +62,7 @@ pub mod txn;
 pub mod wasi_host;
 
 pub use error::ProcessError;
-pub use host::{GuestError, ProcessHost, StreamKind, Wait};
+pub use host::{Captured, GuestError, ProcessHost, StreamKind, Wait};
 pub use module::{ModuleHash, ProcessModule};
 pub use snapshot::PersistDelta;
 pub use timers::TimerWake;

@@ -7,7 +7,7 @@
 //! by all processes it wakes.
 
 use super::error::ProcessError;
-use super::host::{ProcessHost, StreamKind};
+use super::host::{Captured, ProcessHost, StreamKind};
 use super::instance::RunEnd;
 use super::table::{InputStatus, Output, Pid, ProcState, ProcessTable};
 use super::txn::Txn;
@@ -56,6 +56,7 @@ impl<H: ProcessHost> ProcessTable<H> {
                 let Some(live) = p.live.as_mut() else {
                     continue;
                 };
+                live.inst.host_mut().set_output_limit(txn.output_room);
                 let (end, used) = live.inst.run(remaining, now);
                 txn.fuel_used = txn.fuel_used.saturating_add(used);
                 p.info.fuel_used = p.info.fuel_used.saturating_add(used);
@@ -82,7 +83,9 @@ impl<H: ProcessHost> ProcessTable<H> {
         }
     }
 
-    /// Sends what `pid` wrote to its pipe reader or to the input's outputs.
+    /// Sends what `pid` wrote to its pipe reader or to the input's outputs,
+    /// keeping at most the input's remaining output room; a stream that lost
+    /// bytes is marked once on its output record.
     ///
     /// Bytes written to a pipe whose reader has ended are dropped (the guest is
     /// not told: EPIPE is not modelled).
@@ -95,25 +98,44 @@ impl<H: ProcessHost> ProcessTable<H> {
             return Ok(());
         };
         let written = live.inst.host_mut().take_output();
-        for (stream, bytes) in written {
-            match (stream, consumer) {
+        for Captured {
+            stream,
+            mut bytes,
+            truncated,
+        } in written
+        {
+            let kept = bytes.len().min(txn.output_room);
+            let truncated = truncated || kept < bytes.len();
+            bytes.truncate(kept);
+            txn.output_room -= kept;
+            let record = match (stream, consumer) {
                 (StreamKind::Stdout, Some(c)) => {
                     txn.touch(self, c)?;
                     if let Some(cl) = self.procs.get_mut(&c).and_then(|cp| cp.live.as_mut()) {
                         cl.inst.host_mut().push_stdin(&bytes);
                     }
-                }
-                _ => {
-                    if let Some(last) = txn
-                        .outputs
-                        .last_mut()
-                        .filter(|o| o.pid == pid && o.stream == stream)
-                    {
-                        last.bytes.extend_from_slice(&bytes);
-                    } else {
-                        txn.outputs.push(Output { pid, stream, bytes });
+                    if !truncated {
+                        continue;
                     }
+                    Vec::new()
                 }
+                _ => bytes,
+            };
+            match txn
+                .outputs
+                .last_mut()
+                .filter(|o| o.pid == pid && o.stream == stream)
+            {
+                Some(last) => {
+                    last.bytes.extend_from_slice(&record);
+                    last.truncated |= truncated;
+                }
+                None => txn.outputs.push(Output {
+                    pid,
+                    stream,
+                    bytes: record,
+                    truncated,
+                }),
             }
         }
         Ok(())

@@ -186,6 +186,11 @@ pub struct Output {
     pub pid: Pid,
     pub stream: StreamKind,
     pub bytes: Vec<u8>,
+    /// The input's output cap ([`TableLimits::max_output_bytes`]) cut this
+    /// stream: the process wrote more than `bytes` (it was told all of it was
+    /// written, and paid for it). For a stream piped to another process the
+    /// record has no bytes and only says its pipe lost data.
+    pub truncated: bool,
 }
 
 /// Everything one input produced, in the order it happened.
@@ -225,14 +230,20 @@ pub struct TableLimits {
     pub max_processes: usize,
     /// Linear memory cap per process; growth past it fails with -1 (deterministic).
     pub max_memory_bytes: usize,
+    /// Bytes of output one input may produce, all processes and streams (pipes
+    /// between processes included) together; the rest is dropped and marked
+    /// ([`Output::truncated`]). Bounds what the host holds per input.
+    pub max_output_bytes: usize,
 }
 
 impl Default for TableLimits {
-    /// 1024 processes of at most 256 MiB each.
+    /// 1024 processes of at most 256 MiB each, 1 MiB of output per input.
     fn default() -> Self {
         TableLimits {
             max_processes: 1024,
             max_memory_bytes: 256 << 20,
+            max_output_bytes: usize::try_from(crate::config::Limits::default().max_output_bytes)
+                .unwrap_or(usize::MAX),
         }
     }
 }

@@ -36,6 +36,8 @@ pub(crate) struct Txn {
     touched: BTreeMap<Pid, Undo>,
     pub fuel_used: u64,
     pub outputs: Vec<Output>,
+    /// Output bytes this input may still produce ([`super::TableLimits::max_output_bytes`]).
+    pub output_room: usize,
     pub exits: Vec<(Pid, i32)>,
 }
 
@@ -49,6 +51,7 @@ impl Txn {
             touched: BTreeMap::new(),
             fuel_used: 0,
             outputs: Vec::new(),
+            output_room: table.limits.max_output_bytes,
             exits: Vec::new(),
         }
     }

@@ -14,11 +14,11 @@ use rand_chacha::ChaCha20Rng;
 use wasmtime::Linker;
 
 use super::codec::{DecodeError, Reader, Writer};
-use super::host::{GuestError, ProcessHost, StreamKind, Wait};
+use super::host::{Captured, GuestError, ProcessHost, StreamKind, Wait};
 use super::instance::StoreData;
 use crate::clock::{Clock, ClockId};
 use crate::entropy::Entropy;
-use crate::fs::{Ino, Savepoint, SharedFs};
+use crate::fs::{FsLimits, Ino, Savepoint, SharedFs};
 use crate::wasi::memory::WriteLog;
 use crate::wasi::{
     BlockOn, Capture, FdEntry, FdKind, FdTable, Pipe, WasiCtx, WasiCtxBuilder, DEFAULT_MAX_FDS,
@@ -37,6 +37,10 @@ pub struct WasiEnv {
     pub max_fds: usize,
     /// Logical nanoseconds each clock read advances (busy-wait loops progress).
     pub clock_tick_ns: u64,
+    /// The limits `fs` enforces (the genesis limits), so host calls charge file
+    /// growth only up to them; `None` charges every byte a call asks to add
+    /// (see `wasi::cost`). Consensus: every validator must set the same.
+    pub fs_limits: Option<FsLimits>,
 }
 
 impl WasiEnv {
@@ -48,6 +52,7 @@ impl WasiEnv {
             seed: [0; 32],
             max_fds: DEFAULT_MAX_FDS,
             clock_tick_ns: 1_000,
+            fs_limits: None,
         }
     }
 }
@@ -155,6 +160,9 @@ fn build(
         .clock(Box::new(clock.clone()))
         .entropy(Box::new(entropy.clone()))
         .max_fds(env.max_fds);
+    if let Some(limits) = env.fs_limits {
+        b = b.fs_limits(limits);
+    }
     for (k, v) in vars {
         b = b.env(k, v);
     }
@@ -384,18 +392,27 @@ impl ProcessHost for WasiProcess {
     }
 
     /// stdout first, then stderr: their relative order within one run is not kept.
-    fn take_output(&mut self) -> Vec<(StreamKind, Vec<u8>)> {
+    fn take_output(&mut self) -> Vec<Captured> {
         let mut out = Vec::new();
-        for (kind, cap) in [
+        for (stream, cap) in [
             (StreamKind::Stdout, &self.stdout),
             (StreamKind::Stderr, &self.stderr),
         ] {
-            let bytes = cap.take();
-            if !bytes.is_empty() {
-                out.push((kind, bytes));
+            let (bytes, truncated) = cap.take_marked();
+            if !bytes.is_empty() || truncated {
+                out.push(Captured {
+                    stream,
+                    bytes,
+                    truncated,
+                });
             }
         }
         out
+    }
+
+    fn set_output_limit(&mut self, max_bytes: usize) {
+        self.stdout.set_limit(max_bytes);
+        self.stderr.set_limit(max_bytes);
     }
 
     fn classify(&self, error: &wasmtime::Error) -> GuestError {

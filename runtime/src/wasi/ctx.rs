@@ -8,6 +8,7 @@
 use std::sync::MutexGuard;
 
 use super::block::BlockOn;
+use super::cost::Meter;
 use super::fd_table::{FdEntry, FdKind, FdTable};
 use super::memory::WriteLog;
 use super::stdio::{NullSink, OutputSink, Pipe};
@@ -15,7 +16,7 @@ use super::types::rights;
 use crate::clock::{Clock, ClockId, LogicalClock};
 use crate::entropy::{ChaChaEntropy, Entropy};
 use crate::errno::Errno;
-use crate::fs::{FileKind, FileSystem, Ino, SharedFs};
+use crate::fs::{FileKind, FileSystem, FsLimits, Ino, SharedFs};
 
 /// Default limit on open descriptors per process (stdio and preopens included).
 pub const DEFAULT_MAX_FDS: usize = 1024;
@@ -77,6 +78,11 @@ pub struct WasiCtx {
     /// Guest pages written by host calls; the process layer takes it after each
     /// run. Not state: never snapshotted or hashed.
     pub(crate) guest_writes: WriteLog,
+    /// The fuel budget of the host call in progress (see `wasi::cost`). Not state.
+    pub(crate) meter: Meter,
+    /// The limits the filesystem enforces, so growth it would refuse is not
+    /// charged; `None` charges every requested byte.
+    pub(crate) fs_limits: Option<FsLimits>,
 }
 
 impl std::fmt::Debug for WasiCtx {
@@ -94,6 +100,12 @@ impl WasiCtx {
     /// Locks the shared filesystem; a poisoned lock is reported to the guest as `EIO`.
     pub(crate) fn fs(&self) -> Result<MutexGuard<'_, Box<dyn FileSystem>>, Errno> {
         self.fs.lock().map_err(|_| Errno::Io)
+    }
+
+    /// Charges `fuel` to the host call in progress, before the work it pays for.
+    /// On failure the call ends out of fuel (the returned errno is never seen).
+    pub(crate) fn charge(&self, fuel: u64) -> Result<(), Errno> {
+        self.meter.charge(fuel)
     }
 
     /// The current logical wall-clock time, used to stamp files. Peeking does not
@@ -168,6 +180,7 @@ pub struct WasiCtxBuilder {
     clock: Option<Box<dyn Clock>>,
     entropy: Option<Box<dyn Entropy>>,
     max_fds: usize,
+    fs_limits: Option<FsLimits>,
 }
 
 impl WasiCtxBuilder {
@@ -185,6 +198,7 @@ impl WasiCtxBuilder {
             clock: None,
             entropy: None,
             max_fds: DEFAULT_MAX_FDS,
+            fs_limits: None,
         }
     }
 
@@ -247,6 +261,14 @@ impl WasiCtxBuilder {
     /// Sets the limit on open descriptors (`EMFILE` beyond it).
     pub fn max_fds(mut self, n: usize) -> Self {
         self.max_fds = n;
+        self
+    }
+
+    /// Tells the context the limits its filesystem enforces, so growing a file
+    /// past them is refused (`EFBIG`/`ENOSPC`) rather than charged. Without it a
+    /// call pays for every byte it asks to add.
+    pub fn fs_limits(mut self, limits: FsLimits) -> Self {
+        self.fs_limits = Some(limits);
         self
     }
 
@@ -332,6 +354,8 @@ impl WasiCtxBuilder {
             asyncify_data_ptr: None,
             exit_code: None,
             guest_writes: WriteLog::default(),
+            meter: Meter::unlimited(),
+            fs_limits: self.fs_limits,
         })
     }
 }

@@ -3,9 +3,11 @@
 //! Data moves between guest memory and the filesystem in place — iovec buffers are
 //! borrowed from linear memory and handed to the filesystem — so no call allocates per
 //! byte or copies a whole file. Every iovec array is bounds-checked before any side
-//! effect, so `EFAULT` never comes with a partial write.
+//! effect, so `EFAULT` never comes with a partial write, and every call charges the
+//! bytes, chunks and records it will touch before touching them (`wasi::cost`).
 
 use super::block::{BlockOn, SysError};
+use super::cost::{self, Meter};
 use super::ctx::WasiCtx;
 use super::fd_table::{FdEntry, FdKind};
 use super::memory::{
@@ -45,9 +47,13 @@ fn read_file_iovs(
 }
 
 /// Writes the iovecs to a file at `offset`; returns bytes written. A limit hit after
-/// some bytes were written gives a short count, as POSIX `write` does.
+/// some bytes were written gives a short count, as POSIX `write` does. Bytes go to
+/// the filesystem in pieces of at most [`cost::WRITE_PIECE`]; a piece cut short by a
+/// limit pays the storage's search for how much fits ([`cost::quota_probe`]).
+#[allow(clippy::too_many_arguments)]
 fn write_file_iovs(
     fs: &mut dyn FileSystem,
+    meter: &Meter,
     mem: &[u8],
     ino: Ino,
     offset: u64,
@@ -58,14 +64,57 @@ fn write_file_iovs(
     let mut total = 0u64;
     for i in 0..n {
         let (buf, len) = iovec(mem, iovs, i)?;
-        let src = slice(mem, buf, len)?;
-        match fs.write(ino, offset.saturating_add(total), src, now) {
-            Ok(k) => total += k as u64,
-            Err(e) if total == 0 => return Err(e),
-            Err(_) => break,
+        for piece in slice(mem, buf, len)?.chunks(cost::WRITE_PIECE) {
+            match fs.write(ino, offset.saturating_add(total), piece, now) {
+                Ok(k) if k == piece.len() => total += k as u64,
+                Ok(k) => {
+                    meter.charge(cost::quota_probe(piece.len()))?;
+                    return Ok(total + k as u64);
+                }
+                Err(e) => {
+                    meter.charge(cost::quota_probe(piece.len()))?;
+                    return if total == 0 { Err(e) } else { Ok(total) };
+                }
+            }
         }
     }
     Ok(total)
+}
+
+/// Charges a file write of `len` bytes from `iovecs` buffers at `offset` (see
+/// [`cost::file_write`]); each iovec is one more storage write of the inode.
+fn charge_file_write(
+    ctx: &WasiCtx,
+    fs: &dyn FileSystem,
+    ino: Ino,
+    (offset, len): (u64, u64),
+    iovecs: u32,
+) -> Result<(), Errno> {
+    let size = fs.getattr(ino)?.size;
+    let bytes = cost::file_write(size, offset, len, ctx.fs_limits.as_ref(), fs.usage());
+    ctx.charge(bytes.saturating_add(cost::per(u64::from(iovecs), cost::RECORD_WRITE)))
+}
+
+/// Charges a file read of up to `len` bytes at `offset` into `iovecs` buffers:
+/// what the file holds there, and one storage read per iovec.
+fn charge_file_read(
+    ctx: &WasiCtx,
+    fs: &dyn FileSystem,
+    ino: Ino,
+    (offset, len): (u64, u64),
+    iovecs: u32,
+) -> Result<(), Errno> {
+    let size = fs.getattr(ino)?.size;
+    let bytes = cost::file_read(offset, len.min(size.saturating_sub(offset)));
+    ctx.charge(bytes.saturating_add(cost::per(u64::from(iovecs), cost::CHUNK_READ)))
+}
+
+/// The checks every vectored call starts with: the iovec count (`EINVAL` past
+/// [`cost::IOV_MAX`], charged per iovec), then the array and every buffer
+/// (`EFAULT`). Returns the total length.
+fn check_and_charge_iovecs(ctx: &WasiCtx, mem: &[u8], iovs: u32, n: u32) -> Result<u64, Errno> {
+    ctx.charge(cost::iovecs(n)?)?;
+    check_iovecs(mem, iovs, n)
 }
 
 /// The entry for `fd` if it may read (`EBADF` otherwise, like POSIX on a write-only fd).
@@ -111,11 +160,15 @@ pub(crate) fn fd_read(
 ) -> Result<(), SysError> {
     let entry = readable(ctx, fd)?;
     let (kind, flags) = (entry.kind.clone(), entry.flags);
-    check_iovecs(mem, iovs, n)?;
+    let wanted = check_and_charge_iovecs(ctx, mem, iovs, n)?;
     slice(mem, nread, 4)?;
     let total = match kind {
         FdKind::File { ino, offset } => {
-            let total = read_file_iovs(&**ctx.fs()?, mem, ino, offset, iovs, n)?;
+            let total = {
+                let fs = ctx.fs()?;
+                charge_file_read(ctx, &**fs, ino, (offset, wanted), n)?;
+                read_file_iovs(&**fs, mem, ino, offset, iovs, n)?
+            };
             set_offset(ctx, fd, offset + total)?;
             total
         }
@@ -123,6 +176,8 @@ pub(crate) fn fd_read(
         FdKind::Sink { .. } => return Err(Errno::Badf.into()),
         FdKind::PipeRead { pipe } => {
             let pipe = ctx.pipes.get(pipe as usize).ok_or(Errno::Badf)?;
+            let available = pipe.available() as u64;
+            ctx.charge(cost::per(wanted.min(available), cost::COPY_BYTE))?;
             let mut total = 0u64;
             for i in 0..n {
                 let (buf, len) = iovec(mem, iovs, i)?;
@@ -161,7 +216,7 @@ pub(crate) fn fd_write(
 ) -> Result<(), Errno> {
     let entry = writable(ctx, fd)?;
     let (kind, flags) = (entry.kind.clone(), entry.flags);
-    check_iovecs(mem, iovs, n)?;
+    let wanted = check_and_charge_iovecs(ctx, mem, iovs, n)?;
     slice(mem, nwritten, 4)?;
     let total = match kind {
         FdKind::File { ino, offset } => {
@@ -175,13 +230,16 @@ pub(crate) fn fd_write(
                 } else {
                     offset
                 };
-                total = write_file_iovs(&mut **fs, mem, ino, start, iovs, n, now)?;
+                charge_file_write(ctx, &**fs, ino, (start, wanted), n)?;
+                total = write_file_iovs(&mut **fs, &ctx.meter, mem, ino, start, iovs, n, now)?;
                 end = start + total;
             }
             set_offset(ctx, fd, end)?;
             total
         }
         FdKind::Sink { sink } => {
+            // Captured output past its cap is still paid for (see `stdio::Capture`).
+            ctx.charge(cost::per(wanted, cost::COPY_BYTE))?;
             let sink = ctx.sinks.get_mut(sink as usize).ok_or(Errno::Badf)?;
             let mut total = 0u64;
             for i in 0..n {
@@ -210,9 +268,13 @@ pub(crate) fn fd_pread(
     nread: u32,
 ) -> Result<(), Errno> {
     let (ino, _) = file_ino(readable(ctx, fd)?)?;
-    check_iovecs(mem, iovs, n)?;
+    let wanted = check_and_charge_iovecs(ctx, mem, iovs, n)?;
     slice(mem, nread, 4)?;
-    let total = read_file_iovs(&**ctx.fs()?, mem, ino, offset, iovs, n)?;
+    let total = {
+        let fs = ctx.fs()?;
+        charge_file_read(ctx, &**fs, ino, (offset, wanted), n)?;
+        read_file_iovs(&**fs, mem, ino, offset, iovs, n)?
+    };
     write_u32(mem, nread, size32(total))
 }
 
@@ -226,10 +288,14 @@ pub(crate) fn fd_pwrite(
     nwritten: u32,
 ) -> Result<(), Errno> {
     let (ino, _) = file_ino(writable(ctx, fd)?)?;
-    check_iovecs(mem, iovs, n)?;
+    let wanted = check_and_charge_iovecs(ctx, mem, iovs, n)?;
     slice(mem, nwritten, 4)?;
     let now = ctx.now_ns();
-    let total = write_file_iovs(&mut **ctx.fs()?, mem, ino, offset, iovs, n, now)?;
+    let total = {
+        let mut fs = ctx.fs()?;
+        charge_file_write(ctx, &**fs, ino, (offset, wanted), n)?;
+        write_file_iovs(&mut **fs, &ctx.meter, mem, ino, offset, iovs, n, now)?
+    };
     write_u32(mem, nwritten, size32(total))
 }
 
@@ -287,7 +353,23 @@ pub(crate) fn close(ctx: &mut WasiCtx, fd: u32) -> Result<(), Errno> {
     Ok(())
 }
 
+/// Charges releasing the inode behind `entry`: its open count, and its chunks if
+/// no name refers to it any more (the last handle frees it).
+pub(crate) fn charge_release(ctx: &WasiCtx, entry: &FdEntry) -> Result<(), Errno> {
+    let Some(ino) = entry.ino() else {
+        return Ok(());
+    };
+    let attr = ctx.fs()?.getattr(ino)?;
+    let freed = if attr.nlink == 0 && attr.kind == FileKind::Regular {
+        cost::free_file(attr.size)
+    } else {
+        0
+    };
+    ctx.charge(cost::RECORD_WRITE.saturating_add(freed))
+}
+
 pub(crate) fn fd_close(ctx: &mut WasiCtx, fd: u32) -> Result<(), Errno> {
+    charge_release(ctx, ctx.fds.get(fd)?)?;
     close(ctx, fd)
 }
 
@@ -348,7 +430,20 @@ pub(crate) fn fd_filestat_set_size(ctx: &mut WasiCtx, fd: u32, size: u64) -> Res
     let entry = ctx.fds.get(fd)?.require(rights::FD_FILESTAT_SET_SIZE)?;
     let (ino, _) = file_ino(entry).map_err(|_| Errno::Inval)?;
     let now = ctx.now_ns();
-    ctx.fs()?.set_size(ino, size, now)
+    let mut fs = ctx.fs()?;
+    charge_resize(ctx, &**fs, ino, size)?;
+    fs.set_size(ino, size, now)
+}
+
+/// Charges resizing file `ino` to `size` (see [`cost::resize`]).
+pub(crate) fn charge_resize(
+    ctx: &WasiCtx,
+    fs: &dyn FileSystem,
+    ino: Ino,
+    size: u64,
+) -> Result<(), Errno> {
+    let old = fs.getattr(ino)?.size;
+    ctx.charge(cost::resize(old, size, ctx.fs_limits.as_ref(), fs.usage()))
 }
 
 pub(crate) fn fd_filestat_set_times(
@@ -362,6 +457,7 @@ pub(crate) fn fd_filestat_set_times(
     let ino = entry.ino().ok_or(Errno::Badf)?;
     let now = ctx.now_ns();
     let (a, m) = set_times_args(flags, atim, mtim, now)?;
+    ctx.charge(cost::RECORD_WRITE)?;
     ctx.fs()?.set_times(ino, a, m, now)
 }
 
@@ -387,6 +483,7 @@ pub(crate) fn fd_allocate(ctx: &mut WasiCtx, fd: u32, offset: u64, len: u64) -> 
     let now = ctx.now_ns();
     let mut fs = ctx.fs()?;
     if end > fs.getattr(ino)?.size {
+        charge_resize(ctx, &**fs, ino, end)?;
         fs.set_size(ino, end, now)?;
     }
     Ok(())
@@ -427,6 +524,7 @@ pub(crate) fn fd_prestat_dir_name(
             if (len as usize) < name.len() {
                 return Err(Errno::Nametoolong);
             }
+            ctx.charge(cost::per(name.len() as u64, cost::COPY_BYTE))?;
             write_bytes(mem, path, name)
         }
         _ => Err(Errno::Badf),
@@ -439,6 +537,7 @@ pub(crate) fn fd_renumber(ctx: &mut WasiCtx, from: u32, to: u32) -> Result<(), E
     if from == to {
         return Ok(());
     }
+    charge_release(ctx, ctx.fds.get(to)?)?;
     let entry = ctx.fds.remove(from)?;
     if let Some(old) = ctx.fds.put(to, entry) {
         if let Some(ino) = old.ino() {
@@ -466,7 +565,12 @@ pub(crate) fn fd_readdir(
         return Err(Errno::Notdir);
     };
     slice(mem, used_ptr, 4)?;
-    let entries = ctx.fs()?.readdir(ino)?;
+    // The listing is rebuilt on every call: each call pays for every entry of it.
+    let entries = {
+        let fs = ctx.fs()?;
+        ctx.charge(cost::per(fs.getattr(ino)?.size, cost::DIR_ENTRY))?;
+        fs.readdir(ino)?
+    };
     let out = slice_mut(mem, buf, buf_len)?;
     let mut used = 0usize;
     let start = usize::try_from(cookie).unwrap_or(usize::MAX);

@@ -2,17 +2,19 @@
 //!
 //! Each import is a thin adapter: find the guest's memory, borrow it alongside the
 //! [`WasiCtx`] (`Memory::data_and_store_mut`, so neither is copied), call the
-//! implementation, and turn its `Result` into the errno the guest sees. Only
-//! `proc_exit` and a would-block read without asyncify end execution; every other
-//! failure, including functions this runtime does not support, is an errno.
+//! implementation, and turn its `Result` into the errno the guest sees. Every
+//! call is metered (see [`metered`] and `wasi::cost`). Only `proc_exit`, a call
+//! the guest cannot pay for, and a would-block read without asyncify end
+//! execution; every other failure, including functions this runtime does not
+//! support, is an errno.
 
-use wasmtime::{Caller, Extern, Linker};
+use wasmtime::{Caller, Extern, Linker, Trap};
 
 use super::block::{self, SysError};
 use super::ctx::WasiCtx;
 use super::memory::{GuestMemory, WriteLog};
 use super::path_calls::OpenArgs;
-use super::{args, clock, fd_calls, path_calls, poll, proc, random};
+use super::{args, clock, cost, fd_calls, path_calls, poll, proc, random};
 use crate::errno::Errno;
 
 const MODULE: &str = "wasi_snapshot_preview1";
@@ -53,12 +55,39 @@ fn with_mem<T: 'static, R>(
     }
 }
 
+/// Runs `f` under the store's fuel: the remaining fuel becomes the context's
+/// budget, [`cost::CALL`] and whatever `f` charges come out of it, and what is
+/// left is written back. A call whose charge failed ends the run with
+/// `Trap::OutOfFuel`, which both executors report as out of fuel, whatever `f`
+/// returned. A store without fuel metering runs unmetered.
+fn metered<T: 'static, R>(
+    caller: &mut Caller<'_, T>,
+    get: Get<T>,
+    f: impl FnOnce(&mut WasiCtx, &mut GuestMemory<'_>) -> R,
+) -> wasmtime::Result<R> {
+    let fuel = caller.get_fuel().ok();
+    let ctx = get(caller.data_mut());
+    ctx.meter.start(fuel.unwrap_or(u64::MAX));
+    let result = match ctx.charge(cost::CALL) {
+        Ok(()) => Some(with_mem(caller, get, f)),
+        Err(_) => None,
+    };
+    let (left, exhausted) = get(caller.data_mut()).meter.finish();
+    if fuel.is_some() {
+        caller.set_fuel(left)?;
+    }
+    match result {
+        Some(r) if !exhausted => Ok(r),
+        _ => Err(Trap::OutOfFuel.into()),
+    }
+}
+
 fn call<T: 'static>(
     caller: &mut Caller<'_, T>,
     get: Get<T>,
     f: impl FnOnce(&mut WasiCtx, &mut GuestMemory<'_>) -> Result<(), Errno>,
-) -> i32 {
-    code(with_mem(caller, get, f))
+) -> wasmtime::Result<i32> {
+    metered(caller, get, f).map(code)
 }
 
 fn blockable<T: 'static>(
@@ -67,11 +96,17 @@ fn blockable<T: 'static>(
     f: impl FnOnce(&mut WasiCtx, &mut GuestMemory<'_>) -> Result<(), SysError>,
 ) -> wasmtime::Result<i32> {
     block::on_entry(caller, get)?;
-    match with_mem(caller, get, f) {
+    match metered(caller, get, f)? {
         Ok(()) => Ok(0),
         Err(SysError::Errno(e)) => Ok(i32::from(e.raw())),
         Err(SysError::Block(on)) => block::suspend(caller, get, on),
     }
+}
+
+/// Sockets are not supported: they take no iovecs and do no work, but each call
+/// is still a host call and pays for one.
+fn nosys(_: &mut WasiCtx, _: &mut GuestMemory<'_>) -> Result<(), Errno> {
+    Err(Errno::Nosys)
 }
 
 /// Guest values arrive as signed wasm integers; the ABI means them unsigned.
@@ -99,6 +134,7 @@ fn add_args_clock_random<T: 'static>(l: &mut Linker<T>, get: Get<T>) -> wasmtime
         "args_get",
         move |mut c: Caller<'_, T>, argv: i32, buf: i32| {
             call(&mut c, get, |ctx, mem| {
+                ctx.charge(cost::strings(&ctx.args))?;
                 args::get(&ctx.args, mem, u(argv), u(buf))
             })
         },
@@ -108,6 +144,7 @@ fn add_args_clock_random<T: 'static>(l: &mut Linker<T>, get: Get<T>) -> wasmtime
         "args_sizes_get",
         move |mut c: Caller<'_, T>, count: i32, size: i32| {
             call(&mut c, get, |ctx, mem| {
+                ctx.charge(cost::per(ctx.args.len() as u64, cost::LIST_ITEM))?;
                 args::sizes(&ctx.args, mem, u(count), u(size))
             })
         },
@@ -117,6 +154,7 @@ fn add_args_clock_random<T: 'static>(l: &mut Linker<T>, get: Get<T>) -> wasmtime
         "environ_get",
         move |mut c: Caller<'_, T>, env: i32, buf: i32| {
             call(&mut c, get, |ctx, mem| {
+                ctx.charge(cost::strings(&ctx.env))?;
                 args::get(&ctx.env, mem, u(env), u(buf))
             })
         },
@@ -126,6 +164,7 @@ fn add_args_clock_random<T: 'static>(l: &mut Linker<T>, get: Get<T>) -> wasmtime
         "environ_sizes_get",
         move |mut c: Caller<'_, T>, count: i32, size: i32| {
             call(&mut c, get, |ctx, mem| {
+                ctx.charge(cost::per(ctx.env.len() as u64, cost::LIST_ITEM))?;
                 args::sizes(&ctx.env, mem, u(count), u(size))
             })
         },
@@ -513,24 +552,41 @@ fn add_proc_poll_sock<T: 'static>(l: &mut Linker<T>, get: Get<T>) -> wasmtime::R
             Err(proc::proc_exit(get(c.data_mut()), status))
         },
     )?;
-    l.func_wrap(MODULE, "proc_raise", |_sig: i32| code(proc::proc_raise()))?;
-    l.func_wrap(MODULE, "sched_yield", || code(proc::sched_yield()))?;
-    let nosys = i32::from(Errno::Nosys.raw());
+    l.func_wrap(
+        MODULE,
+        "proc_raise",
+        move |mut c: Caller<'_, T>, _sig: i32| call(&mut c, get, |_, _| proc::proc_raise()),
+    )?;
+    l.func_wrap(MODULE, "sched_yield", move |mut c: Caller<'_, T>| {
+        call(&mut c, get, |_, _| proc::sched_yield())
+    })?;
     l.func_wrap(
         MODULE,
         "sock_accept",
-        move |_fd: i32, _flags: i32, _out: i32| nosys,
+        move |mut c: Caller<'_, T>, _fd: i32, _flags: i32, _out: i32| call(&mut c, get, nosys),
     )?;
     l.func_wrap(
         MODULE,
         "sock_recv",
-        move |_fd: i32, _ri: i32, _len: i32, _flags: i32, _out: i32, _oflags: i32| nosys,
+        move |mut c: Caller<'_, T>,
+              _fd: i32,
+              _ri: i32,
+              _len: i32,
+              _flags: i32,
+              _out: i32,
+              _oflags: i32| call(&mut c, get, nosys),
     )?;
     l.func_wrap(
         MODULE,
         "sock_send",
-        move |_fd: i32, _si: i32, _len: i32, _flags: i32, _out: i32| nosys,
+        move |mut c: Caller<'_, T>, _fd: i32, _si: i32, _len: i32, _flags: i32, _out: i32| {
+            call(&mut c, get, nosys)
+        },
     )?;
-    l.func_wrap(MODULE, "sock_shutdown", move |_fd: i32, _how: i32| nosys)?;
+    l.func_wrap(
+        MODULE,
+        "sock_shutdown",
+        move |mut c: Caller<'_, T>, _fd: i32, _how: i32| call(&mut c, get, nosys),
+    )?;
     Ok(())
 }

@@ -7,6 +7,7 @@
 //! - `memory`: bounds-checked guest memory access (`EFAULT`, never a panic)
 //! - `fd_table`: the plain-data descriptor table
 //! - `ctx`: per-process state and its builder
+//! - `cost`: the fuel every call charges for the work it does
 //! - `args`, `clock`, `random`, `proc`: the small calls
 //! - `path`: confined path resolution; `path_calls`: the `path_*` calls
 //! - `fd_calls`: the `fd_*` calls; `stat`: record encodings
@@ -17,6 +18,7 @@
 mod args;
 pub mod block;
 mod clock;
+pub mod cost;
 pub mod ctx;
 mod fd_calls;
 pub mod fd_table;

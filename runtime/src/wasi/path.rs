@@ -7,10 +7,12 @@
 //! spliced in front of the remaining components; absolute targets are refused
 //! (`ENOTCAPABLE`) and more than [`MAX_SYMLINK_HOPS`] expansions is `ELOOP`.
 //! Resolution never recurses, so its cost and failure modes do not depend on the
-//! host's native stack.
+//! host's native stack, and every component walked is charged to the call's
+//! [`Meter`] before its lookup (symlink targets are charged per byte too).
 
 use std::borrow::Cow;
 
+use super::cost::{self, Meter};
 use crate::errno::Errno;
 use crate::fs::{FileKind, FileSystem, Ino, NAME_MAX};
 
@@ -56,26 +58,24 @@ struct Segment<'p> {
 }
 
 impl Segment<'_> {
-    /// The next non-empty component, advancing past it.
+    /// The next non-empty component, advancing past it and the slashes after it
+    /// (so [`Segment::has_more`] is O(1) and no byte is scanned twice).
     fn next(&mut self) -> Option<(usize, usize)> {
         let bytes: &[u8] = &self.bytes;
-        while self.pos < bytes.len() {
-            let start = self.pos;
-            let rest = bytes.get(start..).unwrap_or_default();
-            let len = rest.iter().position(|&b| b == b'/').unwrap_or(rest.len());
-            self.pos = start + len + 1;
-            if len > 0 {
-                return Some((start, start + len));
-            }
-        }
-        None
+        let skip = |from: usize| {
+            let rest = bytes.get(from..).unwrap_or_default();
+            from + rest.iter().position(|&b| b != b'/').unwrap_or(rest.len())
+        };
+        let start = skip(self.pos);
+        let rest = bytes.get(start..).unwrap_or_default();
+        let len = rest.iter().position(|&b| b == b'/').unwrap_or(rest.len());
+        self.pos = skip(start + len);
+        (len > 0).then_some((start, start + len))
     }
 
     /// Whether a non-empty component remains.
     fn has_more(&self) -> bool {
-        self.bytes
-            .get(self.pos..)
-            .is_some_and(|rest| rest.iter().any(|&b| b != b'/'))
+        self.pos < self.bytes.len()
     }
 }
 
@@ -95,6 +95,7 @@ pub fn resolve(
     root: Ino,
     path: &[u8],
     follow_last: bool,
+    meter: &Meter,
 ) -> Result<(Ino, FileKind), Errno> {
     check_relative(path)?;
     let trailing_slash = path.last() == Some(&b'/');
@@ -116,6 +117,11 @@ pub fn resolve(
         comp.extend_from_slice(seg.bytes.get(start..end).unwrap_or_default());
         let more = segs.iter().any(Segment::has_more);
         let cur = *stack.last().ok_or(Errno::Notcapable)?;
+        let price = match comp.as_slice() {
+            b"." | b".." => cost::DOT_COMPONENT,
+            _ => cost::LOOKUP,
+        };
+        meter.charge(price)?;
         match comp.as_slice() {
             b"." => {}
             b".." => {
@@ -140,6 +146,7 @@ pub fn resolve(
                         if target.first() == Some(&b'/') {
                             return Err(Errno::Notcapable);
                         }
+                        meter.charge(cost::per(target.len() as u64, cost::COPY_BYTE))?;
                         segs.push(Segment {
                             bytes: Cow::Owned(target),
                             pos: 0,
@@ -165,6 +172,7 @@ pub fn resolve_parent<'p>(
     fs: &dyn FileSystem,
     root: Ino,
     path: &'p [u8],
+    meter: &Meter,
 ) -> Result<Parent<'p>, Errno> {
     check_relative(path)?;
     let end = path.iter().rposition(|&b| b != b'/').map_or(0, |i| i + 1);
@@ -186,7 +194,7 @@ pub fn resolve_parent<'p>(
     let dir = if dir_part.is_empty() {
         root
     } else {
-        match resolve(fs, root, dir_part, true)? {
+        match resolve(fs, root, dir_part, true, meter)? {
             (ino, FileKind::Directory) => ino,
             _ => return Err(Errno::Notdir),
         }
@@ -206,10 +214,12 @@ pub fn resolve_dangling(
     fs: &dyn FileSystem,
     root: Ino,
     path: &[u8],
+    meter: &Meter,
 ) -> Result<(Ino, Vec<u8>), Errno> {
     let mut cur = path.to_vec();
     for _ in 0..MAX_SYMLINK_HOPS {
-        let parent = resolve_parent(fs, root, &cur)?;
+        let parent = resolve_parent(fs, root, &cur, meter)?;
+        meter.charge(cost::LOOKUP)?;
         let name = parent.name_or(Errno::Isdir)?.to_vec();
         let ino = match fs.lookup(parent.dir, &name) {
             Err(Errno::Noent) => return Ok((parent.dir, name)),
@@ -223,6 +233,7 @@ pub fn resolve_dangling(
         if target.first() == Some(&b'/') {
             return Err(Errno::Notcapable);
         }
+        meter.charge(cost::per(target.len() as u64, cost::COPY_BYTE))?;
         let trimmed_len = cur.iter().rposition(|&b| b != b'/').map_or(0, |i| i + 1);
         cur.truncate(trimmed_len);
         let dir_len = cur.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1);
@@ -259,16 +270,28 @@ mod tests {
     #[test]
     fn dotdot_and_symlinks_cannot_leave_the_root() {
         let (fs, sb) = tree();
-        assert_eq!(resolve(&fs, sb, b"..", true), Err(Errno::Notcapable));
         assert_eq!(
-            resolve(&fs, sb, b"a/../../secret", true),
+            resolve(&fs, sb, b"..", true, &Meter::unlimited()),
             Err(Errno::Notcapable)
         );
-        assert_eq!(resolve(&fs, sb, b"up/secret", true), Err(Errno::Notcapable));
-        assert_eq!(resolve(&fs, sb, b"abs", true), Err(Errno::Notcapable));
-        assert_eq!(resolve(&fs, sb, b"/secret", true), Err(Errno::Notcapable));
         assert_eq!(
-            resolve(&fs, sb, b"a/..", true),
+            resolve(&fs, sb, b"a/../../secret", true, &Meter::unlimited()),
+            Err(Errno::Notcapable)
+        );
+        assert_eq!(
+            resolve(&fs, sb, b"up/secret", true, &Meter::unlimited()),
+            Err(Errno::Notcapable)
+        );
+        assert_eq!(
+            resolve(&fs, sb, b"abs", true, &Meter::unlimited()),
+            Err(Errno::Notcapable)
+        );
+        assert_eq!(
+            resolve(&fs, sb, b"/secret", true, &Meter::unlimited()),
+            Err(Errno::Notcapable)
+        );
+        assert_eq!(
+            resolve(&fs, sb, b"a/..", true, &Meter::unlimited()),
             Ok((sb, FileKind::Directory))
         );
     }
@@ -276,55 +299,95 @@ mod tests {
     #[test]
     fn loops_are_eloop_and_names_are_checked() {
         let (fs, sb) = tree();
-        assert_eq!(resolve(&fs, sb, b"loop1", true), Err(Errno::Loop));
-        assert_eq!(resolve(&fs, sb, b"loop1/x", false), Err(Errno::Loop));
         assert_eq!(
-            resolve(&fs, sb, b"loop1", false).map(|r| r.1),
+            resolve(&fs, sb, b"loop1", true, &Meter::unlimited()),
+            Err(Errno::Loop)
+        );
+        assert_eq!(
+            resolve(&fs, sb, b"loop1/x", false, &Meter::unlimited()),
+            Err(Errno::Loop)
+        );
+        assert_eq!(
+            resolve(&fs, sb, b"loop1", false, &Meter::unlimited()).map(|r| r.1),
             Ok(FileKind::Symlink)
         );
         let long = vec![b'x'; 256];
-        assert_eq!(resolve(&fs, sb, &long, true), Err(Errno::Nametoolong));
-        assert_eq!(resolve(&fs, sb, b"", true), Err(Errno::Noent));
-        assert_eq!(resolve(&fs, sb, b"a/f/x", true), Err(Errno::Notdir));
-        assert_eq!(resolve(&fs, sb, b"a/f/", true), Err(Errno::Notdir));
-        assert_eq!(resolve(&fs, sb, b"tof/", true), Err(Errno::Notdir));
+        assert_eq!(
+            resolve(&fs, sb, &long, true, &Meter::unlimited()),
+            Err(Errno::Nametoolong)
+        );
+        assert_eq!(
+            resolve(&fs, sb, b"", true, &Meter::unlimited()),
+            Err(Errno::Noent)
+        );
+        assert_eq!(
+            resolve(&fs, sb, b"a/f/x", true, &Meter::unlimited()),
+            Err(Errno::Notdir)
+        );
+        assert_eq!(
+            resolve(&fs, sb, b"a/f/", true, &Meter::unlimited()),
+            Err(Errno::Notdir)
+        );
+        assert_eq!(
+            resolve(&fs, sb, b"tof/", true, &Meter::unlimited()),
+            Err(Errno::Notdir)
+        );
     }
 
     #[test]
     fn symlinks_resolve_relative_to_their_directory() {
         let (fs, sb) = tree();
-        let f = resolve(&fs, sb, b"a/f", true).expect("a/f");
-        assert_eq!(resolve(&fs, sb, b"tof", true), Ok(f));
-        assert_eq!(resolve(&fs, sb, b"a/back/back/./f", true), Ok(f));
-        assert_eq!(resolve(&fs, sb, b"a//f", true), Ok(f));
+        let f = resolve(&fs, sb, b"a/f", true, &Meter::unlimited()).expect("a/f");
+        assert_eq!(resolve(&fs, sb, b"tof", true, &Meter::unlimited()), Ok(f));
+        assert_eq!(
+            resolve(&fs, sb, b"a/back/back/./f", true, &Meter::unlimited()),
+            Ok(f)
+        );
+        assert_eq!(resolve(&fs, sb, b"a//f", true, &Meter::unlimited()), Ok(f));
     }
 
     #[test]
     fn dangling_symlinks_name_their_confined_target() {
         let (mut fs, sb) = tree();
-        let a = resolve(&fs, sb, b"a", true).expect("a").0;
+        let a = resolve(&fs, sb, b"a", true, &Meter::unlimited())
+            .expect("a")
+            .0;
         fs.symlink(a, b"dangle", b"../a/new", 0).expect("symlink");
         fs.symlink(sb, b"chain", b"a/dangle", 0).expect("symlink");
         fs.symlink(sb, b"out", b"../x", 0).expect("symlink");
         assert_eq!(
-            resolve_dangling(&fs, sb, b"chain"),
+            resolve_dangling(&fs, sb, b"chain", &Meter::unlimited()),
             Ok((a, b"new".to_vec()))
         );
         assert_eq!(
-            resolve_dangling(&fs, sb, b"a/dangle"),
+            resolve_dangling(&fs, sb, b"a/dangle", &Meter::unlimited()),
             Ok((a, b"new".to_vec()))
         );
-        assert_eq!(resolve_dangling(&fs, sb, b"out"), Err(Errno::Notcapable));
-        assert_eq!(resolve_dangling(&fs, sb, b"abs"), Err(Errno::Notcapable));
-        assert_eq!(resolve_dangling(&fs, sb, b"loop1"), Err(Errno::Loop));
-        assert_eq!(resolve_dangling(&fs, sb, b"tof"), Err(Errno::Exist));
+        assert_eq!(
+            resolve_dangling(&fs, sb, b"out", &Meter::unlimited()),
+            Err(Errno::Notcapable)
+        );
+        assert_eq!(
+            resolve_dangling(&fs, sb, b"abs", &Meter::unlimited()),
+            Err(Errno::Notcapable)
+        );
+        assert_eq!(
+            resolve_dangling(&fs, sb, b"loop1", &Meter::unlimited()),
+            Err(Errno::Loop)
+        );
+        assert_eq!(
+            resolve_dangling(&fs, sb, b"tof", &Meter::unlimited()),
+            Err(Errno::Exist)
+        );
     }
 
     #[test]
     fn parent_split_handles_dots_and_trailing_slashes() {
         let (fs, sb) = tree();
-        let a = resolve(&fs, sb, b"a", true).expect("a").0;
-        let p = resolve_parent(&fs, sb, b"a/new/").expect("parent");
+        let a = resolve(&fs, sb, b"a", true, &Meter::unlimited())
+            .expect("a")
+            .0;
+        let p = resolve_parent(&fs, sb, b"a/new/", &Meter::unlimited()).expect("parent");
         assert_eq!(
             p,
             Parent {
@@ -334,11 +397,20 @@ mod tests {
             }
         );
         assert_eq!(
-            resolve_parent(&fs, sb, b"a/..").map(|p| p.last),
+            resolve_parent(&fs, sb, b"a/..", &Meter::unlimited()).map(|p| p.last),
             Ok(Last::DotDot)
         );
-        assert_eq!(resolve_parent(&fs, sb, b"x").map(|p| p.dir), Ok(sb));
-        assert_eq!(resolve_parent(&fs, sb, b"up/x"), Err(Errno::Notcapable));
-        assert_eq!(resolve_parent(&fs, sb, b"a/f/x"), Err(Errno::Notdir));
+        assert_eq!(
+            resolve_parent(&fs, sb, b"x", &Meter::unlimited()).map(|p| p.dir),
+            Ok(sb)
+        );
+        assert_eq!(
+            resolve_parent(&fs, sb, b"up/x", &Meter::unlimited()),
+            Err(Errno::Notcapable)
+        );
+        assert_eq!(
+            resolve_parent(&fs, sb, b"a/f/x", &Meter::unlimited()),
+            Err(Errno::Notdir)
+        );
     }
 }

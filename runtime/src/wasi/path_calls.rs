@@ -1,9 +1,12 @@
 //! The `path_*` calls: operations named by a path relative to a directory descriptor.
 //!
 //! Each call checks the directory descriptor's rights, resolves the path with
-//! `wasi::path` (which confines it to that directory) and then acts on inodes.
+//! `wasi::path` (which confines it to that directory, charging per component) and
+//! then acts on inodes, charging each record and chunk before it is written.
 
+use super::cost;
 use super::ctx::WasiCtx;
+use super::fd_calls::charge_resize;
 use super::fd_table::{FdEntry, FdKind};
 use super::memory::{path as guest_path, slice, slice_mut, write_u32, GuestMemory};
 use super::path::{resolve, resolve_dangling, resolve_parent, Last};
@@ -55,18 +58,19 @@ pub(crate) fn path_open(
     let (ino, kind) = {
         let mut fs = ctx.fs()?;
         let (ino, kind, created) = if a.oflags & oflags::CREAT != 0 {
-            let parent = resolve_parent(&**fs, root, path)?;
+            let parent = resolve_parent(&**fs, root, path, &ctx.meter)?;
             match parent.last {
                 Last::Name(name) => match fs.lookup(parent.dir, name) {
                     Ok(_) if a.oflags & oflags::EXCL != 0 => return Err(Errno::Exist),
-                    Ok(_) => match resolve(&**fs, root, path, follow) {
+                    Ok(_) => match resolve(&**fs, root, path, follow, &ctx.meter) {
                         Ok((ino, kind)) => (ino, kind, false),
                         // A dangling symlink: POSIX creates the file it points to.
                         Err(Errno::Noent) if follow => {
                             if !can_create {
                                 return Err(Errno::Notcapable);
                             }
-                            let (dir, name) = resolve_dangling(&**fs, root, path)?;
+                            let (dir, name) = resolve_dangling(&**fs, root, path, &ctx.meter)?;
+                            ctx.charge(cost::ENTRY_CHANGE)?;
                             (fs.create_file(dir, &name, now)?, FileKind::Regular, true)
                         }
                         Err(e) => return Err(e),
@@ -78,6 +82,7 @@ pub(crate) fn path_open(
                         if parent.trailing_slash {
                             return Err(Errno::Isdir);
                         }
+                        ctx.charge(cost::ENTRY_CHANGE)?;
                         (
                             fs.create_file(parent.dir, name, now)?,
                             FileKind::Regular,
@@ -90,12 +95,12 @@ pub(crate) fn path_open(
                     return Err(Errno::Exist)
                 }
                 Last::Dot | Last::DotDot => {
-                    let (ino, kind) = resolve(&**fs, root, path, true)?;
+                    let (ino, kind) = resolve(&**fs, root, path, true, &ctx.meter)?;
                     (ino, kind, false)
                 }
             }
         } else {
-            let (ino, kind) = resolve(&**fs, root, path, follow)?;
+            let (ino, kind) = resolve(&**fs, root, path, follow, &ctx.meter)?;
             (ino, kind, false)
         };
         match kind {
@@ -110,8 +115,10 @@ pub(crate) fn path_open(
             _ => {}
         }
         if kind == FileKind::Regular && a.oflags & oflags::TRUNC != 0 && !created {
+            charge_resize(ctx, &**fs, ino, 0)?;
             fs.set_size(ino, 0, now)?;
         }
+        ctx.charge(cost::RECORD_WRITE)?;
         fs.retain(ino)?;
         (ino, kind)
     };
@@ -149,7 +156,8 @@ pub(crate) fn path_create_directory(
     let path = guest_path(mem, path, len, PATH_MAX)?;
     let now = ctx.now_ns();
     let mut fs = ctx.fs()?;
-    let parent = resolve_parent(&**fs, root, path)?;
+    let parent = resolve_parent(&**fs, root, path, &ctx.meter)?;
+    ctx.charge(cost::ENTRY_CHANGE)?;
     fs.mkdir(parent.dir, parent.name_or(Errno::Exist)?, now)
         .map(|_| ())
 }
@@ -165,12 +173,13 @@ pub(crate) fn path_remove_directory(
     let path = guest_path(mem, path, len, PATH_MAX)?;
     let now = ctx.now_ns();
     let mut fs = ctx.fs()?;
-    let parent = resolve_parent(&**fs, root, path)?;
+    let parent = resolve_parent(&**fs, root, path, &ctx.meter)?;
     let name = match parent.last {
         Last::Name(n) => n,
         Last::Dot => return Err(Errno::Inval),
         Last::DotDot => return Err(Errno::Notempty),
     };
+    ctx.charge(cost::ENTRY_CHANGE)?;
     fs.rmdir(parent.dir, name, now)
 }
 
@@ -185,7 +194,7 @@ pub(crate) fn path_unlink_file(
     let path = guest_path(mem, path, len, PATH_MAX)?;
     let now = ctx.now_ns();
     let mut fs = ctx.fs()?;
-    let parent = resolve_parent(&**fs, root, path)?;
+    let parent = resolve_parent(&**fs, root, path, &ctx.meter)?;
     let name = parent.name_or(Errno::Isdir)?;
     if parent.trailing_slash {
         let target = fs.lookup(parent.dir, name)?;
@@ -195,7 +204,28 @@ pub(crate) fn path_unlink_file(
             Errno::Notdir
         });
     }
+    ctx.charge(cost::ENTRY_CHANGE)?;
+    charge_last_link(ctx, &**fs, parent.dir, name)?;
     fs.unlink(parent.dir, name, now)
+}
+
+/// Charges freeing the file named `name` in `dir` if this is its last name (a
+/// rename over it or an unlink): its chunks are deleted with it.
+fn charge_last_link(
+    ctx: &WasiCtx,
+    fs: &dyn crate::fs::FileSystem,
+    dir: Ino,
+    name: &[u8],
+) -> Result<(), Errno> {
+    ctx.charge(cost::LOOKUP)?;
+    let Ok(ino) = fs.lookup(dir, name) else {
+        return Ok(());
+    };
+    let attr = fs.getattr(ino)?;
+    if attr.kind == FileKind::Regular && attr.nlink == 1 {
+        ctx.charge(cost::free_file(attr.size))?;
+    }
+    Ok(())
 }
 
 pub(crate) fn path_filestat_get(
@@ -211,7 +241,7 @@ pub(crate) fn path_filestat_get(
     let follow = flags & lookupflags::SYMLINK_FOLLOW != 0;
     let attr = {
         let fs = ctx.fs()?;
-        let (ino, _) = resolve(&**fs, root, path, follow)?;
+        let (ino, _) = resolve(&**fs, root, path, follow, &ctx.meter)?;
         fs.getattr(ino)?
     };
     write_filestat(mem, out, Some(&attr), 0)
@@ -233,7 +263,14 @@ pub(crate) fn path_filestat_set_times(
     let now = ctx.now_ns();
     let (a, m) = set_times_args(t.2, t.0, t.1, now)?;
     let mut fs = ctx.fs()?;
-    let (ino, _) = resolve(&**fs, root, path, flags & lookupflags::SYMLINK_FOLLOW != 0)?;
+    let (ino, _) = resolve(
+        &**fs,
+        root,
+        path,
+        flags & lookupflags::SYMLINK_FOLLOW != 0,
+        &ctx.meter,
+    )?;
+    ctx.charge(cost::RECORD_WRITE)?;
     fs.set_times(ino, a, m, now)
 }
 
@@ -256,8 +293,10 @@ pub(crate) fn path_link(
         old_root,
         old_path,
         old_flags & lookupflags::SYMLINK_FOLLOW != 0,
+        &ctx.meter,
     )?;
-    let parent = resolve_parent(&**fs, new_root, new_path)?;
+    let parent = resolve_parent(&**fs, new_root, new_path, &ctx.meter)?;
+    ctx.charge(cost::ENTRY_CHANGE)?;
     fs.link(ino, parent.dir, parent.name_or(Errno::Exist)?, now)
 }
 
@@ -275,7 +314,7 @@ pub(crate) fn path_readlink(
     slice(mem, used, 4)?;
     let target = {
         let fs = ctx.fs()?;
-        let (ino, kind) = resolve(&**fs, root, path, false)?;
+        let (ino, kind) = resolve(&**fs, root, path, false, &ctx.meter)?;
         if kind != FileKind::Symlink {
             return Err(Errno::Inval);
         }
@@ -283,6 +322,7 @@ pub(crate) fn path_readlink(
     };
     let dst = slice_mut(mem, buf, buf_len)?;
     let n = target.len().min(dst.len());
+    ctx.charge(cost::per(n as u64, cost::COPY_BYTE))?;
     if let (Some(d), Some(s)) = (dst.get_mut(..n), target.get(..n)) {
         d.copy_from_slice(s);
     }
@@ -301,16 +341,21 @@ pub(crate) fn path_rename(
     let new_path = guest_path(mem, new.1, new.2, PATH_MAX)?;
     let now = ctx.now_ns();
     let mut fs = ctx.fs()?;
-    let from = resolve_parent(&**fs, old_root, old_path)?;
-    let to = resolve_parent(&**fs, new_root, new_path)?;
+    let from = resolve_parent(&**fs, old_root, old_path, &ctx.meter)?;
+    let to = resolve_parent(&**fs, new_root, new_path, &ctx.meter)?;
     let from_name = from.name_or(Errno::Inval)?;
     let to_name = to.name_or(Errno::Inval)?;
-    if from.trailing_slash || to.trailing_slash {
-        let src = fs.lookup(from.dir, from_name)?;
-        if fs.getattr(src)?.kind != FileKind::Directory {
-            return Err(Errno::Notdir);
-        }
+    ctx.charge(cost::LOOKUP)?;
+    let src_kind = fs.getattr(fs.lookup(from.dir, from_name)?)?.kind;
+    if (from.trailing_slash || to.trailing_slash) && src_kind != FileKind::Directory {
+        return Err(Errno::Notdir);
     }
+    ctx.charge(cost::per(2, cost::ENTRY_CHANGE))?;
+    if src_kind == FileKind::Directory {
+        // The storage walks the target's ancestors (see `cost::ANCESTOR_STEP`).
+        ctx.charge(cost::per(fs.usage().inodes, cost::ANCESTOR_STEP))?;
+    }
+    charge_last_link(ctx, &**fs, to.dir, to_name)?;
     fs.rename(from.dir, from_name, to.dir, to_name, now)
 }
 
@@ -330,7 +375,10 @@ pub(crate) fn path_symlink(
     }
     let now = ctx.now_ns();
     let mut fs = ctx.fs()?;
-    let parent = resolve_parent(&**fs, root, path)?;
+    let parent = resolve_parent(&**fs, root, path, &ctx.meter)?;
+    ctx.charge(
+        cost::ENTRY_CHANGE.saturating_add(cost::per(target.len() as u64, cost::STORE_BYTE)),
+    )?;
     fs.symlink(parent.dir, parent.name_or(Errno::Exist)?, target, now)
         .map(|_| ())
 }

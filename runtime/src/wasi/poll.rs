@@ -12,6 +12,7 @@
 //!   fires by sleeping; without one the call fails with `WouldBlockForever`.
 
 use super::block::{BlockOn, SysError};
+use super::cost;
 use super::ctx::WasiCtx;
 use super::fd_table::FdKind;
 use super::memory::{
@@ -135,6 +136,7 @@ pub(crate) fn poll_oneoff(
     slice(mem, subs, in_len)?;
     slice(mem, out, out_len)?;
     slice(mem, nevents, 4)?;
+    ctx.charge(cost::per(u64::from(n), cost::POLL_SUBSCRIPTION))?;
 
     let now = ctx.clock.peek_ns(ClockId::Monotonic);
     // Relative timeouts count from the original call when resuming a suspended poll.

@@ -2,6 +2,7 @@
 //!
 //! [`Entropy`]: crate::entropy::Entropy
 
+use super::cost;
 use super::ctx::WasiCtx;
 use super::memory::{slice_mut, GuestMemory};
 use crate::errno::Errno;
@@ -13,6 +14,7 @@ pub(crate) fn random_get(
     len: u32,
 ) -> Result<(), Errno> {
     let dst = slice_mut(mem, buf, len)?;
+    ctx.charge(cost::per(u64::from(len), cost::RANDOM_BYTE))?;
     ctx.entropy.fill(dst);
     Ok(())
 }

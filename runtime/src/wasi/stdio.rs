@@ -133,31 +133,70 @@ impl OutputSink for Pipe {
 }
 
 /// Captures output into a shared buffer; clone the handle to read it afterwards.
-#[derive(Debug, Clone, Default)]
+///
+/// The buffer holds at most its limit (unlimited unless [`Capture::set_limit`]
+/// says otherwise). Bytes past it are still reported written to the guest — so a
+/// program behaves the same whatever the limit — but dropped, and the capture
+/// remembers that it dropped some until the next [`Capture::take_marked`]. Why a
+/// flag and not marker text: a marker inside the bytes would be indistinguishable
+/// from output a guest wrote itself.
+#[derive(Debug, Clone)]
 pub struct Capture {
-    buf: Arc<Mutex<Vec<u8>>>,
+    state: Arc<Mutex<CaptureState>>,
+}
+
+#[derive(Debug)]
+struct CaptureState {
+    buf: Vec<u8>,
+    limit: usize,
+    truncated: bool,
+}
+
+impl Default for Capture {
+    fn default() -> Self {
+        Capture {
+            state: Arc::new(Mutex::new(CaptureState {
+                buf: Vec::new(),
+                limit: usize::MAX,
+                truncated: false,
+            })),
+        }
+    }
 }
 
 impl Capture {
-    /// An empty capture buffer.
+    /// An empty, unlimited capture buffer.
     pub fn new() -> Capture {
         Capture::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<u8>> {
-        self.buf
+    fn lock(&self) -> MutexGuard<'_, CaptureState> {
+        self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Sets the most bytes the buffer keeps (bytes already kept stay).
+    pub fn set_limit(&self, limit: usize) {
+        self.lock().limit = limit;
+    }
+
     /// A copy of everything captured so far.
     pub fn contents(&self) -> Vec<u8> {
-        self.lock().clone()
+        self.lock().buf.clone()
     }
 
     /// Everything captured so far, leaving the buffer empty.
     pub fn take(&self) -> Vec<u8> {
-        std::mem::take(&mut *self.lock())
+        self.take_marked().0
+    }
+
+    /// Everything captured so far and whether bytes were dropped at the limit
+    /// since the last take; leaves the buffer empty and the flag clear.
+    pub fn take_marked(&self) -> (Vec<u8>, bool) {
+        let mut s = self.lock();
+        let truncated = std::mem::replace(&mut s.truncated, false);
+        (std::mem::take(&mut s.buf), truncated)
     }
 
     /// A boxed sink writing into this buffer.
@@ -168,7 +207,13 @@ impl Capture {
 
 impl OutputSink for Capture {
     fn write(&mut self, data: &[u8]) -> Result<usize, Errno> {
-        self.lock().extend_from_slice(data);
+        let mut s = self.lock();
+        let room = s.limit.saturating_sub(s.buf.len());
+        let kept = data.get(..room.min(data.len())).unwrap_or_default();
+        s.buf.extend_from_slice(kept);
+        if kept.len() < data.len() {
+            s.truncated = true;
+        }
         Ok(data.len())
     }
 }
@@ -239,5 +284,16 @@ mod tests {
         s.write(b"c").expect("capture never fails");
         assert_eq!(c.take(), b"abc");
         assert!(c.contents().is_empty());
+    }
+
+    #[test]
+    fn capture_past_its_limit_reports_everything_written_but_keeps_the_limit() {
+        let c = Capture::new();
+        c.set_limit(4);
+        let mut s = c.sink();
+        assert_eq!(s.write(b"abc"), Ok(3));
+        assert_eq!(s.write(b"defg"), Ok(4), "the guest is told all was written");
+        assert_eq!(c.take_marked(), (b"abcd".to_vec(), true));
+        assert_eq!(c.take_marked(), (Vec::new(), false), "the mark is cleared");
     }
 }

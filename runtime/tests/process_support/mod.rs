@@ -16,7 +16,7 @@ use replicode_runtime::fs::{self, SharedFs, ROOT_INO};
 use replicode_runtime::process::codec::{DecodeError, Reader, Writer};
 use replicode_runtime::process::instance::StoreData;
 use replicode_runtime::process::{
-    GuestError, ProcessHost, ProcessModule, ProcessTable, StreamKind, TableLimits, Wait,
+    Captured, GuestError, ProcessHost, ProcessModule, ProcessTable, StreamKind, TableLimits, Wait,
 };
 use wasmtime::{Caller, Engine, Linker};
 
@@ -303,8 +303,15 @@ impl ProcessHost for TestHost {
         self.now = now_ns;
     }
 
-    fn take_output(&mut self) -> Vec<(StreamKind, Vec<u8>)> {
+    fn take_output(&mut self) -> Vec<Captured> {
         std::mem::take(&mut self.out)
+            .into_iter()
+            .map(|(stream, bytes)| Captured {
+                stream,
+                bytes,
+                truncated: false,
+            })
+            .collect()
     }
 
     fn classify(&self, error: &wasmtime::Error) -> GuestError {

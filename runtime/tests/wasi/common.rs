@@ -158,7 +158,8 @@ pub fn build_ctx(
         .stderr(stderr.sink())
         .clock(Box::new(LogicalClock::new(opts.time_ns)))
         .entropy(Box::new(ChaChaEntropy::from_u64(opts.seed)))
-        .max_fds(opts.max_fds);
+        .max_fds(opts.max_fds)
+        .fs_limits(opts.limits);
     for (k, v) in &opts.env {
         b = b.env(k, v);
     }
