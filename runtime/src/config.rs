@@ -50,6 +50,28 @@ pub struct Limits {
     pub max_module_bytes: usize,
     /// Functions (imported + defined) a module may declare.
     pub max_functions: u32,
+    /// Function types a module may declare.
+    pub max_types: u32,
+    /// Bytes of one function body (locals and code). With
+    /// `max_operators_per_function` this bounds every per-function pass
+    /// (Asyncify's flattening, the NaN analysis budget, cranelift) in time.
+    pub max_function_body_bytes: u32,
+    /// Operators in one function body.
+    pub max_operators_per_function: u32,
+    /// Locals of one function, parameters included. Passes that copy the
+    /// locals at every branch (the NaN analysis) or save them at every
+    /// suspension point (Asyncify) cost this times the body size.
+    pub max_locals_per_function: u32,
+    /// Control-flow nesting (`block`/`loop`/`if` inside each other) in one
+    /// function. Binaryen recurses on nesting: 10,000 levels overflow an 8 MiB
+    /// stack, so this bounds the native stack every later pass needs.
+    pub max_nesting_depth: u32,
+    /// Depth of one function's expression tree as Binaryen builds it from the
+    /// stack code (`i32.eqz` applied 100,000 times is a tree 100,000 deep), the
+    /// nesting of blocks included. Binaryen recurses on it like on nesting.
+    pub max_expression_depth: u32,
+    /// Targets of one `br_table` (its default included).
+    pub max_br_table_targets: u32,
     /// Globals a module may declare.
     pub max_globals: u32,
     /// Data segments a module may declare.
@@ -76,7 +98,19 @@ impl Default for Limits {
             max_memory_pages: 4096, // 256 MiB
             max_stack_slots: 1 << 20,
             max_module_bytes: 32 << 20,
-            max_functions: 100_000,
+            // Measured maxima of real programs (validate::module_shape; printed
+            // by engine::preparation::real_*): SQLite 3.46 amalgamation with
+            // wasi-libc (clang-14 -O2, 1.1 MB; -Os, 760 KB), Go 1.26 wasip1
+            // programs (fmt+bufio 2.6 MB; fmt+json+net/http 5.2 MB), the C
+            // guests of wasm_programs/. Each comment: SQLite / Go / C guests.
+            max_functions: 100_000, //              1,528 / 3,032 / 202
+            max_types: 10_000,      //                      64 / 15 / 31
+            max_function_body_bytes: 256 << 10, // 49,306 / 45,763 / 75,823
+            max_operators_per_function: 100_000, // 22,763 / 20,599 / 24,080
+            max_locals_per_function: 2_000, //         65 / 18 / 43
+            max_nesting_depth: 2_000, //              276 / 549 / 43
+            max_expression_depth: 2_000, //           279 / 555 / 48
+            max_br_table_targets: 20_000, //          345 / 896 / 87
             max_globals: 10_000,
             max_data_segments: 100_000,
             max_table_elements: 100_000,

@@ -5,6 +5,19 @@
 //! when a program is refused. Outcomes of *running* a guest (traps, fuel, stack)
 //! are not errors: they are [`crate::exec::RunOutcome`] values, since they are
 //! ordinary, deterministic results that every validator must agree on.
+//!
+//! # Two kinds of failure
+//!
+//! [`RuntimeError::is_host_failure`] splits every error in two:
+//! - **the module's fault** (false): validation refused it, a pass refused it
+//!   (binaryen, the NaN or stack pass), or instantiating it trapped. A function
+//!   of the module's bytes and the consensus limits, so every validator reaches
+//!   the same error: refuse the transaction with a result code.
+//! - **the host's fault** (true): the node's configuration, memory or file
+//!   descriptors for binaryen's scratch files, a thread that could not start,
+//!   a panic while preparing, wasmtime failing to compile a module validation
+//!   accepted. Another validator would have succeeded: stop the node, never
+//!   turn it into an answer (that answer would fork the chain).
 
 use thiserror::Error;
 
@@ -84,6 +97,15 @@ pub enum ValidationError {
         count: u64,
         limit: u64,
     },
+    /// One function body exceeds a structural limit (`Limits::max_*`) that
+    /// keeps the later passes bounded in time and native stack.
+    #[error("function {func} exceeds `{limit}`: {value}, above the limit of {max}")]
+    FunctionTooComplex {
+        func: u32,
+        limit: &'static str,
+        value: u64,
+        max: u32,
+    },
     /// The module's initial memory already exceeds the memory limit.
     #[error("module needs {pages} initial memory pages, above the limit of {limit} pages")]
     InitialMemory { pages: u64, limit: u64 },
@@ -107,13 +129,33 @@ pub enum InstrumentError {
     /// Binaryen (the asyncify pass) failed.
     #[error("asyncify: {0}")]
     Asyncify(String),
-    /// Scratch files for binaryen could not be written or read.
+    /// Binaryen's in-memory scratch files could not be created, written or
+    /// read (out of memory or descriptors, `/proc` missing). A host failure.
     #[error("asyncify scratch file {path}: {source}")]
     Scratch {
         path: std::path::PathBuf,
         #[source]
         source: std::io::Error,
     },
+    /// The big-stack thread preparation runs on could not be started.
+    #[error("cannot start the preparation thread with {stack} bytes of stack: {detail}")]
+    Thread { stack: usize, detail: String },
+    /// Preparation panicked (a bug in a pass, not the module's fault).
+    #[error("preparation panicked: {0}")]
+    Panicked(String),
+}
+
+impl InstrumentError {
+    /// Whether this is the host's failure rather than the module's; see the
+    /// module docs ("Two kinds of failure").
+    pub fn is_host_failure(&self) -> bool {
+        match self {
+            InstrumentError::Rewrite { .. } | InstrumentError::Asyncify(_) => false,
+            InstrumentError::Scratch { .. }
+            | InstrumentError::Thread { .. }
+            | InstrumentError::Panicked(_) => true,
+        }
+    }
 }
 
 /// Anything that can go wrong preparing, compiling or instantiating a guest.
@@ -151,6 +193,26 @@ pub enum RuntimeError {
 }
 
 impl RuntimeError {
+    /// Whether this is the host's failure (stop the node) rather than the
+    /// module's or guest's (refuse the transaction with a deterministic code);
+    /// see the module docs ("Two kinds of failure").
+    ///
+    /// wasmtime's errors count as the host's except at instantiation, where a
+    /// guest's data segment out of bounds traps the same way everywhere.
+    pub fn is_host_failure(&self) -> bool {
+        match self {
+            RuntimeError::Validation(_) | RuntimeError::AsyncifyBuffer { .. } => false,
+            RuntimeError::Instrument(e) => e.is_host_failure(),
+            RuntimeError::Wasmtime { what, .. } => *what != "instantiate",
+            RuntimeError::Config(_)
+            | RuntimeError::MissingExport(_)
+            | RuntimeError::NotOnGuestStack
+            | RuntimeError::NotFresh(_)
+            | RuntimeError::GuestThread { .. }
+            | RuntimeError::NotBlocked(_) => true,
+        }
+    }
+
     /// Wraps a wasmtime error with what we were doing.
     pub fn wasmtime(what: &'static str, err: impl std::fmt::Display) -> Self {
         RuntimeError::Wasmtime {

@@ -136,6 +136,9 @@ fn run_wat(config: RuntimeConfig, wat: &str, fuel: u64) -> RunReport<u32> {
     .expect("guest thread")
 }
 
+#[path = "engine/preparation.rs"]
+mod preparation;
+
 const MEM: &str = r#"(memory (export "memory") 1)"#;
 
 mod validation {

@@ -18,11 +18,13 @@
 //! saved frames there (see [`crate::exec`]). wasi-libc's allocator only takes
 //! memory through `memory.grow` (sbrk), so it never hands out those pages.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use wasm_opt::{Feature, OptimizationOptions, Pass};
+use wasm_opt::{Feature, OptimizationError, OptimizationOptions, Pass};
 use wasmparser::{Parser, Payload, TypeRef};
 
 use crate::error::InstrumentError;
@@ -45,7 +47,6 @@ pub const STATE_REWINDING: i32 = 2;
 
 /// Binaryen keeps process-global state; one transform at a time keeps it simple.
 static BINARYEN: Mutex<()> = Mutex::new(());
-static SCRATCH_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// The `asyncify-imports` pass argument.
 pub fn imports_arg() -> String {
@@ -87,8 +88,8 @@ pub fn needs_asyncify(wasm: &[u8]) -> Result<bool, InstrumentError> {
 /// process layer uses uniformly for every program.
 pub fn asyncify(wasm: &[u8]) -> Result<Vec<u8>, InstrumentError> {
     let can_block = needs_asyncify(wasm)?;
-    let scratch = Scratch::new()?;
-    std::fs::write(&scratch.input, wasm).map_err(|source| Scratch::err(&scratch.input, source))?;
+    let mut scratch = Scratch::new()?;
+    scratch.fill_input(wasm)?;
     let mut opts = OptimizationOptions::new_opt_level_1();
     opts.add_default_passes(false)
         .add_pass(Pass::Asyncify)
@@ -114,48 +115,88 @@ pub fn asyncify(wasm: &[u8]) -> Result<Vec<u8>, InstrumentError> {
         let _guard = BINARYEN
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        opts.run(&scratch.input, &scratch.output)
-            .map_err(|e| InstrumentError::Asyncify(format!("{e:#}")))?;
+        match opts.run(scratch.input_path(), scratch.output_path()) {
+            Ok(()) => {}
+            // The output goes to memory we created; failing to write it is the
+            // host's failure (out of memory), never the module's.
+            Err(OptimizationError::Write { source }) => {
+                return Err(InstrumentError::Scratch {
+                    path: scratch.output_path(),
+                    source: std::io::Error::other(source),
+                })
+            }
+            // The input was checked readable, so failing to read it is binaryen
+            // refusing the module: the same on every validator.
+            Err(e) => return Err(InstrumentError::Asyncify(format!("{e:#}"))),
+        }
     }
-    std::fs::read(&scratch.output).map_err(|source| Scratch::err(&scratch.output, source))
+    scratch.take_output()
 }
 
-/// Input/output files for binaryen (its Rust API only reads and writes files);
-/// removed on drop. Their names never influence the output bytes.
+/// Binaryen's input and output, in memory: its Rust API only reads and writes
+/// files by path, so it gets `/proc/self/fd/N` of two `memfd_create` files.
+/// Nothing touches a disk, so a full `$TMPDIR` cannot turn into "this module
+/// is invalid" on one validator (a fork); what can still fail (no memory, no
+/// fd, no `/proc`) is reported as [`InstrumentError::Scratch`], a host failure.
+/// The files vanish with their descriptors when this is dropped.
 struct Scratch {
-    input: PathBuf,
-    output: PathBuf,
+    input: File,
+    output: File,
 }
 
 impl Scratch {
     fn new() -> Result<Self, InstrumentError> {
-        let seq = SCRATCH_SEQ.fetch_add(1, Ordering::Relaxed);
-        let base =
-            std::env::temp_dir().join(format!("replicode-asyncify-{}-{seq}", std::process::id()));
-        let scratch = Scratch {
-            input: base.with_extension("in.wasm"),
-            output: base.with_extension("out.wasm"),
-        };
-        for path in [&scratch.input, &scratch.output] {
-            // A stale file from a crashed process with the same pid would be
-            // overwritten anyway; remove it so the write below starts clean.
-            let _ = std::fs::remove_file(path);
-        }
-        Ok(scratch)
+        Ok(Scratch {
+            input: memfd(c"replicode-asyncify-in")?,
+            output: memfd(c"replicode-asyncify-out")?,
+        })
     }
 
-    fn err(path: &std::path::Path, source: std::io::Error) -> InstrumentError {
-        InstrumentError::Scratch {
-            path: path.to_path_buf(),
-            source,
-        }
+    fn input_path(&self) -> PathBuf {
+        fd_path(&self.input)
+    }
+
+    fn output_path(&self) -> PathBuf {
+        fd_path(&self.output)
+    }
+
+    /// Writes the module and checks binaryen will be able to open it by path.
+    fn fill_input(&mut self, wasm: &[u8]) -> Result<(), InstrumentError> {
+        let path = self.input_path();
+        self.input
+            .write_all(wasm)
+            .and_then(|()| File::open(&path).map(drop))
+            .map_err(|source| scratch_err(&path, source))
+    }
+
+    /// Reads what binaryen wrote (it opened the file anew, so from offset 0).
+    fn take_output(&mut self) -> Result<Vec<u8>, InstrumentError> {
+        let path = self.output_path();
+        let mut out = Vec::new();
+        self.output
+            .rewind()
+            .and_then(|()| self.output.read_to_end(&mut out))
+            .map_err(|source| scratch_err(&path, source))?;
+        Ok(out)
     }
 }
 
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.input);
-        let _ = std::fs::remove_file(&self.output);
+/// An anonymous in-memory file.
+fn memfd(name: &std::ffi::CStr) -> Result<File, InstrumentError> {
+    rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC)
+        .map(File::from)
+        .map_err(|e| scratch_err(Path::new("memfd_create"), e.into()))
+}
+
+/// The path by which another open of `file` reaches the same in-memory file.
+fn fd_path(file: &File) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
+}
+
+fn scratch_err(path: &Path, source: std::io::Error) -> InstrumentError {
+    InstrumentError::Scratch {
+        path: path.to_path_buf(),
+        source,
     }
 }
 

@@ -32,6 +32,8 @@ mod ops;
 mod rewrite;
 
 use analysis::{plan_fixes, FunctionInput, ModuleInfo, OpAt};
+#[allow(unused_imports)] // unused where a bench includes this file on its own
+pub use analysis::{WorkBudget, WORK_PER_OPERATOR};
 use rewrite::{rewrite_body, BodyLayout};
 use wasmparser::{Encoding, FunctionBody, Parser, Payload, TypeRef, Validator};
 
@@ -81,6 +83,13 @@ pub struct NanPassStats {
     pub arithmetic_ops: u32,
     /// Compare-and-select sequences the pass inserted.
     pub fixes: u32,
+    /// Functions whose analysis exceeded its work budget (or round limit) and
+    /// were fixed at every arithmetic operator instead, like eager mode.
+    pub eager_functions: u32,
+    /// The most work steps one function's analysis spent per operator of its
+    /// body (rounded up), against the budget of
+    /// `WORK_PER_OPERATOR` per operator.
+    pub max_work_per_operator: u64,
 }
 
 /// Rewrites `wasm` so that, compiled with cranelift NaN canonicalization off, it has
@@ -93,6 +102,15 @@ pub fn canonicalize_nans(wasm: &[u8]) -> Result<Vec<u8>, NanPassError> {
 
 /// [`canonicalize_nans`], also reporting how many fixes were inserted.
 pub fn canonicalize_nans_with_stats(wasm: &[u8]) -> Result<(Vec<u8>, NanPassStats), NanPassError> {
+    canonicalize_nans_within(wasm, WorkBudget::default())
+}
+
+/// [`canonicalize_nans_with_stats`] with another work budget; a zero budget
+/// fixes every function eagerly (the fallback path, for tests and benchmarks).
+pub fn canonicalize_nans_within(
+    wasm: &[u8],
+    budget: WorkBudget,
+) -> Result<(Vec<u8>, NanPassStats), NanPassError> {
     Validator::new_with_features(ops::supported_features()).validate_all(wasm)?;
 
     let mut info = ModuleInfo {
@@ -139,7 +157,8 @@ pub fn canonicalize_nans_with_stats(wasm: &[u8]) -> Result<(Vec<u8>, NanPassStat
         match payload {
             Payload::CodeSectionStart { .. } => code = Some(wasm_encoder::CodeSection::new()),
             Payload::CodeSectionEntry(body) => {
-                let new_body = rewrite_function(wasm, &info, func_index, &body, &mut stats)?;
+                let new_body =
+                    rewrite_function(wasm, &info, func_index, &body, budget, &mut stats)?;
                 code.get_or_insert_with(wasm_encoder::CodeSection::new)
                     .raw(&new_body);
                 func_index += 1;
@@ -169,6 +188,7 @@ fn rewrite_function(
     info: &ModuleInfo,
     func_index: u32,
     body: &FunctionBody<'_>,
+    budget: WorkBudget,
     stats: &mut NanPassStats,
 ) -> Result<Vec<u8>, NanPassError> {
     let sig = info
@@ -204,9 +224,14 @@ fn rewrite_function(
         local_types,
         ops,
     };
-    let fixes = plan_fixes(info, &input)?;
+    let plan = plan_fixes(info, &input, budget)?;
+    let fixes = plan.fixes;
 
     stats.functions += 1;
+    stats.eager_functions += u32::from(plan.eager);
+    stats.max_work_per_operator = stats
+        .max_work_per_operator
+        .max(plan.work.div_ceil(input.ops.len().max(1) as u64));
     stats.fixes += fixes.len() as u32;
     stats.arithmetic_ops += input
         .ops

@@ -25,6 +25,39 @@ use wasmparser::{
 /// validator makes the same choice.
 const MAX_ROUNDS: u32 = 64;
 
+/// Work the analysis of one function may do per operator of its body before
+/// it gives up and fixes the function eagerly ([`eager_fixes`]). Work is
+/// counted in steps, never time: one step per operator visited and one per
+/// abstract value (and per origin it carries) that is copied, joined or
+/// compared. Abstract states are as wide as the function's float locals and
+/// origin lists as long as its arithmetic, so without a budget a crafted body
+/// costs passes x operators x locals (a 100 KB module: 9.4 s). Real code
+/// stays far below it: `NanPassStats::max_work_per_operator` is 28 on SQLite
+/// (-O2), 23 on Go wasip1 programs, at most 19 on the C guests.
+pub const WORK_PER_OPERATOR: u64 = 200;
+
+/// Work every function may do whatever its size (copying its float locals
+/// once costs that many steps already).
+pub const WORK_FLOOR: u64 = 1_000;
+
+/// The work one function's analysis may spend: `floor + per_operator x
+/// operators` steps (see [`WORK_PER_OPERATOR`]). Part of consensus like every
+/// limit: it decides which functions are fixed eagerly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WorkBudget {
+    pub per_operator: u64,
+    pub floor: u64,
+}
+
+impl Default for WorkBudget {
+    fn default() -> Self {
+        WorkBudget {
+            per_operator: WORK_PER_OPERATOR,
+            floor: WORK_FLOOR,
+        }
+    }
+}
+
 /// Loop-header fixpoint passes per round before the analysis gives up (a lattice
 /// of height 3 converges long before this; it only guards against bugs).
 const MAX_PASSES: u32 = 10_000;
@@ -100,11 +133,13 @@ pub(crate) struct Fix {
     pub(crate) negative: bool,
 }
 
-/// Decides the fixes for one function.
+/// Decides the fixes for one function: by analysis within `budget`, or every
+/// arithmetic result ([`eager_fixes`]) when the analysis exceeds it.
 pub(crate) fn plan_fixes(
     module: &ModuleInfo,
     input: &FunctionInput<'_>,
-) -> Result<Vec<Fix>, NanPassError> {
+    budget: WorkBudget,
+) -> Result<Plan, NanPassError> {
     for at in &input.ops {
         if let Some(proposal) = unsupported_proposal(&at.op) {
             return Err(NanPassError::Unsupported {
@@ -115,28 +150,64 @@ pub(crate) fn plan_fixes(
             });
         }
     }
-    let mut analyzer = Analyzer::new(module, input);
+    let budget = budget
+        .floor
+        .saturating_add(budget.per_operator.saturating_mul(input.ops.len() as u64));
+    let mut analyzer = Analyzer::new(module, input, budget);
     for _ in 0..MAX_ROUNDS {
         let outcome = analyzer.round()?;
+        if analyzer.over_budget() {
+            break;
+        }
         if !analyzer.add_fix_points(&outcome.demands) {
-            return Ok(outcome.fixes);
+            return Ok(Plan {
+                fixes: outcome.fixes,
+                work: analyzer.work,
+                eager: false,
+            });
         }
     }
-    // Fallback: fix every arithmetic result at its source, like eager mode.
-    for (i, at) in input.ops.iter().enumerate() {
-        if matches!(classify(&at.op), OpClass::Arith(_)) {
-            analyzer.fixset[i] = true;
-        }
-    }
-    let outcome = analyzer.round()?;
-    if outcome
-        .demands
+    Ok(Plan {
+        fixes: eager_fixes(input),
+        work: analyzer.work,
+        eager: true,
+    })
+}
+
+/// The fixes of one function, and how they were found.
+pub(crate) struct Plan {
+    pub(crate) fixes: Vec<Fix>,
+    /// Work steps the analysis spent (see [`WORK_PER_OPERATOR`]).
+    pub(crate) work: u64,
+    /// Whether the analysis gave up (work budget or rounds) and every
+    /// arithmetic result is fixed instead.
+    pub(crate) eager: bool,
+}
+
+/// The fallback: a fix right after every arithmetic operator, which is what
+/// cranelift's eager mode does (canonicalize every arithmetic result), so the
+/// function's bits equal eager mode's everywhere, not only where they escape.
+/// Needs no analysis; a fix in unreachable code is dead but still valid (the
+/// operator pushes a typed float there too).
+pub(crate) fn eager_fixes(input: &FunctionInput<'_>) -> Vec<Fix> {
+    input
+        .ops
         .iter()
-        .any(|d| !analyzer.fixset[*d as usize])
-    {
-        return Err(analyzer.internal(0, "eager fallback left an escaping value unfixed"));
-    }
-    Ok(outcome.fixes)
+        .enumerate()
+        .filter_map(|(i, at)| match classify(&at.op) {
+            OpClass::Arith(ty) => Some(Fix {
+                point: i as u32,
+                ty,
+                negative: false,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Work steps to copy, join or compare `vals` (see [`WORK_PER_OPERATOR`]).
+fn cost(vals: &[Val]) -> u64 {
+    vals.iter().map(|v| 1 + v.origins.len() as u64).sum()
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,6 +227,10 @@ struct LabelState {
 }
 
 impl LabelState {
+    fn cost(&self) -> u64 {
+        cost(&self.locals) + cost(&self.vals)
+    }
+
     fn join(&self, other: &LabelState) -> Option<LabelState> {
         if self.locals.len() != other.locals.len() || self.vals.len() != other.vals.len() {
             return None;
@@ -214,6 +289,9 @@ struct Analyzer<'a, 'm> {
     frames: Vec<Frame>,
     demands: BTreeSet<u32>,
     fixes: Vec<Fix>,
+    /// Work steps spent so far, over all rounds, and the most allowed.
+    work: u64,
+    budget: u64,
 }
 
 fn float_ty(ty: ValType) -> Option<FloatTy> {
@@ -225,7 +303,7 @@ fn float_ty(ty: ValType) -> Option<FloatTy> {
 }
 
 impl<'a, 'm> Analyzer<'a, 'm> {
-    fn new(module: &'m ModuleInfo, input: &'a FunctionInput<'a>) -> Self {
+    fn new(module: &'m ModuleInfo, input: &'a FunctionInput<'a>, budget: u64) -> Self {
         let params = input.sig.params().len();
         let mut local_slot = Vec::with_capacity(input.local_types.len());
         let mut initial_locals = Vec::new();
@@ -279,7 +357,23 @@ impl<'a, 'm> Analyzer<'a, 'm> {
             frames: Vec::new(),
             demands: BTreeSet::new(),
             fixes: Vec::new(),
+            work: 0,
+            budget,
         }
+    }
+
+    fn charge(&mut self, steps: u64) {
+        self.work = self.work.saturating_add(steps);
+    }
+
+    fn over_budget(&self) -> bool {
+        self.work > self.budget
+    }
+
+    /// Charges for the current abstract state (locals and operand stack),
+    /// which control operators copy or join.
+    fn charge_state(&mut self) {
+        self.charge(cost(&self.state.locals) + cost(&self.state.stack));
     }
 
     fn internal(&self, offset: usize, what: &str) -> NanPassError {
@@ -310,7 +404,7 @@ impl<'a, 'm> Analyzer<'a, 'm> {
         for _ in 0..MAX_PASSES {
             self.header_changed = false;
             self.pass()?;
-            if !self.header_changed {
+            if !self.header_changed || self.over_budget() {
                 return Ok(Outcome {
                     demands: std::mem::take(&mut self.demands),
                     fixes: std::mem::take(&mut self.fixes),
@@ -338,7 +432,11 @@ impl<'a, 'm> Analyzer<'a, 'm> {
         });
         self.demands.clear();
         self.fixes.clear();
+        self.charge(cost(&self.initial_locals));
         for i in 0..self.input.ops.len() {
+            if self.over_budget() {
+                break;
+            }
             self.step(i)?;
         }
         Ok(())
@@ -377,6 +475,7 @@ impl<'a, 'm> Analyzer<'a, 'm> {
     }
 
     fn demand(&mut self, v: &Val) {
+        self.charge(v.origins.len() as u64);
         if self.state.reachable && v.kind.may_differ() {
             self.demands.extend(v.origins.iter().copied());
         }
@@ -425,6 +524,7 @@ impl<'a, 'm> Analyzer<'a, 'm> {
         offset: usize,
     ) -> Result<(), NanPassError> {
         let mut slot = self.headers.remove(&op);
+        self.charge(incoming.cost() + slot.as_ref().map_or(0, LabelState::cost));
         let changed = Self::join_into(&mut slot, incoming)
             .ok_or_else(|| self.internal(offset, "loop label shapes differ"))?;
         self.header_changed |= changed;
@@ -467,6 +567,7 @@ impl<'a, 'm> Analyzer<'a, 'm> {
         if kind == FrameKindAbs::Loop {
             return self.join_header(op, incoming, offset);
         }
+        self.charge(incoming.cost() + self.frames[idx].merged.as_ref().map_or(0, LabelState::cost));
         Self::join_into(&mut self.frames[idx].merged, incoming)
             .ok_or_else(|| self.internal(offset, "block label shapes differ"))?;
         Ok(())
@@ -477,6 +578,22 @@ impl<'a, 'm> Analyzer<'a, 'm> {
         let at = &input.ops[i];
         let p = i as u32;
         let offset = at.offset;
+        self.charge(1);
+        if matches!(
+            at.op,
+            Operator::Block { .. }
+                | Operator::Loop { .. }
+                | Operator::If { .. }
+                | Operator::Else
+                | Operator::End
+                | Operator::Br { .. }
+                | Operator::BrIf { .. }
+                | Operator::BrTable { .. }
+                | Operator::Return
+        ) {
+            // Copies or joins of the state (labels, headers, if entries).
+            self.charge_state();
+        }
         match &at.op {
             Operator::Block { blockty } => {
                 let (n, m) = self.block_arity(*blockty, offset)?;
@@ -492,6 +609,7 @@ impl<'a, 'm> Analyzer<'a, 'm> {
                     };
                     self.join_header(p, incoming, offset)?;
                     if let Some(h) = self.headers.get(&p) {
+                        self.work = self.work.saturating_add(h.cost());
                         self.state.locals = h.locals.clone();
                         let len = self.state.stack.len();
                         self.state.stack.truncate(len.saturating_sub(n));
@@ -526,6 +644,7 @@ impl<'a, 'm> Analyzer<'a, 'm> {
                     depths.insert(t.map_err(NanPassError::Invalid)?);
                 }
                 for d in depths {
+                    self.charge_state();
                     self.branch(d, offset)?;
                 }
                 self.set_unreachable();
@@ -564,6 +683,7 @@ impl<'a, 'm> Analyzer<'a, 'm> {
                 self.pop();
                 let b = self.pop();
                 let a = self.pop();
+                self.charge(2 + (a.origins.len() + b.origins.len()) as u64);
                 self.state.stack.push(a.join(&b).fixable_at(p));
             }
             Operator::LocalGet { local_index } => {
@@ -571,6 +691,7 @@ impl<'a, 'm> Analyzer<'a, 'm> {
                     Some(s) => self.local_read(s, i),
                     None => Val::exact(None),
                 };
+                self.charge(1 + v.origins.len() as u64);
                 self.state.stack.push(v);
             }
             Operator::LocalSet { local_index } => {
@@ -699,6 +820,10 @@ impl<'a, 'm> Analyzer<'a, 'm> {
             }
             FrameKindAbs::Block | FrameKindAbs::If | FrameKindAbs::Else => {
                 let mut merged = frame.merged;
+                self.charge(
+                    merged.as_ref().map_or(0, LabelState::cost)
+                        + frame.else_entry.as_ref().map_or(0, |e| cost(&e.locals)),
+                );
                 if self.state.reachable {
                     let fall = LabelState {
                         locals: self.state.locals.clone(),
