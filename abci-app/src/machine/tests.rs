@@ -488,3 +488,137 @@ fn a_chain_may_start_at_any_initial_height() {
     let core = open(dir.path());
     assert_eq!(info(&core).0, 101);
 }
+
+/// Writes "bye\n" to stdout and exits.
+const BYE_WAT: &str = r#"
+    (module
+      (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 33000) "bye\n")
+      (func (export "_start")
+        (i32.store (i32.const 32784) (i32.const 33000))
+        (i32.store (i32.const 32788) (i32.const 4))
+        (drop (call $fd_write (i32.const 1) (i32.const 32784) (i32.const 1) (i32.const 32792)))))
+"#;
+
+/// Sleeps (a relative monotonic-clock `poll_oneoff`) for ~30 years: blocked,
+/// and never reading stdin.
+const SLEEPER_WAT: &str = r#"
+    (module
+      (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "_start")
+        (i32.store8 (i32.const 40008) (i32.const 0))
+        (i32.store (i32.const 40016) (i32.const 1))
+        (i64.store (i32.const 40024) (i64.const 1000000000000000000))
+        (drop (call $poll (i32.const 40000) (i32.const 40100) (i32.const 1) (i32.const 40200)))))
+"#;
+
+fn meta_keys(core: &Core<Machine>, prefix: &[u8]) -> Vec<String> {
+    core.exec
+        .store
+        .latest()
+        .list_meta_bytes(prefix)
+        .expect("list")
+        .into_iter()
+        .map(|(k, _)| String::from_utf8_lossy(&k).into_owned())
+        .collect()
+}
+
+/// Regression (issue 11): ended processes stayed in the table and its store
+/// forever (with their recent output), so the table, the per-block write and
+/// `/procs` grew with every spawn. At most `max_processes` (4 here) ended
+/// ones are kept; the rest go with their records.
+#[test]
+fn ended_processes_past_max_processes_are_reaped_with_their_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut core = open(dir.path());
+    init(&mut core, "hello");
+    let bye = wat::parse_str(BYE_WAT).expect("wat");
+    finalize(&mut core, 1, vec![install_bytes("/bin/bye", &bye)]);
+    core.commit().expect("commit 1");
+    let mut nonce = 0;
+    for height in 2..12 {
+        let txs = (0..4)
+            .map(|_| {
+                nonce += 1;
+                spawn_tx("/bin/bye", nonce)
+            })
+            .collect();
+        finalize(&mut core, height, txs);
+        core.commit().expect("commit");
+        let kept: Vec<u64> = core.exec.table.list().iter().map(|p| p.pid).collect();
+        let first = (height as u64 - 1) * 4 - 3;
+        assert_eq!(kept, (first..first + 4).collect::<Vec<_>>(), "height {height}");
+        let recent: Vec<String> = kept
+            .iter()
+            .map(|pid| String::from_utf8_lossy(&super::keys::recent(*pid)).into_owned())
+            .collect();
+        assert_eq!(meta_keys(&core, b"replicode/recent/"), recent);
+        assert_eq!(meta_keys(&core, b"replicode/proc/").len(), 4);
+    }
+    let listed = core.exec.reader().processes().expect("processes");
+    assert_eq!(listed.len(), 4);
+    assert_eq!(listed[0].recent_output, b"bye\n");
+    drop(core);
+    assert_eq!(
+        open(dir.path()).exec.reader().processes().expect("processes"),
+        listed,
+        "a restarted node reads the same table back"
+    );
+}
+
+fn stdin_tx(pid: u64, data: Vec<u8>, nonce: u64) -> Vec<u8> {
+    Tx::new(
+        Body::Stdin(crate::tx::Stdin {
+            pid,
+            data,
+            eof: false,
+        }),
+        nonce,
+    )
+    .to_bytes()
+}
+
+/// Regression (issue 11): stdin sent to a process that does not read piled up
+/// in its persisted state, 64 KiB per transaction, forever. Past
+/// `MAX_PENDING_STDIN` the input is refused and changes nothing.
+#[test]
+fn stdin_piling_up_in_a_sleeping_process_is_refused_and_changes_no_hash() {
+    let sleeper = wat::parse_str(SLEEPER_WAT).expect("wat");
+    let chunk = crate::limits::MAX_STDIN_BYTES;
+    let fill = replicode_runtime::process::MAX_PENDING_STDIN / chunk;
+    let run = |with_refused: bool| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut core = open(dir.path());
+        init(&mut core, "hello");
+        finalize(
+            &mut core,
+            1,
+            vec![install_bytes("/bin/sleep", &sleeper), spawn_tx("/bin/sleep", 1)],
+        );
+        core.commit().expect("commit 1");
+        let mut nonce = 1;
+        for height in [2, 3] {
+            let txs = (0..fill / 2)
+                .map(|_| {
+                    nonce += 1;
+                    stdin_tx(1, vec![b'a'; chunk], nonce)
+                })
+                .collect();
+            finalize(&mut core, height, txs);
+            core.commit().expect("commit");
+        }
+        let txs = if with_refused {
+            vec![stdin_tx(1, vec![b'!'], 100)]
+        } else {
+            vec![]
+        };
+        let (results, hash) = finalize_results(&mut core, 4, txs);
+        if with_refused {
+            assert_eq!(results[0].code, Code::LimitExceeded.value(), "{results:?}");
+        }
+        hash
+    };
+    assert_eq!(run(true), run(false));
+}
