@@ -5,8 +5,8 @@
 //! re-encode and rewrite every process (with large arguments, hundreds of MiB
 //! of store after a few blocks). Now a process's record is rewritten only when
 //! something changed it, which every change announces by marking it dirty
-//! (see [`super::txn::Txn::touch`]); the header (time, pid counter, randomness
-//! seed, the pid list) is small and rewritten every time.
+//! (see [`super::txn::Txn::touch`]); the header (time, pid counter, the pid
+//! list) is small and rewritten every time.
 
 use super::digest::PAGE_SIZE;
 use super::error::ProcessError;

@@ -4,10 +4,9 @@
 //! `## Processes` for the full layout and its invariants):
 //! ```text
 //! header:  "RPROCTBL" u32 version=3  u8 layout (0 paged, 1 inline)
-//!          u64 next_pid  u64 now_ns  u64 entropy_epoch  opt [32] entropy_seed
-//!          u32 count  count × u64 pid (ascending)
+//!          u64 next_pid  u64 now_ns  u32 count  count × u64 pid (ascending)
 //! record:  ProcessInfo  u8 live
-//!          if live: u64 entropy_epoch  phase u8  unwind buffer u32  globals
+//!          if live: opt [32] keyed_by  phase u8  unwind buffer u32  globals
 //!                   host state (len-prefixed)  u64 memory length
 //! paged:   the header alone; each record and each non-zero 4 KiB page is a
 //!          record of its own in the store (see [`super::persist`]);
@@ -85,14 +84,6 @@ impl<H: ProcessHost> ProcessTable<H> {
         w.u8(layout as u8);
         w.u64(self.next_pid);
         w.u64(self.now_ns);
-        w.u64(self.entropy_epoch);
-        match &self.entropy_seed {
-            None => w.u8(0),
-            Some(seed) => {
-                w.u8(1);
-                w.raw(seed);
-            }
-        }
         w.u32(self.procs.len() as u32);
         for pid in self.procs.keys() {
             w.u64(*pid);
@@ -114,7 +105,11 @@ impl<H: ProcessHost> ProcessTable<H> {
             env,
             limits,
             resolve,
-            |pid| Err(format!("record of pid {pid} requested from an inline snapshot")),
+            |pid| {
+                Err(format!(
+                    "record of pid {pid} requested from an inline snapshot"
+                ))
+            },
             |pid, page| {
                 Err(format!(
                     "page {page} of pid {pid} requested from an inline snapshot"
@@ -160,22 +155,13 @@ impl<H: ProcessHost> ProcessTable<H> {
         digest_proc(p)
     }
 
-    /// Digest of the whole table: pid allocation, time, randomness epoch and
-    /// seed, and every process digest.
+    /// Digest of the whole table: pid allocation, time and every process digest.
     pub fn digest(&mut self) -> Result<Hash, ProcessError> {
         self.check_write_tracking();
         let mut h = Sha256::new();
-        h.update(b"replicode/process-table/v2");
+        h.update(b"replicode/process-table/v1");
         h.update(self.next_pid.to_le_bytes());
         h.update(self.now_ns.to_le_bytes());
-        h.update(self.entropy_epoch.to_le_bytes());
-        match &self.entropy_seed {
-            None => h.update([0]),
-            Some(seed) => {
-                h.update([1]);
-                h.update(seed);
-            }
-        }
         for p in self.procs.values_mut() {
             h.update(p.info.pid.to_le_bytes());
             h.update(digest_proc(p)?);
@@ -184,8 +170,9 @@ impl<H: ProcessHost> ProcessTable<H> {
     }
 }
 
-/// A process's version-3 record: its table entry and, if live, its randomness
-/// epoch, instance state and memory length (the memory itself is kept apart).
+/// A process's version-3 record: its table entry and, if live, the seed its
+/// random stream is keyed by, its instance state and memory length (the memory
+/// itself is kept apart).
 pub(crate) fn encode_record<H: ProcessHost>(p: &mut Proc<H>) -> Result<Vec<u8>, ProcessError> {
     let mut w = Writer::new();
     p.info.encode(&mut w);
@@ -193,7 +180,13 @@ pub(crate) fn encode_record<H: ProcessHost>(p: &mut Proc<H>) -> Result<Vec<u8>, 
         None => w.u8(0),
         Some(live) => {
             w.u8(1);
-            w.u64(live.entropy_epoch);
+            match &live.keyed_by {
+                None => w.u8(0),
+                Some(seed) => {
+                    w.u8(1);
+                    w.raw(seed);
+                }
+            }
             live.inst.encode_state(&mut w)?;
             w.u64(live.shadow.bytes().len() as u64);
         }
@@ -213,7 +206,7 @@ fn digest_proc<H: ProcessHost>(p: &mut Proc<H>) -> Result<Hash, ProcessError> {
     Ok(h.finalize().into())
 }
 
-/// Table-wide fields of a version-3 header, then its pids.
+/// A version-3 table: header fields, its pids, then each process.
 fn restore_records<H: ProcessHost>(
     table: &mut ProcessTable<H>,
     r: &mut Reader<'_>,
@@ -228,12 +221,6 @@ fn restore_records<H: ProcessHost>(
     };
     table.next_pid = r.u64("next pid")?;
     table.now_ns = r.u64("logical time")?;
-    table.entropy_epoch = r.u64("entropy epoch")?;
-    table.entropy_seed = if r.bool("entropy seed present")? {
-        Some(r.hash("entropy seed")?)
-    } else {
-        None
-    };
     let count = r.u32("process count")?;
     let mut pids = Vec::new();
     for _ in 0..count {
@@ -265,10 +252,11 @@ fn restore_records<H: ProcessHost>(
         let module = resolve(&info.module)
             .ok_or_else(|| ProcessError::UnknownModule(hex_prefix(&info.module)))?;
         let live = if rr.bool("live flag")? {
-            let epoch = rr.u64("entropy epoch")?;
-            if epoch > table.entropy_epoch {
-                return Err(invalid("process entropy epoch", epoch));
-            }
+            let keyed_by = if rr.bool("keyed-by flag")? {
+                Some(rr.hash("keyed-by seed")?)
+            } else {
+                None
+            };
             let state = rr.clone_position();
             skip_state(&mut rr)?;
             let len = memory_length(rr.u64("memory length")?)?;
@@ -283,7 +271,7 @@ fn restore_records<H: ProcessHost>(
                 Layout::Paged => (read_pages(len, pid, page)?, true),
             };
             let mut live = revive(table, &module, state, &memory, pid, paged)?;
-            live.entropy_epoch = epoch;
+            live.keyed_by = keyed_by;
             Some(live)
         } else {
             None
@@ -300,9 +288,9 @@ fn restore_records<H: ProcessHost>(
 }
 
 /// Versions 1 and 2: one blob holding every process (v1 with its memory, v2
-/// with its memory length, the pages being records of their own). They carry
-/// no randomness epoch: every process is rekeyed at the next block's seed, as
-/// these versions did at every block. No process record is stored yet, so
+/// with its memory length, the pages being records of their own). They do
+/// not say which seed a stream is keyed by: every process is rekeyed at the
+/// next seed, as these versions did at every block. No process record is stored yet, so
 /// every process is listed for the next persist.
 fn restore_legacy<H: ProcessHost>(
     table: &mut ProcessTable<H>,
@@ -375,7 +363,7 @@ fn revive<H: ProcessHost>(
         inst,
         unchecked: false,
         stored,
-        entropy_epoch: 0,
+        keyed_by: None,
     })
 }
 

@@ -175,11 +175,11 @@ pub(crate) struct Live<H: ProcessHost> {
     /// Per page: whether a paged store holds a record for it (a non-zero page
     /// as of the last [`ProcessTable::persist`]), so only those are deleted.
     pub stored: Vec<bool>,
-    /// The randomness epoch ([`ProcessTable::set_entropy_seed`] calls) the
-    /// process's stream is keyed for; an older one is rekeyed before the process
-    /// next runs (see [`super::txn::Txn::touch`]), so a new block does not
-    /// rewrite every process.
-    pub entropy_epoch: u64,
+    /// The block seed the process's random stream is keyed by (`None`: the
+    /// stream [`ProcessHost::spawn`] gave it). A process keyed by another seed
+    /// than the table's is rekeyed before it next runs (see
+    /// [`super::txn::Txn::touch`]), so a new block does not rewrite every process.
+    pub keyed_by: Option<[u8; 32]>,
 }
 
 pub(crate) struct Proc<H: ProcessHost> {
@@ -266,10 +266,9 @@ pub struct ProcessTable<H: ProcessHost> {
     pub(crate) now_ns: u64,
     /// Seed of the current block's randomness; `None` until the machine sets
     /// one, and then processes keep the stream [`ProcessHost::spawn`] gave them.
+    /// Not persisted: it only matters within its block (see
+    /// [`Self::set_entropy_seed`]).
     pub(crate) entropy_seed: Option<[u8; 32]>,
-    /// How many times a seed was set: a process keyed for an older epoch is
-    /// rekeyed with [`entropy_key`] when it is next touched.
-    pub(crate) entropy_epoch: u64,
     /// Processes whose record may differ from the one last persisted: marked
     /// by every change of a process's entry or host state ([`Txn::touch`],
     /// spawns, reaping). Over-marking costs a rewrite; a missed mark would
@@ -311,7 +310,6 @@ impl<H: ProcessHost> ProcessTable<H> {
             next_pid: 1,
             now_ns: 0,
             entropy_seed: None,
-            entropy_epoch: 0,
             dirty: BTreeSet::new(),
             stored_procs: BTreeSet::new(),
             untracked_pages: 0,
@@ -355,27 +353,32 @@ impl<H: ProcessHost> ProcessTable<H> {
     /// every process spawned from now on, is keyed by [`entropy_key`]`(seed, pid)`
     /// from its start. Call it between inputs.
     ///
-    /// Lazily: the seed and epoch go into the table's header, and a process is
-    /// rekeyed only when an input first touches it in the new epoch — before it
-    /// can draw, so what it draws is the same as if every process were rekeyed
-    /// here, but a block rewrites only the processes it ran, not all of them.
+    /// Lazily: a process records the seed its stream is keyed by, and is rekeyed
+    /// only when an input first touches it under a different seed — before it
+    /// can draw, so it draws what it would if every process were rekeyed here,
+    /// but a block rewrites only the processes it ran, not all of them. Setting
+    /// the same seed again continues the streams (block seeds differ by height).
+    ///
+    /// The seed is not part of the persisted table (after the block nothing
+    /// depends on it): after a restore, set it before the next input, as the
+    /// machine does at the start of every block.
     pub fn set_entropy_seed(&mut self, seed: [u8; 32]) {
         self.entropy_seed = Some(seed);
-        self.entropy_epoch += 1;
     }
 
-    /// Rekeys `pid`'s stream if it is keyed for an older epoch (see
-    /// [`Self::set_entropy_seed`]); called before an input first changes it.
+    /// Rekeys `pid`'s stream if it is keyed by another seed than the current
+    /// one (see [`Self::set_entropy_seed`]); called before an input first
+    /// changes it.
     pub(crate) fn bring_entropy_up_to_date(&mut self, pid: Pid) {
-        let (Some(seed), epoch) = (self.entropy_seed, self.entropy_epoch) else {
+        let Some(seed) = self.entropy_seed else {
             return;
         };
         let Some(live) = self.procs.get_mut(&pid).and_then(|p| p.live.as_mut()) else {
             return;
         };
-        if live.entropy_epoch != epoch {
+        if live.keyed_by != Some(seed) {
             live.inst.host_mut().reseed_entropy(entropy_key(&seed, pid));
-            live.entropy_epoch = epoch;
+            live.keyed_by = Some(seed);
         }
     }
 
@@ -518,7 +521,7 @@ impl<H: ProcessHost> ProcessTable<H> {
                     shadow,
                     unchecked: false,
                     stored: Vec::new(),
-                    entropy_epoch: self.entropy_epoch,
+                    keyed_by: self.entropy_seed,
                 }),
             };
             if i == 0 && producer_ended {

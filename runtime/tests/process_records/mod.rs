@@ -84,7 +84,9 @@ fn apply(t: &mut ProcessTable<TestHost>, m: &Module, op: &Op) -> String {
         Op::Stdin(pid, bytes, fuel) => t
             .deliver_stdin(*pid, bytes, false, *fuel)
             .map(|o| format!("{o:?}")),
-        Op::Eof(pid) => t.deliver_stdin(*pid, b"", true, FUEL).map(|o| format!("{o:?}")),
+        Op::Eof(pid) => t
+            .deliver_stdin(*pid, b"", true, FUEL)
+            .map(|o| format!("{o:?}")),
         Op::Kill(pid) => t.kill(*pid, FUEL).map(|o| format!("{o:?}")),
         Op::Time(ns) => t.advance_time(*ns, FUEL).map(|o| format!("{o:?}")),
         Op::Block(seed) => {
@@ -114,19 +116,25 @@ fn stored_records_equal_a_fresh_encoding_and_restore_after_every_input_changes_n
         let mut store = PagedStore::default();
         let resolve = |h: &[u8; 32]| (h == m.hash()).then(|| m.clone());
         let mut blocks = 0;
+        let mut block_seed = None;
         for (i, op) in ops.iter().enumerate() {
             let what = format!("seed {seed}, op {i} {op:?}");
             let expected = apply(&mut reference, &m, op);
             let got = apply(&mut restarted, &m, op);
             assert_eq!(got, expected, "{what}");
-            if let Op::Block(_) = op {
+            if let Op::Block(s) = op {
                 blocks += 1;
+                block_seed = Some(*s);
                 reference_store.persist(&mut reference, &what);
             }
-            // The restarted table persists and comes back after every input.
+            // The restarted table persists and comes back after every input
+            // (the block's seed is not table state: it is set again).
             store.persist(&mut restarted, &what);
             let env = restarted.env().clone();
             restarted = store.restore(env, limits(6), resolve);
+            if let Some(s) = block_seed {
+                restarted.set_entropy_seed(s);
+            }
             let again = restarted.persist().expect("persist");
             assert!(
                 again.processes.is_empty() && again.pages.is_empty(),
@@ -158,7 +166,8 @@ fn one_input_rewrites_only_the_record_of_the_process_it_touched() {
         // A new block's seed must not rewrite every process.
         t.set_entropy_seed([block; 32]);
         let pid = 1 + u64::from(block) * 13;
-        t.deliver_stdin(pid, b"hello", false, FUEL).expect("deliver");
+        t.deliver_stdin(pid, b"hello", false, FUEL)
+            .expect("deliver");
         let written = store.persist(&mut t, &format!("block {block}"));
         assert_eq!(written.processes, 1, "block {block}");
         assert_eq!(
@@ -232,9 +241,14 @@ fn a_producer_whose_reaped_reader_is_gone_keeps_running_and_can_be_killed() {
         t.deliver_stdin(p, b"", true, FUEL).expect("eof");
     }
     assert_eq!(t.reap(), vec![b], "the reader goes first");
-    let out = t.deliver_stdin(a, b"into nothing", false, FUEL).expect("deliver");
+    let out = t
+        .deliver_stdin(a, b"into nothing", false, FUEL)
+        .expect("deliver");
     assert_eq!(out.status, InputStatus::Ok);
-    assert!(out.outputs.is_empty(), "piped output is dropped, not reported");
+    assert!(
+        out.outputs.is_empty(),
+        "piped output is dropped, not reported"
+    );
     let end = t.kill(a, FUEL).expect("kill producer");
     assert_eq!(end.exits, vec![(a, 137)]);
 }
@@ -259,7 +273,8 @@ fn stdin_a_process_does_not_read_is_bounded_and_the_refusal_changes_nothing() {
     );
     let chunk = vec![b'a'; 64 << 10];
     for _ in 0..MAX_PENDING_STDIN / chunk.len() {
-        t.deliver_stdin(pid, &chunk, false, FUEL).expect("within the bound");
+        t.deliver_stdin(pid, &chunk, false, FUEL)
+            .expect("within the bound");
     }
     let digest = t.digest().expect("digest");
     let snapshot = t.snapshot_all().expect("snapshot");
@@ -270,7 +285,10 @@ fn stdin_a_process_does_not_read_is_bounded_and_the_refusal_changes_nothing() {
             bytes: 1,
             max,
         }) => {
-            assert_eq!((p, pending, max), (pid, MAX_PENDING_STDIN, MAX_PENDING_STDIN));
+            assert_eq!(
+                (p, pending, max),
+                (pid, MAX_PENDING_STDIN, MAX_PENDING_STDIN)
+            );
         }
         other => panic!("expected StdinFull, got {other:?}"),
     }
