@@ -31,6 +31,10 @@ pub struct PersistDelta {
     pub ended: Vec<(Pid, Vec<u32>)>,
 }
 
+/// The header and every `(pid, record)`, ascending (see
+/// [`ProcessTable::stored_records`]).
+pub type StoredRecords = (Vec<u8>, Vec<(Pid, Vec<u8>)>);
+
 impl<H: ProcessHost> ProcessTable<H> {
     /// The changes since the last `persist` for a store that keeps the header,
     /// each process record and each non-zero memory page as separate records.
@@ -67,7 +71,7 @@ impl<H: ProcessHost> ProcessTable<H> {
     /// header and each process's record — encoded from scratch. What
     /// [`Self::persist`] wrote since the table was created or restored must add
     /// up to exactly this; tests check that no change escaped the dirty marks.
-    pub fn stored_records(&mut self) -> Result<(Vec<u8>, Vec<(Pid, Vec<u8>)>), ProcessError> {
+    pub fn stored_records(&mut self) -> Result<StoredRecords, ProcessError> {
         let header = self.encode_header(Layout::Paged);
         let mut records = Vec::with_capacity(self.procs.len());
         for (pid, p) in &mut self.procs {

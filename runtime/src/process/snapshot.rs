@@ -368,7 +368,7 @@ fn revive<H: ProcessHost>(
 }
 
 fn memory_length(len: u64) -> Result<u64, ProcessError> {
-    if len > MAX_MEMORY || len % 65536 != 0 {
+    if len > MAX_MEMORY || !len.is_multiple_of(65536) {
         return Err(invalid("memory length", len));
     }
     Ok(len)
