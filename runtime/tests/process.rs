@@ -393,6 +393,9 @@ fn spawn_pipeline_feeds_each_stage_from_the_previous_one() {
 #[path = "process_wasi/mod.rs"]
 mod process_wasi;
 
+#[path = "process_records/mod.rs"]
+mod process_records;
+
 /// Regression (time freeze): sleepers woken by a block shared one input, so a
 /// sleeper that ran out of fuel rejected the clock advance with it, and every
 /// later block paid for the same failed wake-up.

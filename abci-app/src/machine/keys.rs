@@ -23,6 +23,13 @@ pub fn program(path: &str) -> Vec<u8> {
     k
 }
 
+/// `replicode/proc/<pid, 20 digits>`: one process's record (table format v3:
+/// its entry and, if live, its instance and host state), rewritten only in
+/// blocks that change the process; the table's header stays under [`TABLE`].
+pub fn process(pid: u64) -> Vec<u8> {
+    format!("replicode/proc/{pid:020}").into_bytes()
+}
+
 /// `replicode/mem/<pid, 20 digits>/<page index, 10 digits>`: one 4 KiB page of
 /// a live process's memory (absent = all zeros), so a block rewrites only the
 /// pages it changed.

@@ -4,8 +4,12 @@
 //! - guest files: the filesystem proper (programs are files below `/bin/`);
 //! - `replicode/limits`: the genesis limits (JSON);
 //! - `replicode/genesis-time`: block time of InitChain (the guests' realtime base);
-//! - `replicode/table`: the process table (format v2: globals, stacks, fds,
-//!   memory lengths — everything but memory);
+//! - `replicode/table`: the process table's header (format v3: time, pid
+//!   counter, the block's random seed, the pids);
+//! - `replicode/proc/<pid, 20 digits>`: each process's record (globals, stack,
+//!   fds, pending stdin, memory length — everything but memory); a block
+//!   rewrites only the records of the processes it changed, and deletes those
+//!   of processes reaped (at most `max_processes` ended ones are kept);
 //! - `replicode/mem/<pid, 20 digits>/<page, 10 digits>`: each non-zero 4 KiB page
 //!   of a live process's memory; a block rewrites only the pages it changed;
 //! - `replicode/program/<path>` and `replicode/module/<hex source hash>`: install
@@ -201,6 +205,11 @@ impl Machine {
                 env,
                 table_limits(&machine.limits),
                 |h| programs.by_prepared(h),
+                |pid| {
+                    latest
+                        .get_meta_bytes(&keys::process(pid))
+                        .map_err(|e| e.to_string())
+                },
                 |pid, page| {
                     latest
                         .get_meta_bytes(&keys::memory_page(pid, page))
@@ -233,15 +242,27 @@ impl Machine {
     }
 
     /// Stores the process table in the working set, so the root covers every
-    /// process: the table itself (small) and the memory pages changed since the
-    /// last call, one record per page ([`keys::memory_page`]).
+    /// process: the header (small), the records of the processes changed since
+    /// the last call ([`keys::process`]) and their changed memory pages
+    /// ([`keys::memory_page`]). First the oldest ended processes past
+    /// `max_processes` are reaped, with their recent output.
     fn write_table(&mut self) -> Result<(), ExecError> {
+        let reaped = self.table.reap();
         let delta = self
             .table
             .persist()
             .map_err(|e| ExecError::new("snapshot processes", e))?;
         self.ws_do("write process table", |ws| {
             ws.put_meta(keys::TABLE, &delta.table);
+            for (pid, record) in &delta.processes {
+                match record {
+                    Some(record) => ws.put_meta(&keys::process(*pid), record),
+                    None => ws.delete_meta(&keys::process(*pid)),
+                }
+            }
+            for pid in &reaped {
+                ws.delete_meta(&keys::recent(*pid));
+            }
             for (pid, page, bytes) in &delta.pages {
                 let key = keys::memory_page(*pid, *page);
                 match bytes {
@@ -750,7 +771,10 @@ fn refusal(pid: u64, e: ProcessError) -> Result<Outcome, ExecError> {
     let code = match &e {
         ProcessError::NoSuchProcess(_) => Code::UnknownPid,
         ProcessError::Exited { .. } => Code::NotRunning,
-        ProcessError::TooManyProcesses { .. } | ProcessError::Memory { .. } => Code::LimitExceeded,
+        ProcessError::TooManyProcesses { .. }
+        | ProcessError::Memory { .. }
+        | ProcessError::StdinFull { .. }
+        | ProcessError::SpawnArgsTooLarge { .. } => Code::LimitExceeded,
         ProcessError::StdinIsPipe { .. } | ProcessError::PipeTaken { .. } => Code::InvalidField,
         ProcessError::MissingExport(_)
         | ProcessError::Compile(_)

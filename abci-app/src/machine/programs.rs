@@ -179,9 +179,17 @@ impl Programs {
                     }
                     p.bytes
                 }
+                // Scratch files, the preparation thread, a panic in a pass:
+                // this validator failed, not the module.
+                Err(e) if e.is_host_failure() => {
+                    return Err(ExecError::new("prepare module", e));
+                }
                 Err(e) => return Ok(Err(Refusal::Invalid(e.to_string()))),
             },
         };
+        // Compilation of a module that passed validation and preparation fails
+        // only at cranelift's implementation limits, which are the same on
+        // every validator (running out of memory aborts the process instead).
         let module = match ProcessModule::new(engine.engine(), &prepared) {
             Ok(m) => Arc::new(m),
             Err(e) => return Ok(Err(Refusal::Invalid(e.to_string()))),

@@ -21,6 +21,15 @@ pub enum ProcessError {
     PipeTaken { producer: u64, consumer: u64 },
     #[error("process table is full ({max} processes)")]
     TooManyProcesses { max: usize },
+    #[error("process {pid} has {pending} unread stdin bytes; {bytes} more would pass the bound of {max}")]
+    StdinFull {
+        pid: u64,
+        pending: usize,
+        bytes: usize,
+        max: usize,
+    },
+    #[error("spawn arguments and environment are {bytes} bytes (at most {max})")]
+    SpawnArgsTooLarge { bytes: usize, max: usize },
     #[error("module lacks the export {0:?} (was it passed through Asyncify?)")]
     MissingExport(&'static str),
     #[error("runtime failure: {0}")]
@@ -33,6 +42,8 @@ pub enum ProcessError {
     Instantiate(String),
     #[error("process {pid} memory could not be restored: {reason}")]
     Memory { pid: u64, reason: String },
+    #[error("stored record of process {pid} could not be read: {reason}")]
+    Record { pid: u64, reason: String },
     #[error("snapshot refers to program {0} which the resolver does not know")]
     UnknownModule(String),
     #[error(transparent)]

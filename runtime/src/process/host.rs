@@ -115,6 +115,10 @@ pub trait ProcessHost: Send + Sized + 'static {
     /// True when a read on stdin would not block (bytes buffered, or end of input).
     fn stdin_ready(&self) -> bool;
 
+    /// Bytes pushed to stdin and not read yet (bounded by the table, see
+    /// [`super::table::MAX_PENDING_STDIN`]).
+    fn stdin_pending(&self) -> usize;
+
     /// Sets the logical clock (nanoseconds) seen by the guest.
     fn set_now(&mut self, now_ns: u64);
 
@@ -132,9 +136,9 @@ pub trait ProcessHost: Send + Sized + 'static {
     fn classify(&self, error: &wasmtime::Error) -> GuestError;
 
     /// Rekeys the process's random stream with `key`, from its start. The table
-    /// calls this at spawn and at every [`super::ProcessTable::set_entropy_seed`]
-    /// so randomness comes from consensus data per block; a host that offers
-    /// its guest no randomness has nothing to rekey.
+    /// calls this at spawn and, after each [`super::ProcessTable::set_entropy_seed`],
+    /// before the process next runs, so randomness comes from consensus data per
+    /// block; a host that offers its guest no randomness has nothing to rekey.
     fn reseed_entropy(&mut self, _key: [u8; 32]) {}
 
     /// The process ended (exit or kill): release what it holds (open inodes).

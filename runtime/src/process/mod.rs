@@ -26,6 +26,8 @@
 //! table.list() / table.info(pid) / table.live_pids()
 //! table.digest() / table.process_digest(pid)              -> 32-byte SHA-256
 //! table.snapshot_all() -> bytes;  ProcessTable::restore(bytes, env, limits, resolve)
+//! table.reap() -> reaped pids;  table.persist() -> PersistDelta  # end of block
+//! ProcessTable::restore_paged(header, env, limits, resolve, record(pid), page(pid, i))
 //! ```
 //! Every input runs the scheduler until every process is blocked or ended and
 //! is atomic: [`InputOutcome::status`] is `Ok`, or `OutOfFuel`/`Trap` and then
@@ -40,7 +42,8 @@
 //! - [`scheduler`]: the fixed-order run loop and output routing through pipes;
 //! - [`txn`]: atomic inputs (undo records, filesystem savepoints);
 //! - [`instance`]: one store/instance and the Asyncify start/resume protocol;
-//! - [`snapshot`], [`image`], [`codec`]: the byte formats; [`digest`]: the
+//! - [`snapshot`], [`image`], [`codec`]: the byte formats and restore;
+//!   [`persist`]: per-block writes of what changed; [`digest`]: the
 //!   incremental memory Merkle root; [`globals`]: exporting and capturing globals;
 //! - [`host`]: the trait the WASI context implements.
 
@@ -54,6 +57,7 @@ pub mod host;
 pub mod image;
 pub mod instance;
 pub mod module;
+pub mod persist;
 pub mod scheduler;
 pub mod snapshot;
 pub mod table;
@@ -64,9 +68,9 @@ pub mod wasi_host;
 pub use error::ProcessError;
 pub use host::{Captured, GuestError, ProcessHost, StreamKind, Wait};
 pub use module::{ModuleHash, ProcessModule};
-pub use snapshot::PersistDelta;
+pub use persist::PersistDelta;
 pub use timers::TimerWake;
 pub use table::{
     InputOutcome, InputStatus, Output, Pid, ProcState, ProcessInfo, ProcessTable, SpawnSpec,
-    TableLimits, KILLED_EXIT_CODE,
+    TableLimits, KILLED_EXIT_CODE, MAX_PENDING_STDIN, MAX_SPAWN_ARG_BYTES,
 };

@@ -3,7 +3,10 @@
 //! Pids are allocated monotonically from 1 and never reused, so an input aimed
 //! at a process that has since exited can never reach a newer one. Exited and
 //! killed processes stay in the table (with their exit code, memory freed) so
-//! queries and late inputs get a definite answer.
+//! queries and late inputs get a definite answer, until [`ProcessTable::reap`]
+//! removes the oldest of them: at most `max_processes` ended ones are kept, so
+//! the table's size has a bound whatever clients spawn. A reaped pid is unknown
+//! from then on (inputs and queries answer "no such process").
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -21,6 +24,18 @@ pub type Pid = u64;
 
 /// Exit code reported for killed processes (128 + SIGKILL), as shells do.
 pub const KILLED_EXIT_CODE: i32 = 137;
+
+/// Most unread stdin bytes a process may have pending after a stdin input
+/// ([`ProcessTable::deliver_stdin`] refuses more). Pending stdin is part of the
+/// persisted host state, so without a bound anyone could grow a process that
+/// does not read (a sleeper, a server busy elsewhere) by every input, forever.
+pub const MAX_PENDING_STDIN: usize = 1 << 20;
+
+/// Most bytes of arguments and environment (each argument, each `key=value`
+/// counted with its length) one spawned process may have. They are stored
+/// twice in its record (table entry and host state) and rewritten whenever the
+/// process changes, so they must stay small.
+pub const MAX_SPAWN_ARG_BYTES: usize = 64 << 10;
 
 /// Where a process is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,6 +175,11 @@ pub(crate) struct Live<H: ProcessHost> {
     /// Per page: whether a paged store holds a record for it (a non-zero page
     /// as of the last [`ProcessTable::persist`]), so only those are deleted.
     pub stored: Vec<bool>,
+    /// The block seed the process's random stream is keyed by (`None`: the
+    /// stream [`ProcessHost::spawn`] gave it). A process keyed by another seed
+    /// than the table's is rekeyed before it next runs (see
+    /// [`super::txn::Txn::touch`]), so a new block does not rewrite every process.
+    pub keyed_by: Option<[u8; 32]>,
 }
 
 pub(crate) struct Proc<H: ProcessHost> {
@@ -257,7 +277,17 @@ pub struct ProcessTable<H: ProcessHost> {
     pub(crate) now_ns: u64,
     /// Seed of the current block's randomness; `None` until the machine sets
     /// one, and then processes keep the stream [`ProcessHost::spawn`] gave them.
+    /// Not persisted: it only matters within its block (see
+    /// [`Self::set_entropy_seed`]).
     pub(crate) entropy_seed: Option<[u8; 32]>,
+    /// Processes whose record may differ from the one last persisted: marked
+    /// by every change of a process's entry or host state ([`Txn::touch`],
+    /// spawns, reaping). Over-marking costs a rewrite; a missed mark would
+    /// leave a stale record in the store, so every change goes through touch.
+    pub(crate) dirty: BTreeSet<Pid>,
+    /// Pids whose record a paged store holds (as of the last persist), so a
+    /// removed process is deleted only if it was ever written.
+    pub(crate) stored_procs: BTreeSet<Pid>,
     /// Changed pages that write tracking missed, found by the end-of-block
     /// check (a bug if ever nonzero; kept so tests can assert it).
     pub(crate) untracked_pages: u64,
@@ -291,6 +321,8 @@ impl<H: ProcessHost> ProcessTable<H> {
             next_pid: 1,
             now_ns: 0,
             entropy_seed: None,
+            dirty: BTreeSet::new(),
+            stored_procs: BTreeSet::new(),
             untracked_pages: 0,
             ended_pages: Vec::new(),
             held: BTreeSet::new(),
@@ -330,16 +362,34 @@ impl<H: ProcessHost> ProcessTable<H> {
 
     /// Starts a new randomness epoch (a block): every live process's stream, and
     /// every process spawned from now on, is keyed by [`entropy_key`]`(seed, pid)`
-    /// from its start. The new keys are part of each process's state, so they
-    /// are in the next snapshot and digest; call it between inputs.
+    /// from its start. Call it between inputs.
+    ///
+    /// Lazily: a process records the seed its stream is keyed by, and is rekeyed
+    /// only when an input first touches it under a different seed — before it
+    /// can draw, so it draws what it would if every process were rekeyed here,
+    /// but a block rewrites only the processes it ran, not all of them. Setting
+    /// the same seed again continues the streams (block seeds differ by height).
+    ///
+    /// The seed is not part of the persisted table (after the block nothing
+    /// depends on it): after a restore, set it before the next input, as the
+    /// machine does at the start of every block.
     pub fn set_entropy_seed(&mut self, seed: [u8; 32]) {
         self.entropy_seed = Some(seed);
-        for (pid, p) in &mut self.procs {
-            if let Some(live) = p.live.as_mut() {
-                live.inst
-                    .host_mut()
-                    .reseed_entropy(entropy_key(&seed, *pid));
-            }
+    }
+
+    /// Rekeys `pid`'s stream if it is keyed by another seed than the current
+    /// one (see [`Self::set_entropy_seed`]); called before an input first
+    /// changes it.
+    pub(crate) fn bring_entropy_up_to_date(&mut self, pid: Pid) {
+        let Some(seed) = self.entropy_seed else {
+            return;
+        };
+        let Some(live) = self.procs.get_mut(&pid).and_then(|p| p.live.as_mut()) else {
+            return;
+        };
+        if live.keyed_by != Some(seed) {
+            live.inst.host_mut().reseed_entropy(entropy_key(&seed, pid));
+            live.keyed_by = Some(seed);
         }
     }
 
@@ -409,6 +459,15 @@ impl<H: ProcessHost> ProcessTable<H> {
                 max: self.limits.max_processes,
             });
         }
+        for spec in &specs {
+            let bytes = spawn_arg_bytes(&spec.args, &spec.vars);
+            if bytes > MAX_SPAWN_ARG_BYTES {
+                return Err(ProcessError::SpawnArgsTooLarge {
+                    bytes,
+                    max: MAX_SPAWN_ARG_BYTES,
+                });
+            }
+        }
         let producer_ended = match stdin_from {
             None => false,
             Some(from) => {
@@ -473,6 +532,7 @@ impl<H: ProcessHost> ProcessTable<H> {
                     shadow,
                     unchecked: false,
                     stored: Vec::new(),
+                    keyed_by: self.entropy_seed,
                 }),
             };
             if i == 0 && producer_ended {
@@ -510,6 +570,15 @@ impl<H: ProcessHost> ProcessTable<H> {
         }
         if let Some(from) = p.info.stdin_from {
             return Err(ProcessError::StdinIsPipe { pid, from });
+        }
+        let pending = p.live.as_ref().map_or(0, |l| l.inst.host().stdin_pending());
+        if pending.saturating_add(bytes.len()) > MAX_PENDING_STDIN {
+            return Err(ProcessError::StdinFull {
+                pid,
+                pending,
+                bytes: bytes.len(),
+                max: MAX_PENDING_STDIN,
+            });
         }
         let mut txn = Txn::begin(self);
         txn.touch(self, pid)?;
@@ -554,6 +623,29 @@ impl<H: ProcessHost> ProcessTable<H> {
         self.advance_time(delta, fuel)
     }
 
+    /// Removes the oldest ended processes (lowest pids) until at most
+    /// `max_processes` ended ones remain, and returns their pids so the caller
+    /// can drop what it keeps per process (recent output). Their records go
+    /// with the next [`Self::persist`]. Call it between inputs (the machine
+    /// does at the end of every block); a reaped pid is unknown from then on.
+    /// A live process whose pipe reader was reaped keeps writing into nothing,
+    /// as into an ended reader.
+    pub fn reap(&mut self) -> Vec<Pid> {
+        let ended: Vec<Pid> = self
+            .procs
+            .values()
+            .filter(|p| p.live.is_none() && p.info.state.exit_code().is_some())
+            .map(|p| p.info.pid)
+            .collect();
+        let excess = ended.len().saturating_sub(self.limits.max_processes);
+        let reaped = ended[..excess].to_vec();
+        for pid in &reaped {
+            self.procs.remove(pid);
+            self.dirty.insert(*pid);
+        }
+        reaped
+    }
+
     /// Marks `pid` ended and closes the stdin of the process it feeds.
     pub(crate) fn end_process(
         &mut self,
@@ -581,4 +673,11 @@ impl<H: ProcessHost> ProcessTable<H> {
         }
         Ok(())
     }
+}
+
+/// What [`MAX_SPAWN_ARG_BYTES`] counts: every argument and every `key=value`.
+fn spawn_arg_bytes(args: &[String], vars: &[(String, String)]) -> usize {
+    let args: usize = args.iter().map(String::len).sum();
+    let vars: usize = vars.iter().map(|(k, v)| k.len() + 1 + v.len()).sum();
+    args + vars
 }

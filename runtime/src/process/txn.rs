@@ -72,13 +72,22 @@ impl Txn {
         stdin_from: Option<Pid>,
     ) -> Result<(), ProcessError> {
         self.spawned.push(pid);
+        table.dirty.insert(pid);
         match stdin_from {
             Some(from) => self.touch(table, from),
             None => Ok(()),
         }
     }
 
-    /// Records `pid`'s state before this input first changes it.
+    /// Records `pid`'s state before this input first changes it, and marks its
+    /// record for the next persist: every change to a process's entry or host
+    /// state goes through here (or is a spawn), which is what keeps
+    /// [`ProcessTable::persist`] exact. A stale random stream is rekeyed first
+    /// (see [`ProcessTable::set_entropy_seed`]); the undo record then holds the
+    /// rekeyed stream, which is what the process would have drawn anyway.
+    ///
+    /// A pid that is not in the table (a pipe reader since reaped) records
+    /// nothing: what would have gone to it is dropped, as for an ended reader.
     pub fn touch<H: ProcessHost>(
         &mut self,
         table: &mut ProcessTable<H>,
@@ -87,10 +96,14 @@ impl Txn {
         if self.touched.contains_key(&pid) || self.spawned.contains(&pid) {
             return Ok(());
         }
-        let p = table
-            .procs
-            .get_mut(&pid)
-            .ok_or(ProcessError::NoSuchProcess(pid))?;
+        if !table.procs.contains_key(&pid) {
+            return Ok(());
+        }
+        table.dirty.insert(pid);
+        table.bring_entropy_up_to_date(pid);
+        let Some(p) = table.procs.get_mut(&pid) else {
+            return Ok(());
+        };
         let live = match &mut p.live {
             Some(live) => {
                 let mut w = Writer::new();

@@ -387,6 +387,10 @@ impl ProcessHost for WasiProcess {
         self.stdin.available() > 0 || self.stdin.is_write_closed()
     }
 
+    fn stdin_pending(&self) -> usize {
+        self.stdin.available()
+    }
+
     fn set_now(&mut self, now_ns: u64) {
         self.clock.with(|s| s.elapsed_ns = s.elapsed_ns.max(now_ns));
     }

@@ -299,6 +299,10 @@ impl ProcessHost for TestHost {
         !self.stdin.is_empty() || self.eof
     }
 
+    fn stdin_pending(&self) -> usize {
+        self.stdin.len()
+    }
+
     fn set_now(&mut self, now_ns: u64) {
         self.now = now_ns;
     }
@@ -361,5 +365,103 @@ impl ProcessHost for TestHost {
         if let Ok(mut f) = env.lock() {
             f.release_savepoint(sp);
         }
+    }
+}
+
+/// A store keeping the header, each process record and each memory page
+/// apart, as the ABCI app does; applying a delta checks that every delete
+/// names a record the store holds.
+#[derive(Default)]
+pub struct PagedStore {
+    pub table: Vec<u8>,
+    pub processes: std::collections::BTreeMap<u64, Vec<u8>>,
+    pub pages: std::collections::BTreeMap<(u64, u32), Vec<u8>>,
+}
+
+/// What applying one delta did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Applied {
+    /// Process records written or deleted.
+    pub processes: usize,
+    /// Page records written or deleted.
+    pub pages: usize,
+    /// Bytes written: header, process records and pages.
+    pub bytes: usize,
+}
+
+impl PagedStore {
+    pub fn apply(&mut self, delta: replicode_runtime::process::PersistDelta) -> Applied {
+        let mut applied = Applied {
+            processes: delta.processes.len(),
+            pages: delta.pages.len(),
+            bytes: delta.table.len(),
+        };
+        self.table = delta.table;
+        for (pid, record) in delta.processes {
+            match record {
+                Some(r) => {
+                    applied.bytes += r.len();
+                    self.processes.insert(pid, r);
+                }
+                None => assert!(
+                    self.processes.remove(&pid).is_some(),
+                    "a delete names a stored process record"
+                ),
+            }
+        }
+        for (pid, page, bytes) in delta.pages {
+            match bytes {
+                Some(b) => {
+                    applied.bytes += b.len();
+                    self.pages.insert((pid, page), b);
+                }
+                None => assert!(
+                    self.pages.remove(&(pid, page)).is_some(),
+                    "a delete names a stored page"
+                ),
+            }
+        }
+        for (pid, pages) in delta.ended {
+            for page in pages {
+                assert!(
+                    self.pages.remove(&(pid, page)).is_some(),
+                    "only stored pages are deleted"
+                );
+            }
+        }
+        applied
+    }
+
+    /// Persists `t` into the store and checks the store against records
+    /// encoded from scratch: a change the dirty marks missed shows here.
+    pub fn persist<H: ProcessHost>(&mut self, t: &mut ProcessTable<H>, what: &str) -> Applied {
+        let applied = self.apply(t.persist().expect("persist"));
+        let (header, records) = t.stored_records().expect("records");
+        assert_eq!(self.table, header, "{what}: header");
+        let stored: Vec<(u64, Vec<u8>)> = self
+            .processes
+            .iter()
+            .map(|(p, r)| (*p, r.clone()))
+            .collect();
+        assert_eq!(stored, records, "{what}: stored process records are stale");
+        applied
+    }
+
+    /// The table as a restarted validator reads it back.
+    pub fn restore<H: ProcessHost>(
+        &self,
+        env: H::Env,
+        limits: TableLimits,
+        resolve: impl Fn(&[u8; 32]) -> Option<Arc<ProcessModule<H>>>,
+    ) -> ProcessTable<H> {
+        ProcessTable::restore_paged(
+            &self.table,
+            env,
+            limits,
+            resolve,
+            |pid| Ok(self.processes.get(&pid).cloned()),
+            |pid, page| Ok(self.pages.get(&(pid, page)).cloned()),
+        )
+        .expect("restore from the paged store")
     }
 }

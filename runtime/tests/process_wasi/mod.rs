@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use super::process_support::PagedStore;
 use replicode_runtime::fs::{self, ROOT_INO};
 use replicode_runtime::process::wasi_host::{WasiEnv, WasiProcess};
 use replicode_runtime::process::{
@@ -335,40 +336,6 @@ fn pages_written_only_by_the_host_reach_the_shadow_and_the_digest() {
     assert_eq!(digests.len(), 4, "every input changed the memory digest");
 }
 
-/// A store keeping the table and each page apart, as the ABCI app does.
-#[derive(Default)]
-struct PagedStore {
-    table: Vec<u8>,
-    pages: std::collections::BTreeMap<(u64, u32), Vec<u8>>,
-}
-
-impl PagedStore {
-    /// Applies a delta; returns how many page records it wrote or deleted.
-    fn apply(&mut self, delta: replicode_runtime::process::PersistDelta) -> usize {
-        let touched = delta.pages.len();
-        self.table = delta.table;
-        for (pid, page, bytes) in delta.pages {
-            match bytes {
-                Some(b) => self.pages.insert((pid, page), b),
-                None => {
-                    let had = self.pages.remove(&(pid, page));
-                    assert!(had.is_some(), "a delete names a stored page");
-                    had
-                }
-            };
-        }
-        for (pid, pages) in delta.ended {
-            for page in pages {
-                assert!(
-                    self.pages.remove(&(pid, page)).is_some(),
-                    "only stored pages are deleted"
-                );
-            }
-        }
-        touched
-    }
-}
-
 #[test]
 fn persisting_writes_only_changed_pages_and_restores_the_same_processes() {
     let m = prepared(&engine(), &guest("kv_server"));
@@ -387,7 +354,7 @@ fn persisting_writes_only_changed_pages_and_restores_the_same_processes() {
         .spawn(m_echo.clone(), &["echo_server".into()], &[], None, FUEL)
         .expect("spawn");
     let mut store = PagedStore::default();
-    let first = store.apply(t.persist().expect("persist"));
+    let first = store.persist(&mut t, "spawns").pages;
     let total_pages: usize = t.list().len() * 2; // at least two pages per live process
     assert!(
         first >= total_pages,
@@ -401,36 +368,36 @@ fn persisting_writes_only_changed_pages_and_restores_the_same_processes() {
         let line = format!("SET key{i} value{i}\n");
         t.deliver_stdin(kv, line.as_bytes(), false, FUEL)
             .expect("set");
-        let written = store.apply(t.persist().expect("persist"));
+        let written = store.persist(&mut t, &format!("input {i}"));
         assert!(
-            written <= 24,
-            "input {i} rewrote {written} pages, not its changes"
+            written.pages <= 24,
+            "input {i} rewrote {} pages, not its changes",
+            written.pages
         );
-        let env = t.env().clone();
-        let pages = &store.pages;
-        let mut restored = ProcessTable::restore_paged(
-            &store.table,
-            env,
-            TableLimits::default(),
-            &resolve,
-            |pid, page| Ok(pages.get(&(pid, page)).cloned()),
-        )
-        .expect("restore");
+        assert_eq!(written.processes, 1, "input {i} touched one process");
+        let mut restored = store.restore(t.env().clone(), TableLimits::default(), &resolve);
         assert_eq!(
             restored.digest().expect("d"),
             t.digest().expect("d"),
             "input {i}"
         );
-        assert!(restored.persist().expect("persist").pages.is_empty());
+        let again = restored.persist().expect("persist");
+        assert!(again.pages.is_empty() && again.processes.is_empty());
     }
-    // A table restored from an inline (version 1) snapshot has no page records
-    // yet: its first persist lists every non-zero page, giving the same store.
-    let v1 = t.snapshot_all().expect("snapshot");
-    let mut from_v1 = ProcessTable::restore(&v1, t.env().clone(), TableLimits::default(), &resolve)
-        .expect("restore v1");
+    // A table restored from an inline snapshot has no records stored yet: its
+    // first persist lists every record and non-zero page, giving the same store.
+    let inline = t.snapshot_all().expect("snapshot");
+    let mut from_inline =
+        ProcessTable::restore(&inline, t.env().clone(), TableLimits::default(), &resolve)
+            .expect("restore inline");
     let mut fresh = PagedStore::default();
-    fresh.apply(from_v1.persist().expect("persist"));
-    assert_eq!(fresh.pages, store.pages, "a v1 table persists every page");
+    fresh.persist(&mut from_inline, "from inline");
+    assert_eq!(
+        fresh.pages, store.pages,
+        "an inline table persists every page"
+    );
+    assert_eq!(fresh.processes, store.processes);
+    assert_eq!(fresh.table, store.table);
     // An ended process's records all go.
     t.deliver_stdin(echo, b"", true, FUEL).expect("eof");
     let delta = t.persist().expect("persist");
@@ -438,4 +405,126 @@ fn persisting_writes_only_changed_pages_and_restores_the_same_processes() {
     assert_eq!(delta.ended[0].0, echo);
     store.apply(delta);
     assert!(store.pages.keys().all(|(pid, _)| *pid != echo));
+}
+
+/// Measurement (issue 11): bytes one block writes for a 64-process table
+/// when one input touches one process, as the whole table (what format v2
+/// rewrote every block) against the v3 header plus the changed record.
+#[test]
+fn a_block_that_touches_one_of_64_processes_writes_one_record() {
+    let m = prepared(&engine(), &guest("echo_server"));
+    let limits = TableLimits {
+        max_processes: 64,
+        ..TableLimits::default()
+    };
+    let mut t = ProcessTable::new(wasi_env(), limits);
+    for i in 0..64 {
+        t.spawn(
+            m.clone(),
+            &["echo_server".into(), format!("--name=server-{i}")],
+            &[("HOME".into(), "/data".into())],
+            None,
+            FUEL,
+        )
+        .expect("spawn");
+    }
+    let mut store = PagedStore::default();
+    store.persist(&mut t, "spawns");
+    for block in 0..3u8 {
+        t.set_entropy_seed([block; 32]);
+        let pid = 1 + u64::from(block) * 20;
+        let out = t
+            .deliver_stdin(pid, b"hello\n", false, FUEL)
+            .expect("deliver");
+        assert_eq!(text(&out, pid), "echo: hello\n");
+        let (header, records) = t.stored_records().expect("records");
+        let whole_table = header.len() + records.iter().map(|(_, r)| r.len()).sum::<usize>();
+        let written = store.persist(&mut t, &format!("block {block}"));
+        assert_eq!(written.processes, 1, "block {block}");
+        let record = store.processes[&pid].len();
+        let pages = written.bytes - store.table.len() - record;
+        println!(
+            "block {block}: whole table {whole_table} B (v2 rewrote this every block); \
+             v3 writes header {} B + 1 record {record} B; pages {} ({pages} B) either way",
+            store.table.len(),
+            written.pages
+        );
+        assert!(store.table.len() + record < whole_table / 10);
+    }
+}
+
+/// Per line read, 16 bytes of `random_get` to stdout (data above the unwind
+/// buffer region).
+const RANDOM_WAT: &str = r#"
+    (module
+      (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "random_get" (func $random_get (param i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "_start")
+        (loop $next
+          (i32.store (i32.const 32768) (i32.const 33000))
+          (i32.store (i32.const 32772) (i32.const 64))
+          (drop (call $fd_read (i32.const 0) (i32.const 32768) (i32.const 1) (i32.const 32776)))
+          (if (i32.eqz (i32.load (i32.const 32776))) (then (return)))
+          (drop (call $random_get (i32.const 33100) (i32.const 16)))
+          (i32.store (i32.const 32784) (i32.const 33100))
+          (i32.store (i32.const 32788) (i32.const 16))
+          (drop (call $fd_write (i32.const 1) (i32.const 32784) (i32.const 1) (i32.const 32792)))
+          (br $next))))
+"#;
+
+/// Bytes `at..at + 16` of the stream keyed by `(seed, pid)`.
+fn expected_draw(seed: [u8; 32], pid: u64, at: usize) -> Vec<u8> {
+    use rand_chacha::rand_core::{RngCore, SeedableRng};
+    let key = replicode_runtime::process::table::entropy_key(&seed, pid);
+    let mut stream = vec![0u8; at + 16];
+    rand_chacha::ChaCha20Rng::from_seed(key).fill_bytes(&mut stream);
+    stream[at..].to_vec()
+}
+
+/// A process is rekeyed for a new block's seed only when it next runs, so a
+/// new seed rewrites no record; what it draws is still the stream keyed by
+/// (block seed, pid) from the start of each block, also across a restart in
+/// mid-block.
+#[test]
+fn a_block_seed_rekeys_processes_lazily_and_their_draws_are_unchanged() {
+    let wasm = wat::parse_str(RANDOM_WAT).expect("wat");
+    let m = prepared(&engine(), &wasm);
+    let resolve = |h: &[u8; 32]| (h == m.hash()).then(|| m.clone());
+    let mut t = ProcessTable::new(wasi_env(), TableLimits::default());
+    let mut store = PagedStore::default();
+    let (s1, s2) = ([1u8; 32], [2u8; 32]);
+    let draw = |t: &mut ProcessTable<WasiProcess>, pid: u64| {
+        let out = t.deliver_stdin(pid, b"x\n", false, FUEL).expect("draw");
+        out.stdout_of(pid)
+    };
+    t.set_entropy_seed(s1);
+    for _ in 0..3 {
+        t.spawn(m.clone(), &["random".into()], &[], None, FUEL)
+            .expect("spawn");
+    }
+    assert_eq!(draw(&mut t, 1), expected_draw(s1, 1, 0));
+    assert_eq!(draw(&mut t, 1), expected_draw(s1, 1, 16));
+    assert_eq!(draw(&mut t, 2), expected_draw(s1, 2, 0));
+    store.persist(&mut t, "block 1");
+    t.set_entropy_seed(s2);
+    assert_eq!(
+        store.persist(&mut t, "block 2 begins").processes,
+        0,
+        "a new seed rewrites no process"
+    );
+    assert_eq!(draw(&mut t, 2), expected_draw(s2, 2, 0));
+    // Restart in mid-block: pid 2 continues its block-2 stream, pid 1 (not
+    // run in block 2 yet, its record still keyed for block 1) starts it.
+    store.persist(&mut t, "mid block 2");
+    let digest = t.digest().expect("digest");
+    let mut t = store.restore(t.env().clone(), TableLimits::default(), resolve);
+    assert_eq!(t.digest().expect("digest"), digest);
+    // The seed is not table state: a restarted machine sets the block's again.
+    t.set_entropy_seed(s2);
+    assert_eq!(draw(&mut t, 2), expected_draw(s2, 2, 16));
+    assert_eq!(draw(&mut t, 1), expected_draw(s2, 1, 0));
+    assert_eq!(draw(&mut t, 3), expected_draw(s2, 3, 0));
+    store.persist(&mut t, "end of block 2");
 }
