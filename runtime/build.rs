@@ -35,7 +35,9 @@ fn main() {
     // build-time identity needs.
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     for path in &inputs {
-        path.strip_prefix(&manifest).unwrap_or(path).hash(&mut hasher);
+        path.strip_prefix(&manifest)
+            .unwrap_or(path)
+            .hash(&mut hasher);
         std::fs::read(path).unwrap_or_default().hash(&mut hasher);
     }
     println!(

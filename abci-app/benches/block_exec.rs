@@ -17,7 +17,7 @@ use tendermint_proto::google::protobuf::Timestamp;
 use tendermint_proto::v0_38::abci::{RequestFinalizeBlock, RequestInitChain};
 
 /// Fuel each kv input asks for: a SET uses far less, and 5,000 of them fit
-/// the default `max_block_fuel` (2e9).
+/// the default `max_block_fuel` (5e9).
 const KV_INPUT_FUEL: u64 = 400_000;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -70,9 +70,8 @@ impl Limits {
 
     /// The worst-case fuel of one block: its transactions plus its timer wake-ups.
     pub fn block_fuel_bound(&self) -> u64 {
-        self.max_block_fuel.saturating_add(
-            u64::from(self.timer_wakes_per_block).saturating_mul(self.fuel_per_tx),
-        )
+        self.max_block_fuel
+            .saturating_add(u64::from(self.timer_wakes_per_block).saturating_mul(self.fuel_per_tx))
     }
 }
 
@@ -85,10 +84,10 @@ impl Default for Limits {
             max_file_bytes: 64 * 1024 * 1024,
             max_inodes: 65_536,
             max_processes: 64,
-            install_fuel_per_byte: 2_000,
+            install_fuel_per_byte: 40_000,
             max_programs: 256,
             program_bytes_quota: 256 * 1024 * 1024,
-            max_block_fuel: 2_000_000_000,
+            max_block_fuel: 5_000_000_000,
             timer_wakes_per_block: 8,
         }
     }

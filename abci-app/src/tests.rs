@@ -237,21 +237,19 @@ fn process_queries_are_json() {
     let (mut core, _) = core();
     genesis(&mut core);
     block(&mut core, 1, vec![install(), spawn(), stdin(1, b"abc")]);
-    let res = core
-        .query(RequestQuery {
-            data: Bytes::from_static(b"1"),
-            path: paths::PROC.into(),
-            ..Default::default()
-        });
+    let res = core.query(RequestQuery {
+        data: Bytes::from_static(b"1"),
+        path: paths::PROC.into(),
+        ..Default::default()
+    });
     let info: crate::executor::ProcessInfo = serde_json::from_slice(&res.value).expect("json");
     assert_eq!(info.pid, 1);
     assert_eq!(info.recent_output, b"ABC");
-    let res = core
-        .query(RequestQuery {
-            data: Bytes::from_static(b"7"),
-            path: paths::PROC.into(),
-            ..Default::default()
-        });
+    let res = core.query(RequestQuery {
+        data: Bytes::from_static(b"7"),
+        path: paths::PROC.into(),
+        ..Default::default()
+    });
     assert_eq!(res.code, paths::CODE_NOT_FOUND);
 }
 
@@ -488,20 +486,18 @@ fn block_fuel_limit_cuts_proposals_rejects_larger_ones_and_finalize_refuses_the_
     };
     let (mut chain, mempool) = core();
     let app_state = br#"{"limits":{"fuel_per_tx":1000,"max_block_fuel":2500}}"#;
-    chain.init_chain(RequestInitChain {
-        app_state_bytes: Bytes::from_static(app_state),
-        initial_height: 1,
-        chain_id: "test".into(),
-        ..Default::default()
-    })
-    .expect("init chain");
+    chain
+        .init_chain(RequestInitChain {
+            app_state_bytes: Bytes::from_static(app_state),
+            initial_height: 1,
+            chain_id: "test".into(),
+            ..Default::default()
+        })
+        .expect("init chain");
     let with_fuel = |fuel: u64, nonce: u64| {
-        Tx::new(
-            Body::Kill(Kill { pid: 1 }),
-            nonce,
-        )
-        .with_fuel(fuel)
-        .to_bytes()
+        Tx::new(Body::Kill(Kill { pid: 1 }), nonce)
+            .with_fuel(fuel)
+            .to_bytes()
     };
     // Two at the default 1000 and one at 500 want 2500; one more does not fit.
     let txs: Vec<Vec<u8>> = vec![
@@ -527,7 +523,10 @@ fn block_fuel_limit_cuts_proposals_rejects_larger_ones_and_finalize_refuses_the_
         ..Default::default()
     });
     assert_eq!(check.code, Code::Ok.value(), "{}", check.log);
-    assert_eq!(check.gas_wanted, 700, "CheckTx reports the fuel the tx names");
+    assert_eq!(
+        check.gas_wanted, 700,
+        "CheckTx reports the fuel the tx names"
+    );
     let greedy = mempool.check_tx(&RequestCheckTx {
         tx: Bytes::from(spawn_with_fuel(1001)),
         ..Default::default()
@@ -558,13 +557,14 @@ fn block_fuel_limit_cuts_proposals_rejects_larger_ones_and_finalize_refuses_the_
 
     // A block decided anyway executes no transaction past the bound.
     let (mut chain, _) = core();
-    chain.init_chain(RequestInitChain {
-        app_state_bytes: Bytes::from_static(app_state),
-        initial_height: 1,
-        chain_id: "test".into(),
-        ..Default::default()
-    })
-    .expect("init chain");
+    chain
+        .init_chain(RequestInitChain {
+            app_state_bytes: Bytes::from_static(app_state),
+            initial_height: 1,
+            chain_id: "test".into(),
+            ..Default::default()
+        })
+        .expect("init chain");
     let res = block(&mut chain, 1, txs);
     let codes: Vec<u32> = res.tx_results.iter().map(|r| r.code).collect();
     assert_eq!(

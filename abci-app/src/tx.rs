@@ -262,6 +262,22 @@ fn check_body(body: &Body) -> Result<(), Refusal> {
             check_path("spawn.path", &spawn.path)?;
             check_count("spawn.args", spawn.args.len(), limits::MAX_ARGS)?;
             check_count("spawn.env", spawn.env.len(), limits::MAX_ENV)?;
+            // What the process keeps in its state record: argv (path first)
+            // and `KEY=VALUE` strings together.
+            let total = spawn.path.len()
+                + spawn.args.iter().map(String::len).sum::<usize>()
+                + spawn
+                    .env
+                    .iter()
+                    .map(|v| v.key.len() + 1 + v.value.len())
+                    .sum::<usize>();
+            let max = replicode_runtime::process::MAX_SPAWN_ARG_BYTES;
+            if total > max {
+                return Err(Refusal::new(
+                    Code::TooLarge,
+                    format!("spawn path, args and env are {total} bytes; the limit is {max}"),
+                ));
+            }
             for (i, arg) in spawn.args.iter().enumerate() {
                 check_text(&format!("spawn.args[{i}]"), arg)?;
             }

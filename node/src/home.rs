@@ -222,9 +222,17 @@ pub fn write_app_state(
                 .or_insert_with(|| serde_json::json!({}))
                 .as_object_mut()
         })
-        .with_context(|| format!("{}: consensus_params.block is not an object", path.display()))?;
+        .with_context(|| {
+            format!(
+                "{}: consensus_params.block is not an object",
+                path.display()
+            )
+        })?;
     // CometBFT's genesis writes int64 values as JSON strings.
-    block.insert("max_gas".into(), serde_json::Value::String(max_gas.to_string()));
+    block.insert(
+        "max_gas".into(),
+        serde_json::Value::String(max_gas.to_string()),
+    );
     if let Some(id) = chain_id {
         obj.insert("chain_id".into(), serde_json::Value::String(id.into()));
     }

@@ -108,11 +108,17 @@ impl GuestEngine {
     /// and wasmtime's version), so a restarted validator does not recompile
     /// what it already compiled. The cache changes how fast a module is ready,
     /// never what it computes.
-    pub fn with_code_cache(config: RuntimeConfig, dir: &std::path::Path) -> Result<Self, RuntimeError> {
+    pub fn with_code_cache(
+        config: RuntimeConfig,
+        dir: &std::path::Path,
+    ) -> Result<Self, RuntimeError> {
         Self::build(config, Some(dir))
     }
 
-    fn build(config: RuntimeConfig, code_cache: Option<&std::path::Path>) -> Result<Self, RuntimeError> {
+    fn build(
+        config: RuntimeConfig,
+        code_cache: Option<&std::path::Path>,
+    ) -> Result<Self, RuntimeError> {
         let mut wt = wasmtime_config(&config)?;
         if let Some(dir) = code_cache {
             let mut cache = wasmtime::CacheConfig::new();

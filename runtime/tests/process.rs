@@ -422,7 +422,9 @@ fn a_sleeper_whose_wake_up_runs_out_of_fuel_is_killed_and_time_still_advances() 
 #[test]
 fn each_due_sleeper_gets_its_own_wake_up_input() {
     let (mut t, m) = machine();
-    let (a, _) = t.spawn(m.clone(), &["echo".into()], &[], None, FUEL).unwrap();
+    let (a, _) = t
+        .spawn(m.clone(), &["echo".into()], &[], None, FUEL)
+        .unwrap();
     let (b, _) = t.spawn(m, &["echo".into()], &[], None, FUEL).unwrap();
     t.deliver_stdin(a, b"W", false, FUEL).unwrap();
     t.deliver_stdin(b, b"W", false, FUEL).unwrap();
@@ -433,7 +435,11 @@ fn each_due_sleeper_gets_its_own_wake_up_input() {
         assert_eq!(w.outcome.status, InputStatus::Ok);
         assert!(w.killed.is_none());
         let writers: Vec<u64> = w.outcome.outputs.iter().map(|o| o.pid).collect();
-        assert_eq!(writers, vec![w.pid], "each input holds its own sleeper's output");
+        assert_eq!(
+            writers,
+            vec![w.pid],
+            "each input holds its own sleeper's output"
+        );
     }
     assert_ne!(wakes[0].outcome.fuel_used, 0);
 }
@@ -443,7 +449,9 @@ fn wake_ups_past_the_per_block_bound_wait_for_the_next_block_and_are_not_run_by_
     let (mut t, m) = machine();
     let mut pids = Vec::new();
     for _ in 0..3 {
-        let (pid, _) = t.spawn(m.clone(), &["echo".into()], &[], None, FUEL).unwrap();
+        let (pid, _) = t
+            .spawn(m.clone(), &["echo".into()], &[], None, FUEL)
+            .unwrap();
         t.deliver_stdin(pid, b"W", false, FUEL).unwrap();
         pids.push(pid);
     }
@@ -455,7 +463,10 @@ fn wake_ups_past_the_per_block_bound_wait_for_the_next_block_and_are_not_run_by_
     let out = t.deliver_stdin(other, b"x", false, FUEL).unwrap();
     assert!(out.outputs.iter().all(|o| o.pid == other), "{out:?}");
     let next = t.wake_timers(2000, FUEL, 2).unwrap();
-    assert_eq!(next.iter().map(|w| w.pid).collect::<Vec<_>>(), vec![pids[2]]);
+    assert_eq!(
+        next.iter().map(|w| w.pid).collect::<Vec<_>>(),
+        vec![pids[2]]
+    );
     assert_eq!(t.deferred_wakes(), 0);
 }
 #[path = "host_costs/mod.rs"]

@@ -83,7 +83,11 @@ fn hostile_inputs_get_their_codes_and_the_chain_keeps_committing() -> anyhow::Re
     // A guest-made symlink at a program path, then a spawn of it: this once made
     // FinalizeBlock fail on every validator, at every replay.
     let made = send_line(port, hostile, "symlink kv_server /bin/evil", 10)?;
-    assert!(made.stdout().starts_with("ok symlink"), "{:?}", made.stdout());
+    assert!(
+        made.stdout().starts_with("ok symlink"),
+        "{:?}",
+        made.stdout()
+    );
     let evil = submit(
         port,
         Body::Spawn(Spawn {
@@ -94,6 +98,23 @@ fn hostile_inputs_get_their_codes_and_the_chain_keeps_committing() -> anyhow::Re
         11,
     )?;
     assert_eq!(evil.code, Code::ProgramNotFound.value(), "{}", evil.log);
+
+    // Host calls priced by the work they do: a 1 GiB writev over one 1 MiB
+    // buffer, a write loop, 16 MiB of randomness. Each once cost a sliver of
+    // its fuel (and gigabytes of memory); now each runs out of its fuel, on
+    // every validator alike, and is rolled back.
+    for (nonce, attack) in [
+        (30, "iovbomb 1024 1"),
+        (31, "writeloop 1"),
+        (32, "random 16"),
+    ] {
+        let r = send_line(port, hostile, attack, nonce)?;
+        assert_eq!(r.code, Code::OutOfFuel.value(), "{attack}: {}", r.log);
+        assert!(
+            r.output.writes.is_empty(),
+            "{attack}: a rolled-back input has no output"
+        );
+    }
 
     // A validator dies in the middle and comes back.
     net.kill9(3);
@@ -129,7 +150,9 @@ fn hostile_inputs_get_their_codes_and_the_chain_keeps_committing() -> anyhow::Re
         .ok()?;
         let value = q["result"]["response"]["value"].as_str()?.to_string();
         use base64::Engine as _;
-        let json = base64::engine::general_purpose::STANDARD.decode(value).ok()?;
+        let json = base64::engine::general_purpose::STANDARD
+            .decode(value)
+            .ok()?;
         let info: serde_json::Value = serde_json::from_slice(&json).ok()?;
         (info["state"] == "killed").then_some(info)
     });
@@ -147,7 +170,9 @@ fn hostile_inputs_get_their_codes_and_the_chain_keeps_committing() -> anyhow::Re
     assert_eq!(get.stdout(), "VALUE hostile\n");
     net.verify()?;
     for i in 0..net.nodes.len() {
-        let pid = net.pid(i).ok_or_else(|| anyhow::anyhow!("node {i} is not running"))?;
+        let pid = net
+            .pid(i)
+            .ok_or_else(|| anyhow::anyhow!("node {i} is not running"))?;
         let rss = rss_bytes(pid)?;
         assert!(
             rss < MAX_VALIDATOR_RSS,

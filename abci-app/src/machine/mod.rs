@@ -52,8 +52,8 @@ use crate::genesis::{GenesisState, Limits};
 use crate::limits::{MAX_BLOCK_OUTPUT_BYTES, MAX_INPUT_OUTPUT_BYTES};
 use crate::result::{Exit, Write};
 use fs::{HostFailures, MerkleFs, Slot};
-use reader::MachineReader;
 use programs::Programs;
+use reader::MachineReader;
 
 /// Bytes of stdout kept per process for `query proc`.
 const RECENT_BYTES: usize = 4096;

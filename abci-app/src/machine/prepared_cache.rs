@@ -84,6 +84,10 @@ mod tests {
             },
         );
         cache.put(&source, b"prepared");
-        assert_eq!(other.get(&source), None, "another configuration never reads it");
+        assert_eq!(
+            other.get(&source),
+            None,
+            "another configuration never reads it"
+        );
     }
 }

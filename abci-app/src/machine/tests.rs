@@ -128,7 +128,11 @@ fn init_chain_app_hash_is_the_genesis_root_and_equals_what_a_fresh_node_computes
     assert_eq!(finalize(&mut a, 1, vec![]), genesis);
     a.commit().expect("commit");
     assert_eq!(info(&a), (1, genesis.clone()));
-    let motd = a.exec.reader().read_file("/etc/motd", Some(1), false).expect("read");
+    let motd = a
+        .exec
+        .reader()
+        .read_file("/etc/motd", Some(1), false)
+        .expect("read");
     assert_eq!(motd.contents.as_deref(), Some(&b"hello"[..]));
 }
 
@@ -145,7 +149,11 @@ fn finalize_without_commit_then_restart_gives_the_same_hash_after_re_executing()
     drop(core);
     let mut core = open(dir.path());
     assert_eq!(info(&core), (1, h1.clone()));
-    let absent = core.exec.reader().read_file("/bin/b", None, false).expect("read");
+    let absent = core
+        .exec
+        .reader()
+        .read_file("/bin/b", None, false)
+        .expect("read");
     assert_eq!(
         absent.contents, None,
         "block 2 must not be visible after restart"
@@ -224,13 +232,12 @@ fn pruning_keeps_the_last_heights_readable_and_never_changes_a_root() {
             .read_file("/etc/motd", Some(height), false)
             .expect("the unpruned node still reads it");
         // Through ABCI Query: an answer with a code, never a fatal error.
-        let answer = pruned
-            .query(RequestQuery {
-                path: crate::info::paths::FILE.into(),
-                data: Bytes::from_static(b"/etc/motd"),
-                height: height as i64,
-                prove: true,
-            });
+        let answer = pruned.query(RequestQuery {
+            path: crate::info::paths::FILE.into(),
+            data: Bytes::from_static(b"/etc/motd"),
+            height: height as i64,
+            prove: true,
+        });
         assert_eq!(answer.code, crate::info::paths::CODE_HEIGHT_PRUNED);
         assert!(answer.log.contains("keeps heights 4..=5"), "{}", answer.log);
     }
@@ -263,7 +270,11 @@ fn process_queries_show_committed_state_only() {
     drop(core);
     // A restarted node lists the same committed processes.
     assert_eq!(
-        open(dir.path()).exec.reader().processes().expect("processes"),
+        open(dir.path())
+            .exec
+            .reader()
+            .processes()
+            .expect("processes"),
         listed
     );
 }
@@ -411,9 +422,17 @@ fn install_is_charged_by_size_and_refused_before_any_work_when_its_fuel_is_short
         vec![install_bytes("/bin/a", TINY_WASM), short],
     );
     assert_eq!(results[0].code, Code::Ok.value(), "{}", results[0].log);
-    assert_eq!(results[0].gas_wanted, cost as i64, "an install wants its cost");
+    assert_eq!(
+        results[0].gas_wanted, cost as i64,
+        "an install wants its cost"
+    );
     assert_eq!(results[0].gas_used, cost as i64);
-    assert_eq!(results[1].code, Code::OutOfFuel.value(), "{}", results[1].log);
+    assert_eq!(
+        results[1].code,
+        Code::OutOfFuel.value(),
+        "{}",
+        results[1].log
+    );
     assert_eq!(results[1].gas_used, 0, "refused before any work");
     core.commit().expect("commit");
     assert_eq!(
@@ -429,8 +448,7 @@ fn install_is_charged_by_size_and_refused_before_any_work_when_its_fuel_is_short
     let other_dir = tempfile::tempdir().expect("tempdir");
     let mut other = open(other_dir.path());
     init(&mut other, "hello");
-    let (_, other_hash) =
-        finalize_results(&mut other, 1, vec![install_bytes("/bin/a", TINY_WASM)]);
+    let (_, other_hash) = finalize_results(&mut other, 1, vec![install_bytes("/bin/a", TINY_WASM)]);
     assert_eq!(hash, other_hash);
 }
 
@@ -454,7 +472,11 @@ fn a_replaced_program_keeps_running_processes_and_its_module_is_collected_when_u
     assert_eq!(modules(&core), 1);
     finalize(&mut core, 2, vec![install_bytes("/bin/a", &other)]);
     core.commit().expect("commit 2");
-    assert_eq!(modules(&core), 1, "the replaced module is unused and collected");
+    assert_eq!(
+        modules(&core),
+        1,
+        "the replaced module is unused and collected"
+    );
     assert_eq!(core.exec.programs.installed(), 1);
     drop(core);
     // A restart loads exactly the installed program.

@@ -69,8 +69,8 @@ pub use error::ProcessError;
 pub use host::{Captured, GuestError, ProcessHost, StreamKind, Wait};
 pub use module::{ModuleHash, ProcessModule};
 pub use persist::PersistDelta;
-pub use timers::TimerWake;
 pub use table::{
     InputOutcome, InputStatus, Output, Pid, ProcState, ProcessInfo, ProcessTable, SpawnSpec,
     TableLimits, KILLED_EXIT_CODE, MAX_PENDING_STDIN, MAX_SPAWN_ARG_BYTES,
 };
+pub use timers::TimerWake;
