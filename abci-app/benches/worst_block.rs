@@ -234,5 +234,62 @@ fn main() -> Result<(), Error> {
     report("spawn with 15 x 4 KiB args", &chain.block(spawns, 1)?);
     let empty = chain.block(vec![], 1)?;
     report("empty block after them", &empty);
+    restart(&limits)
+}
+
+/// A validator with 20 installed programs restarts: with its module caches
+/// warm (what `replicode start` has) and cold (every program prepared again).
+fn restart(limits: &Limits) -> Result<(), Error> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../wasm_programs/build");
+    let mut names: Vec<String> = std::fs::read_dir(&root)?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let len = e.metadata().ok()?.len() as usize;
+            let fits = limits.install_fuel(len) <= limits.max_block_fuel;
+            name.strip_suffix(".wasm").filter(|_| fits).map(str::to_string)
+        })
+        .collect();
+    names.sort();
+    names.truncate(20);
+    let dir = tempfile::tempdir()?;
+    let cache = tempfile::tempdir()?;
+    let open = |cached: bool| -> Result<(Core<Machine>, f64), Error> {
+        let start = Instant::now();
+        let machine = Machine::open_with_cache(dir.path(), cached.then(|| cache.path()))?;
+        let secs = start.elapsed().as_secs_f64();
+        Ok((Core::new(machine, Machine::validator(), SharedView::default())?, secs))
+    };
+    let (mut core, _) = open(true)?;
+    core.init_chain(RequestInitChain {
+        app_state_bytes: Bytes::from_static(b"{}"),
+        initial_height: 1,
+        chain_id: "bench".into(),
+        ..Default::default()
+    })?;
+    let mut bytes = 0;
+    for (height, name) in (1i64..).zip(&names) {
+        let wasm = guest(name)?;
+        bytes += wasm.len();
+        core.finalize_block(RequestFinalizeBlock {
+            txs: vec![Bytes::from(install(&format!("/bin/{name}"), wasm, 0))],
+            height,
+            hash: Bytes::from(vec![height as u8; 32]),
+            ..Default::default()
+        })?;
+        core.commit()?;
+    }
+    drop(core);
+    let (core, warm) = open(true)?;
+    drop(core);
+    let (core, cold) = open(false)?;
+    drop(core);
+    println!(
+        "worst_block: restart with {} installed programs ({} KiB): {:.0} ms with warm caches, {:.0} ms cold (prepare and compile all)",
+        names.len(),
+        bytes / 1024,
+        warm * 1000.0,
+        cold * 1000.0
+    );
     Ok(())
 }

@@ -612,7 +612,8 @@ fn ended_processes_past_max_processes_are_reaped_with_their_records() {
 /// Regression (issue 11): a spawn's arguments and environment are stored
 /// twice in its process record and were bounded only per item (64 × 4 KiB),
 /// so large spawns grew the table by hundreds of KiB each. Past 64 KiB in
-/// all, the spawn is refused and changes nothing.
+/// all, the spawn is refused (`too_large`, already by CheckTx's checks; the
+/// runtime refuses it again as `limit_exceeded`) and changes nothing.
 #[test]
 fn a_spawn_with_more_than_64_kib_of_arguments_is_refused_and_changes_no_hash() {
     let run = |with_refused: bool| {
@@ -633,7 +634,7 @@ fn a_spawn_with_more_than_64_kib_of_arguments_is_refused_and_changes_no_hash() {
         let txs = if with_refused { vec![big] } else { vec![] };
         let (results, hash) = finalize_results(&mut core, 2, txs);
         if with_refused {
-            assert_eq!(results[0].code, Code::LimitExceeded.value(), "{results:?}");
+            assert_eq!(results[0].code, Code::TooLarge.value(), "{results:?}");
         }
         hash
     };
