@@ -247,7 +247,9 @@ fn restart(limits: &Limits) -> Result<(), Error> {
             let name = e.file_name().to_string_lossy().into_owned();
             let len = e.metadata().ok()?.len() as usize;
             let fits = limits.install_fuel(len) <= limits.max_block_fuel;
-            name.strip_suffix(".wasm").filter(|_| fits).map(str::to_string)
+            name.strip_suffix(".wasm")
+                .filter(|_| fits)
+                .map(str::to_string)
         })
         .collect();
     names.sort();
@@ -258,7 +260,10 @@ fn restart(limits: &Limits) -> Result<(), Error> {
         let start = Instant::now();
         let machine = Machine::open_with_cache(dir.path(), cached.then(|| cache.path()))?;
         let secs = start.elapsed().as_secs_f64();
-        Ok((Core::new(machine, Machine::validator(), SharedView::default())?, secs))
+        Ok((
+            Core::new(machine, Machine::validator(), SharedView::default())?,
+            secs,
+        ))
     };
     let (mut core, _) = open(true)?;
     core.init_chain(RequestInitChain {

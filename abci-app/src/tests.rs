@@ -253,6 +253,49 @@ fn process_queries_are_json() {
     assert_eq!(res.code, paths::CODE_NOT_FOUND);
 }
 
+/// Issue 11: `/procs` once answered every process at once (over 4 MiB at
+/// height 3 under a spawn flood); an answer now holds at most a page.
+#[test]
+fn process_list_queries_are_paginated() {
+    let (mut core, _) = core();
+    genesis(&mut core);
+    let count = paths::PROCS_PAGE + 6;
+    let mut txs = vec![install()];
+    txs.extend((0..count).map(|i| {
+        Tx::new(
+            Body::Spawn(Spawn {
+                path: "/bin/echo".into(),
+                args: vec![],
+                env: vec![],
+            }),
+            i as u64,
+        )
+        .to_bytes()
+    }));
+    block(&mut core, 1, txs);
+    let page = |from: &'static [u8]| {
+        let res = core.query(RequestQuery {
+            data: Bytes::from_static(from),
+            path: paths::PROCS.into(),
+            ..Default::default()
+        });
+        assert_eq!(res.code, paths::CODE_OK, "{}", res.log);
+        let list: Vec<crate::executor::ProcessInfo> =
+            serde_json::from_slice(&res.value).expect("json");
+        list.iter().map(|p| p.pid).collect::<Vec<_>>()
+    };
+    let first = page(b"");
+    assert_eq!(first, (1..=paths::PROCS_PAGE as u64).collect::<Vec<_>>());
+    let rest = page(b"65");
+    assert_eq!(rest, (65..=count as u64).collect::<Vec<_>>());
+    let bad = core.query(RequestQuery {
+        data: Bytes::from_static(b"x"),
+        path: paths::PROCS.into(),
+        ..Default::default()
+    });
+    assert_eq!(bad.code, paths::CODE_BAD_REQUEST);
+}
+
 #[test]
 fn bad_genesis_is_refused_with_the_entry_named() {
     let (mut core, _) = core();

@@ -116,20 +116,19 @@ fn file(
 }
 
 fn proc(rpc: &Rpc, pid: Option<u64>, output: OutputFormat) -> anyhow::Result<ExitCode> {
-    let (path, data) = match pid {
-        Some(pid) => (paths::PROC, pid.to_string().into_bytes()),
-        None => (paths::PROCS, Vec::new()),
-    };
-    let answer = rpc.abci_query(path, data, None, false)?;
-    if answer.code.value() != paths::CODE_OK {
-        bail!("query {path}: code {}: {}", answer.code.value(), answer.log);
-    }
     let procs: Vec<ProcessInfo> = match pid {
-        Some(_) => vec![serde_json::from_slice(&answer.value)?],
-        None => serde_json::from_slice(&answer.value)?,
+        Some(pid) => vec![serde_json::from_slice(&query_ok(
+            rpc,
+            paths::PROC,
+            pid.to_string().into_bytes(),
+        )?)?],
+        None => all_processes(rpc)?,
     };
     match output {
-        OutputFormat::Json => println!("{}", String::from_utf8_lossy(&answer.value)),
+        OutputFormat::Json => match pid {
+            Some(_) => println!("{}", serde_json::to_string(&procs[0])?),
+            None => println!("{}", serde_json::to_string(&procs)?),
+        },
         OutputFormat::Text => {
             println!(
                 "{:>5} {:<10} {:>6} {:>14}  PROGRAM",
@@ -159,4 +158,29 @@ fn proc(rpc: &Rpc, pid: Option<u64>, output: OutputFormat) -> anyhow::Result<Exi
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One answer's value; a non-zero code is an error naming the query.
+fn query_ok(rpc: &Rpc, path: &str, data: Vec<u8>) -> anyhow::Result<Vec<u8>> {
+    let answer = rpc.abci_query(path, data, None, false)?;
+    if answer.code.value() != paths::CODE_OK {
+        bail!("query {path}: code {}: {}", answer.code.value(), answer.log);
+    }
+    Ok(answer.value)
+}
+
+/// Every process, page by page ([`paths::PROCS_PAGE`] per answer; a shorter
+/// page is the last).
+fn all_processes(rpc: &Rpc) -> anyhow::Result<Vec<ProcessInfo>> {
+    let mut all: Vec<ProcessInfo> = Vec::new();
+    loop {
+        let from = all.last().map_or(0, |p| p.pid + 1);
+        let page: Vec<ProcessInfo> =
+            serde_json::from_slice(&query_ok(rpc, paths::PROCS, from.to_string().into_bytes())?)?;
+        let last = page.len() < paths::PROCS_PAGE;
+        all.extend(page);
+        if last {
+            return Ok(all);
+        }
+    }
 }
