@@ -215,6 +215,14 @@ pub fn fuel_wanted(tx: &Tx, body: &Body, limits: &Limits) -> Result<u64, Refusal
                 ),
             ))
         }
+        // An install costs exactly its price; less could never succeed, and
+        // would still cost its validation, so it is refused up front.
+        fuel if matches!(body, Body::Install(_)) && fuel < most => {
+            return Err(Refusal::new(
+                Code::InvalidField,
+                format!("fuel {fuel} is below the {most} this install costs"),
+            ))
+        }
         fuel => fuel,
     };
     if wanted > limits.max_block_fuel {

@@ -198,6 +198,7 @@ impl Machine {
             }
             machine.programs.record(&path, hash);
         }
+        machine.programs.prune_cache();
         if let Some(snapshot) = latest.get_meta_bytes(keys::TABLE)? {
             let programs = &machine.programs;
             machine.table = ProcessTable::restore_paged(
@@ -412,20 +413,28 @@ impl Machine {
         ) {
             return Ok(install_refused(path, refusal));
         }
-        if let Err(refusal) = self.programs.load(&self.engine, &self.config, wasm)? {
-            return Ok(install_refused(path, refusal));
-        }
+        let loaded = match self.programs.load(&self.engine, &self.config, wasm)? {
+            Ok((_, loaded)) => loaded,
+            Err(refusal) => return Ok(install_refused(path, refusal)),
+        };
         let now = self.now_ns();
-        match self.write_file(path, wasm, now)? {
-            Ok(()) => {}
+        let refusal = match self.write_file(path, wasm, now)? {
+            Ok(()) => None,
             Err(e @ (merkle_fs::Error::NoSpace(_) | merkle_fs::Error::FileTooBig { .. })) => {
-                return Ok(refused(
+                Some(refused(
                     0,
                     Code::LimitExceeded,
                     format!("{path}: storage quota: {e}"),
                 ))
             }
-            Err(e) => return Ok(refused(0, Code::InvalidField, format!("{path}: {e}"))),
+            Err(e) => Some(refused(0, Code::InvalidField, format!("{path}: {e}"))),
+        };
+        if let Some(refusal) = refusal {
+            // Memory must hold what a restarted node loads: only recorded modules.
+            if loaded {
+                self.programs.unload(&source);
+            }
+            return Ok(refusal);
         }
         self.ws_do("record program", |ws| {
             ws.put_meta(&keys::program(path), &source);
@@ -471,16 +480,12 @@ impl Machine {
         self.outcome(pid, result.map(|(_, out)| out))
     }
 
-    /// Deletes the records of modules nothing refers to any more.
+    /// Deletes the records of modules nothing refers to any more: no install
+    /// record and no process still in the table (an ended process counts until
+    /// it is reaped, since a restart resolves the module of every entry).
     fn collect_module_garbage(&mut self) -> Result<(), ExecError> {
-        let live: Vec<_> = self
-            .table
-            .list()
-            .into_iter()
-            .filter(|p| p.state.exit_code().is_none())
-            .map(|p| p.module)
-            .collect();
-        let dropped = self.programs.collect_garbage(&live);
+        let in_table = self.table.list().into_iter().map(|p| p.module).collect();
+        let dropped = self.programs.collect_garbage(&in_table);
         if dropped.is_empty() {
             return Ok(());
         }
@@ -600,6 +605,7 @@ impl Executor for Machine {
         // (a crash before that reopens at height 0, and CometBFT repeats InitChain);
         // its root, computed without writing, is the genesis app hash.
         self.write_table()?;
+        self.check_host_failures("init chain")?;
         let root = self.ws_do("genesis root", |ws| {
             let height = ws.base_height() + 1;
             ws.root(height)
@@ -627,8 +633,11 @@ impl Executor for Machine {
         self.block_output_left = MAX_BLOCK_OUTPUT_BYTES;
         // Per-block randomness (context::seed), keyed per pid; before the timers run.
         self.table.set_entropy_seed(ctx.seed);
+        // Every block, also when its time did not move: sleepers deferred by
+        // the last block's bound are due, and what is held is recomputed from
+        // the table alone (a restarted node holds nothing from before).
         let logical = ctx.time_unix_nanos.saturating_sub(self.genesis_time_ns);
-        if logical > self.now_ns() {
+        {
             let wakes = self
                 .table
                 .wake_timers(

@@ -58,6 +58,32 @@ impl PreparedCache {
     }
 }
 
+impl PreparedCache {
+    /// Removes the entry of `source`, if any.
+    pub fn remove(&self, source: &Hash) {
+        let _ = std::fs::remove_file(self.path(source));
+    }
+
+    /// Removes every entry but those of `keep` under this cache's key (entries
+    /// of other builds and configurations included), so the directory holds at
+    /// most what the machine has loaded.
+    pub fn retain(&self, keep: &std::collections::BTreeSet<Hash>) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let kept: std::collections::BTreeSet<String> = keep
+            .iter()
+            .map(|s| format!("{}-{}.wasm", hex::encode(s), self.key))
+            .collect();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !kept.contains(&name) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,6 +27,7 @@ use std::sync::Arc;
 
 use replicode_runtime::config::RuntimeConfig;
 use replicode_runtime::engine::GuestEngine;
+use replicode_runtime::error::{InstrumentError, RuntimeError};
 use replicode_runtime::instrument::{self, Hash};
 use replicode_runtime::process::wasi_host::WasiProcess;
 use replicode_runtime::process::{ModuleHash, ProcessModule};
@@ -60,9 +61,10 @@ pub enum Refusal {
 #[derive(Default)]
 pub struct Programs {
     by_path: BTreeMap<String, SourceHash>,
+    /// Every loaded module by source hash. Two sources may prepare to the same
+    /// bytes (Binaryen re-encodes): lookups by prepared hash search this map,
+    /// so which source was loaded first never matters.
     modules: BTreeMap<SourceHash, Loaded>,
-    /// Prepared-module hash (what process snapshots record) → source hash.
-    sources: BTreeMap<ModuleHash, SourceHash>,
     /// This validator's disk copy of Binaryen's output, if it keeps one.
     cache: Option<PreparedCache>,
 }
@@ -96,15 +98,13 @@ impl Programs {
             .is_some_and(|s| !self.modules.contains_key(s))
     }
 
-    /// The module a process snapshot refers to by its prepared hash.
+    /// The module a process snapshot refers to by its prepared hash (any of
+    /// the sources that prepare to it: their compiled modules are the same).
     pub fn by_prepared(&self, hash: &ModuleHash) -> Option<Module> {
-        let source = self.sources.get(hash)?;
-        self.modules.get(source).map(|l| l.module.clone())
-    }
-
-    /// The source hash of a loaded module, by its prepared hash.
-    pub fn source_of(&self, hash: &ModuleHash) -> Option<SourceHash> {
-        self.sources.get(hash).copied()
+        self.modules
+            .values()
+            .find(|l| l.module.hash() == hash)
+            .map(|l| l.module.clone())
     }
 
     /// Number of install records.
@@ -155,7 +155,9 @@ impl Programs {
         Ok(())
     }
 
-    /// Prepares and compiles `source` unless it is loaded; returns its hash.
+    /// Prepares and compiles `source` unless it is loaded; returns its hash
+    /// and whether this call loaded it (so a refused install can
+    /// [`Programs::unload`] what it alone loaded).
     ///
     /// `Ok(Err(_))` is a deterministic refusal (the module cannot be prepared
     /// or compiled); `Err(_)` a host failure.
@@ -164,10 +166,10 @@ impl Programs {
         engine: &GuestEngine,
         config: &RuntimeConfig,
         source: &[u8],
-    ) -> Result<Result<SourceHash, Refusal>, ExecError> {
+    ) -> Result<Result<(SourceHash, bool), Refusal>, ExecError> {
         let source_hash = instrument::sha256(source);
         if self.modules.contains_key(&source_hash) {
-            return Ok(Ok(source_hash));
+            return Ok(Ok((source_hash, false)));
         }
         let cached = self.cache.as_ref().and_then(|c| c.get(&source_hash));
         let prepared = match cached {
@@ -179,8 +181,15 @@ impl Programs {
                     }
                     p.bytes
                 }
-                // Scratch files, the preparation thread, a panic in a pass:
-                // this validator failed, not the module.
+                // A panic in one of our passes is a bug that every validator
+                // meets alike on these bytes: refusing the module keeps the
+                // chain going, where stopping would stop it at every replay.
+                Err(e @ RuntimeError::Instrument(InstrumentError::Panicked(_))) => {
+                    tracing::error!(error = %e, "a preparation pass panicked; module refused");
+                    return Ok(Err(Refusal::Invalid(e.to_string())));
+                }
+                // Scratch files, the preparation thread: this validator
+                // failed, not the module.
                 Err(e) if e.is_host_failure() => {
                     return Err(ExecError::new("prepare module", e));
                 }
@@ -192,9 +201,13 @@ impl Programs {
         // every validator (running out of memory aborts the process instead).
         let module = match ProcessModule::new(engine.engine(), &prepared) {
             Ok(m) => Arc::new(m),
-            Err(e) => return Ok(Err(Refusal::Invalid(e.to_string()))),
+            Err(e) => {
+                if let Some(cache) = &self.cache {
+                    cache.remove(&source_hash);
+                }
+                return Ok(Err(Refusal::Invalid(e.to_string())));
+            }
         };
-        self.sources.insert(*module.hash(), source_hash);
         self.modules.insert(
             source_hash,
             Loaded {
@@ -202,25 +215,43 @@ impl Programs {
                 source_len: source.len() as u64,
             },
         );
-        Ok(Ok(source_hash))
+        Ok(Ok((source_hash, true)))
     }
 
-    /// Drops every module neither an install record nor one of `live_modules`
-    /// (prepared hashes of live processes) refers to; returns their source
-    /// hashes, in order, so the machine deletes their records.
-    pub fn collect_garbage(&mut self, live_modules: &[ModuleHash]) -> Vec<SourceHash> {
-        let mut keep: BTreeSet<SourceHash> = self.by_path.values().copied().collect();
-        keep.extend(live_modules.iter().filter_map(|h| self.sources.get(h)));
+    /// Forgets a module an install loaded but did not record (the install was
+    /// refused after loading): memory then holds exactly what a restarted
+    /// node would load.
+    pub fn unload(&mut self, source: &SourceHash) {
+        self.modules.remove(source);
+        if let Some(cache) = &self.cache {
+            cache.remove(source);
+        }
+    }
+
+    /// Drops every module that neither an install record nor a process still
+    /// in the table (`table_modules`, prepared hashes; ended processes count
+    /// until they are reaped, since a restart resolves every table entry)
+    /// refers to; returns their source hashes, in order, so the machine
+    /// deletes their records. Which modules stay depends only on state.
+    pub fn collect_garbage(&mut self, table_modules: &BTreeSet<ModuleHash>) -> Vec<SourceHash> {
+        let installed: BTreeSet<SourceHash> = self.by_path.values().copied().collect();
         let dropped: Vec<SourceHash> = self
             .modules
-            .keys()
-            .filter(|s| !keep.contains(*s))
-            .copied()
+            .iter()
+            .filter(|(s, l)| !installed.contains(*s) && !table_modules.contains(l.module.hash()))
+            .map(|(s, _)| *s)
             .collect();
         for source in &dropped {
-            self.modules.remove(source);
+            self.unload(source);
         }
-        self.sources.retain(|_, s| !dropped.contains(s));
         dropped
+    }
+
+    /// Deletes cached prepared modules this machine no longer has (an older
+    /// build's, or of modules collected while it was down).
+    pub fn prune_cache(&self) {
+        if let Some(cache) = &self.cache {
+            cache.retain(&self.modules.keys().copied().collect());
+        }
     }
 }

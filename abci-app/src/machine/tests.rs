@@ -427,9 +427,11 @@ fn install_is_charged_by_size_and_refused_before_any_work_when_its_fuel_is_short
         "an install wants its cost"
     );
     assert_eq!(results[0].gas_used, cost as i64);
+    // An install's fuel is its price or 0: less is refused up front (CheckTx
+    // the same way), before any work.
     assert_eq!(
         results[1].code,
-        Code::OutOfFuel.value(),
+        Code::InvalidField.value(),
         "{}",
         results[1].log
     );
@@ -665,5 +667,37 @@ fn unread_stdin_past_the_bound_is_refused_as_limit_exceeded() {
         ),
         "{:?}",
         out.status
+    );
+}
+
+/// Regression (review of issue 11's registry): a program replaced while an
+/// ended process of the old one was still in the table had its module record
+/// deleted, and a restarted validator could not resolve that table entry, so
+/// it never started again.
+#[test]
+fn replacing_a_program_whose_ended_process_is_still_listed_keeps_restarts_working() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut core = open(dir.path());
+    init(&mut core, "hello");
+    let mut other = TINY_WASM.to_vec();
+    other.extend_from_slice(&[0x00, 0x02, 0x01, b'z']);
+    // TINY_WASM's _start returns at once: the process ends in its spawn.
+    let (results, hash) = finalize_results(
+        &mut core,
+        1,
+        vec![
+            install("/bin/a"),
+            spawn_tx("/bin/a", 1),
+            install_bytes("/bin/a", &other),
+        ],
+    );
+    assert!(results.iter().all(|r| r.code == 0), "{results:?}");
+    core.commit().expect("commit");
+    drop(core);
+    let core = open(dir.path());
+    assert_eq!(
+        info(&core),
+        (1, hash),
+        "the restarted node opens and agrees"
     );
 }
