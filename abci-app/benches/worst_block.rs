@@ -235,7 +235,32 @@ fn main() -> Result<(), Error> {
     report("spawn with 15 x 4 KiB args", &chain.block(spawns, 1)?);
     let empty = chain.block(vec![], 1)?;
     report("empty block after them", &empty);
-    restart(&limits)
+    restart(&limits)?;
+    install_vs_wasmtime()
+}
+
+/// What an install does (validate, prepare, compile) against wasmtime's own
+/// compile of the same bytes with its default configuration, in the same run.
+fn install_vs_wasmtime() -> Result<(), Error> {
+    let plain = wasmtime::Engine::default();
+    let ours = replicode_runtime::engine::GuestEngine::new(replicode_abci::machine::machine_config())?;
+    for name in ["kv_server", "hostile", "fileops"] {
+        let wasm = guest(name)?;
+        let start = Instant::now();
+        wasmtime::Module::new(&plain, &wasm)?;
+        let compile = start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        ours.load(&wasm)?;
+        let install = start.elapsed().as_secs_f64();
+        println!(
+            "worst_block: prepare+compile {name} ({} KiB): {:.0} ms, wasmtime's compile {:.0} ms = {:.1}x",
+            wasm.len() / 1024,
+            install * 1000.0,
+            compile * 1000.0,
+            install / compile
+        );
+    }
+    Ok(())
 }
 
 /// A validator with 20 installed programs restarts: with its module caches
