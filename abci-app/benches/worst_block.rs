@@ -243,7 +243,8 @@ fn main() -> Result<(), Error> {
 /// compile of the same bytes with its default configuration, in the same run.
 fn install_vs_wasmtime() -> Result<(), Error> {
     let plain = wasmtime::Engine::default();
-    let ours = replicode_runtime::engine::GuestEngine::new(replicode_abci::machine::machine_config())?;
+    let ours =
+        replicode_runtime::engine::GuestEngine::new(replicode_abci::machine::machine_config())?;
     for name in ["kv_server", "hostile", "fileops"] {
         let wasm = guest(name)?;
         let start = Instant::now();

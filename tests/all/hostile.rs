@@ -3,7 +3,8 @@
 
 use replicode_abci::codes::Code;
 use replicode_abci::tx::{Body, Install, Spawn};
-use replicode_e2e::{guest, install_and_spawn, send_line, submit, Testnet};
+use replicode_abci::tx::{Stdin, Tx};
+use replicode_e2e::{broadcast_raw, guest, install_and_spawn, send_line, submit, wait_tx, Testnet};
 
 #[test]
 fn infinite_loop_runs_out_of_fuel_on_every_validator_and_the_server_keeps_answering(
@@ -159,6 +160,54 @@ fn hostile_inputs_get_their_codes_and_the_chain_keeps_committing() -> anyhow::Re
     assert!(killed.is_some(), "the spinning sleeper was never killed");
     let before = net.height(0)?;
     net.wait_height(0, before + 3, Duration::from_secs(30))?;
+
+    // All of them at once, an honest input among them, sent without waiting so
+    // they share blocks: each still gets its own code.
+    let line = |pid: u64, text: &str, nonce: u64| {
+        Tx::new(
+            Body::Stdin(Stdin {
+                pid,
+                data: format!("{text}\n").into_bytes(),
+                eof: false,
+            }),
+            nonce,
+        )
+        .to_bytes()
+    };
+    let burst = [
+        (line(hostile, "iovbomb 1024 1", 40), Code::OutOfFuel),
+        (line(hostile, "random 16", 41), Code::OutOfFuel),
+        (line(kv, "SET mixed yes", 42), Code::Ok),
+        (line(hostile, "writeloop 1", 43), Code::OutOfFuel),
+        (
+            Tx::new(
+                Body::Spawn(Spawn {
+                    path: "/bin/evil".into(),
+                    args: vec![],
+                    env: vec![],
+                }),
+                44,
+            )
+            .to_bytes(),
+            Code::ProgramNotFound,
+        ),
+    ];
+    let mut sent = Vec::new();
+    for (tx, code) in &burst {
+        let (check, log, hash) = broadcast_raw(port, tx)?;
+        assert_eq!(check, 0, "CheckTx: {log}");
+        sent.push((hash, *code));
+    }
+    for (hash, code) in sent {
+        let r = wait_tx(port, &hash, Duration::from_secs(60))?;
+        let got = r["tx_result"]["code"].as_u64().unwrap_or(0);
+        assert_eq!(
+            got,
+            u64::from(code.value()),
+            "{hash}: {}",
+            r["tx_result"]["log"]
+        );
+    }
 
     // The honest client's server still answers, on every validator's state.
     let answer = send_line(port, kv, "SET after hostile", 14)?;
