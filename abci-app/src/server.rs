@@ -112,8 +112,12 @@ pub fn serve<E: Executor>(
     let core = Core::new(exec, validator.clone(), view.clone())?;
     let (driver, commands) = Driver::new(core);
     let driver_fatal = fatal.clone();
+    // Guests run on this thread (every process input, every wake-up): it gets
+    // the native stack the runtime promises guests, so the logical stack limit
+    // always fires before the native one, whatever the host's default.
     let driver = std::thread::Builder::new()
         .name("consensus".into())
+        .stack_size(crate::machine::machine_config().guest_thread_stack())
         .spawn(move || {
             let result = driver.run();
             if let Err(err) = &result {

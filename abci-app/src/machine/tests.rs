@@ -701,3 +701,40 @@ fn replacing_a_program_whose_ended_process_is_still_listed_keeps_restarts_workin
         "the restarted node opens and agrees"
     );
 }
+
+/// Issue 11: guests run on the consensus thread, which must have the native
+/// stack the runtime promises guests (`RuntimeConfig::guest_thread_stack`, what
+/// `server::serve` gives it): unbounded recursion is then a deterministic trap
+/// at the logical limit, never a crash of the validator.
+#[test]
+fn unbounded_recursion_on_the_consensus_thread_is_a_trap_not_a_crash() {
+    let stack = super::machine_config().guest_thread_stack();
+    let wasm = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../wasm_programs/build/recursion.wasm"),
+    )
+    .expect("wasm_programs/build/recursion.wasm (make -C wasm_programs)");
+    let results = std::thread::Builder::new()
+        .name("consensus".into())
+        .stack_size(stack)
+        .spawn(move || {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut core = open(dir.path());
+            init(&mut core, "hello");
+            let (results, _) = finalize_results(
+                &mut core,
+                1,
+                vec![
+                    install_bytes("/bin/recursion", &wasm),
+                    spawn_tx("/bin/recursion", 1),
+                ],
+            );
+            results
+        })
+        .expect("thread")
+        .join()
+        .expect("the validator's thread did not crash");
+    assert_eq!(results[0].code, Code::Ok.value(), "{}", results[0].log);
+    // (The process path reports the logical limit as the counter's
+    // `unreachable`; only `replicode run` names it a stack overflow.)
+    assert_eq!(results[1].code, Code::Trap.value(), "{}", results[1].log);
+}
