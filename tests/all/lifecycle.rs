@@ -171,8 +171,21 @@ fn testnet_up_reports_a_validator_that_did_not_come_up() -> anyhow::Result<()> {
         .truncate(false)
         .write(true)
         .open(net.nodes[VICTIM].home.join("replicode.lock"))?;
-    let lock =
-        Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| errno)?;
+    // The killed supervisor's lock goes with its last open file, a moment
+    // after SIGKILL: retry for a bounded time.
+    let mut lock_file = Some(lock_file);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let lock = loop {
+        let file = lock_file.take().context("lock file")?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => break lock,
+            Err((file, _)) if Instant::now() < deadline => {
+                lock_file = Some(file);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err((_, errno)) => return Err(errno.into()),
+        }
+    };
     let out = net.run(&["testnet", "up", "--dir", net.dir_str(), "--wait-secs", "30"])?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
