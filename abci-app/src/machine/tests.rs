@@ -64,22 +64,11 @@ fn init(core: &mut Core<Machine>, motd: &str) -> Vec<u8> {
 /// Finalizes block `height` (block time = genesis time, so the clock does not move)
 /// and returns its app hash; does not commit.
 fn finalize(core: &mut Core<Machine>, height: i64, txs: Vec<Vec<u8>>) -> Vec<u8> {
-    let res = core
-        .finalize_block(RequestFinalizeBlock {
-            txs: txs.into_iter().map(Bytes::from).collect(),
-            height,
-            hash: Bytes::from(vec![height as u8; 32]),
-            time: Some(Timestamp {
-                seconds: GENESIS_SECONDS,
-                nanos: 0,
-            }),
-            ..Default::default()
-        })
-        .expect("finalize");
-    for r in &res.tx_results {
+    let (results, app_hash) = finalize_results(core, height, txs);
+    for r in &results {
         assert_eq!(r.code, Code::Ok.value(), "tx refused: {}", r.log);
     }
-    res.app_hash.to_vec()
+    app_hash
 }
 
 fn install(path: &str) -> Vec<u8> {
@@ -279,7 +268,8 @@ fn process_queries_show_committed_state_only() {
     );
 }
 
-/// Finalizes block `height` and returns every result (codes unchecked) and the app hash.
+/// Finalizes block `height` (block time = genesis time) and returns every
+/// result (codes unchecked) and the app hash; does not commit.
 fn finalize_results(
     core: &mut Core<Machine>,
     height: i64,
