@@ -28,7 +28,13 @@ fn core() -> (Core<MemoryExecutor>, Mempool) {
 }
 
 fn genesis(core: &mut Core<MemoryExecutor>) -> Vec<u8> {
-    let app_state = br#"{"limits":{"fuel_per_tx":1000,"memory_bytes":1048576,"storage_quota_bytes":1048576,"max_processes":4}}"#;
+    genesis_with(
+        core,
+        br#"{"limits":{"fuel_per_tx":1000,"memory_bytes":1048576,"storage_quota_bytes":1048576,"max_processes":4}}"#,
+    )
+}
+
+fn genesis_with(core: &mut Core<MemoryExecutor>, app_state: &'static [u8]) -> Vec<u8> {
     let res = core
         .init_chain(RequestInitChain {
             app_state_bytes: Bytes::from_static(app_state),
@@ -529,14 +535,7 @@ fn block_fuel_limit_cuts_proposals_rejects_larger_ones_and_finalize_refuses_the_
     };
     let (mut chain, mempool) = core();
     let app_state = br#"{"limits":{"fuel_per_tx":1000,"max_block_fuel":2500}}"#;
-    chain
-        .init_chain(RequestInitChain {
-            app_state_bytes: Bytes::from_static(app_state),
-            initial_height: 1,
-            chain_id: "test".into(),
-            ..Default::default()
-        })
-        .expect("init chain");
+    genesis_with(&mut chain, app_state);
     let with_fuel = |fuel: u64, nonce: u64| {
         Tx::new(Body::Kill(Kill { pid: 1 }), nonce)
             .with_fuel(fuel)
@@ -600,14 +599,7 @@ fn block_fuel_limit_cuts_proposals_rejects_larger_ones_and_finalize_refuses_the_
 
     // A block decided anyway executes no transaction past the bound.
     let (mut chain, _) = core();
-    chain
-        .init_chain(RequestInitChain {
-            app_state_bytes: Bytes::from_static(app_state),
-            initial_height: 1,
-            chain_id: "test".into(),
-            ..Default::default()
-        })
-        .expect("init chain");
+    genesis_with(&mut chain, app_state);
     let res = block(&mut chain, 1, txs);
     let codes: Vec<u32> = res.tx_results.iter().map(|r| r.code).collect();
     assert_eq!(
