@@ -9,6 +9,7 @@
 use std::time::Instant;
 
 use prost::bytes::Bytes;
+use replicode_abci::account::Signer;
 use replicode_abci::consensus::Core;
 use replicode_abci::machine::Machine;
 use replicode_abci::mempool::SharedView;
@@ -28,8 +29,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let machine = Machine::open(dir.path())?;
     let mut core = Core::new(machine, Machine::validator(), SharedView::default())?;
+    let mut signer = Signer::from_seed(1, "bench");
+    let genesis = serde_json::json!({"accounts": [signer.genesis_account(u64::MAX / 2)]});
     core.init_chain(RequestInitChain {
-        app_state_bytes: Bytes::from_static(b"{}"),
+        app_state_bytes: Bytes::from(serde_json::to_vec(&genesis)?),
         initial_height: 1,
         chain_id: "bench".into(),
         ..Default::default()
@@ -58,25 +61,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         Ok(res.tx_results.iter().map(|r| r.code).collect())
     };
-    let tx = |body: Body, nonce: u64| Tx::new(body, nonce).to_bytes();
-    run(
-        &mut core,
-        vec![tx(
-            Body::Install(Install {
-                path: "/bin/kv".into(),
-                wasm,
-            }),
-            0,
-        )],
-    )?;
-    let spawn = tx(
-        Body::Spawn(Spawn {
-            path: "/bin/kv".into(),
-            args: vec!["/kv.log".into()],
-            env: vec![],
-        }),
-        1,
-    );
+    let install = signer.sign_bytes(Tx::new(Body::Install(Install {
+        path: "/bin/kv".into(),
+        wasm,
+    })));
+    run(&mut core, vec![install])?;
+    let spawn = signer.sign_bytes(Tx::new(Body::Spawn(Spawn {
+        path: "/bin/kv".into(),
+        args: vec!["/kv.log".into()],
+        env: vec![],
+        public: false,
+    })));
     let codes = run(&mut core, vec![spawn])?;
     if codes != [0] {
         return Err(format!("spawn failed: {codes:?}").into());
@@ -95,16 +90,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     nonce += 1;
                     let data = format!("SET k{nonce} v{i}\n").into_bytes();
                     // What one SET needs, so 5,000 fit the block fuel limit.
-                    Tx::new(
-                        Body::Stdin(Stdin {
+                    signer.sign_bytes(
+                        Tx::new(Body::Stdin(Stdin {
                             pid: 1,
                             data,
                             eof: false,
-                        }),
-                        nonce,
+                        }))
+                        .with_fuel(KV_INPUT_FUEL),
                     )
-                    .with_fuel(KV_INPUT_FUEL)
-                    .to_bytes()
                 })
                 .collect();
             let start = Instant::now();

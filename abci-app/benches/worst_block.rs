@@ -12,6 +12,7 @@
 use std::time::Instant;
 
 use prost::bytes::Bytes;
+use replicode_abci::account::Signer;
 use replicode_abci::consensus::Core;
 use replicode_abci::genesis::Limits;
 use replicode_abci::machine::Machine;
@@ -42,7 +43,7 @@ impl Chain {
         let machine = Machine::open(dir.path())?;
         let mut core = Core::new(machine, Machine::validator(), SharedView::default())?;
         core.init_chain(RequestInitChain {
-            app_state_bytes: Bytes::from_static(b"{}"),
+            app_state_bytes: funded_genesis(),
             initial_height: 1,
             chain_id: "bench".into(),
             time: Some(Timestamp {
@@ -82,7 +83,16 @@ impl Chain {
                 .iter()
                 .map(|r| u64::try_from(r.gas_used).unwrap_or(0))
                 .sum(),
-            codes: res.tx_results.iter().map(|r| r.code).collect(),
+            codes: res
+                .tx_results
+                .iter()
+                .map(|r| r.code)
+                .inspect(|code| {
+                    // Every transaction must be admitted, or the block measures
+                    // refusals instead of the attack.
+                    assert_ne!(*code, 14, "a benchmark transaction had a wrong sequence");
+                })
+                .collect(),
         })
     }
 
@@ -102,8 +112,26 @@ fn guest(name: &str) -> Result<Vec<u8>, Error> {
         .map_err(|e| format!("{}: {e} (run make -C wasm_programs)", path.display()).into())
 }
 
-fn tx(body: Body, nonce: u64) -> Vec<u8> {
-    Tx::new(body, nonce).to_bytes()
+thread_local! {
+    /// The benchmark's funded account; every chain starts it at sequence 0.
+    static SIGNER: std::cell::RefCell<Signer> = std::cell::RefCell::new(Signer::from_seed(1, "bench"));
+}
+
+/// A genesis app state that funds the benchmark's account, whose sequence
+/// starts over (a new chain).
+fn funded_genesis() -> Bytes {
+    SIGNER.with(|s| {
+        let mut s = s.borrow_mut();
+        s.sequence = 0;
+        let state = serde_json::json!({"accounts": [s.genesis_account(u64::MAX / 2)]});
+        Bytes::from(serde_json::to_vec(&state).unwrap_or_default())
+    })
+}
+
+/// Signed with the benchmark's account's next sequence. (`_order` is the
+/// old nonce: the sequence alone now makes repeated inputs distinct.)
+fn tx(body: Body, _order: u64) -> Vec<u8> {
+    SIGNER.with(|s| s.borrow_mut().sign_bytes(Tx::new(body)))
 }
 
 fn install(path: &str, wasm: Vec<u8>, nonce: u64) -> Vec<u8> {
@@ -122,6 +150,7 @@ fn spawn(path: &str, args: Vec<String>, nonce: u64) -> Vec<u8> {
             path: path.into(),
             args,
             env: vec![],
+            public: false,
         }),
         nonce,
     )
@@ -294,7 +323,7 @@ fn restart(limits: &Limits) -> Result<(), Error> {
     };
     let (mut core, _) = open(true)?;
     core.init_chain(RequestInitChain {
-        app_state_bytes: Bytes::from_static(b"{}"),
+        app_state_bytes: funded_genesis(),
         initial_height: 1,
         chain_id: "bench".into(),
         ..Default::default()

@@ -31,6 +31,18 @@ pub enum Code {
     ProgramNotFound = 10,
     /// The target process exists but has exited and takes no more input.
     NotRunning = 11,
+    /// The signer may not do this: replace another account's program, feed
+    /// or kill another account's process.
+    Unauthorized = 12,
+    /// Unsigned, or the signature does not verify for this chain.
+    BadSignature = 13,
+    /// The sequence is not the signer's next one (a replay, or out of order).
+    WrongSequence = 14,
+    /// The signer's account cannot pay the fuel the transaction wants.
+    InsufficientFuel = 15,
+    /// CheckTx only: this node could not read committed state to check the
+    /// transaction; another node, or a later try, may accept it.
+    Unavailable = 16,
 }
 
 impl Code {
@@ -54,11 +66,16 @@ impl Code {
             Code::LimitExceeded => "limit_exceeded",
             Code::ProgramNotFound => "program_not_found",
             Code::NotRunning => "not_running",
+            Code::Unauthorized => "unauthorized",
+            Code::BadSignature => "bad_signature",
+            Code::WrongSequence => "wrong_sequence",
+            Code::InsufficientFuel => "insufficient_fuel",
+            Code::Unavailable => "unavailable",
         }
     }
 
     /// Every code, in numeric order (for docs and tests).
-    pub const ALL: [Code; 12] = [
+    pub const ALL: [Code; 17] = [
         Code::Ok,
         Code::Malformed,
         Code::UnsupportedVersion,
@@ -71,6 +88,11 @@ impl Code {
         Code::LimitExceeded,
         Code::ProgramNotFound,
         Code::NotRunning,
+        Code::Unauthorized,
+        Code::BadSignature,
+        Code::WrongSequence,
+        Code::InsufficientFuel,
+        Code::Unavailable,
     ];
 
     /// The code for a wire value, if it is one of ours.

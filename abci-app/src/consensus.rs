@@ -9,10 +9,11 @@ use tendermint_proto::v0_38::abci::{
     ResponseFinalizeBlock, ResponseInitChain,
 };
 
+use crate::account::{self, Account, Address};
 use crate::codes::Code;
 use crate::context::block_context;
 use crate::error::AppError;
-use crate::executor::{Executor, Input, Outcome, ProgramValidator, Status};
+use crate::executor::{ExecError, Executor, Input, Outcome, ProgramValidator, Status};
 use crate::genesis::{GenesisState, Limits};
 use crate::limits::{LOG_BUDGET_BYTES, MAX_BLOCK_RESULTS_BYTES, MAX_LOG_BYTES};
 use crate::mempool::SharedView;
@@ -25,6 +26,8 @@ pub struct Core<E: Executor> {
     pub(crate) validator: Arc<dyn ProgramValidator>,
     pub(crate) view: SharedView,
     limits: Limits,
+    /// The chain id signatures must cover (from state; empty before genesis).
+    chain_id: String,
     /// Height of the block finalized but not yet committed.
     pending: Option<u64>,
 }
@@ -37,11 +40,17 @@ impl<E: Executor> Core<E> {
         view: SharedView,
     ) -> Result<Self, AppError> {
         let limits = exec.limits()?;
+        let chain_id = match exec.reader().app_record(account::CHAIN_ID_KEY)? {
+            Some(bytes) => String::from_utf8(bytes)
+                .map_err(|_| ExecError::new("read chain id", "the stored chain id is not UTF-8"))?,
+            None => String::new(),
+        };
         let core = Core {
             exec,
             validator,
             view,
             limits,
+            chain_id,
             pending: None,
         };
         core.publish_view()?;
@@ -51,8 +60,12 @@ impl<E: Executor> Core<E> {
     fn publish_view(&self) -> Result<(), AppError> {
         let committed = self.exec.committed()?;
         let pids = self.exec.live_pids()?;
-        self.view
-            .replace(committed.height, pids, self.limits.clone());
+        self.view.replace(
+            committed.height,
+            pids,
+            self.limits.clone(),
+            self.chain_id.clone(),
+        );
         Ok(())
     }
 
@@ -77,10 +90,23 @@ impl<E: Executor> Core<E> {
             req.time.as_ref(),
             req.chain_id.as_bytes(),
         );
-        let app_hash = self.exec.init_chain(&genesis, &ctx)?;
+        let mut records = vec![(
+            account::CHAIN_ID_KEY.to_vec(),
+            req.chain_id.as_bytes().to_vec(),
+        )];
+        for funded in &genesis.accounts {
+            let account = Account {
+                sequence: 0,
+                fuel: funded.fuel,
+            };
+            records.push((funded.address.record_key(), account.to_record().to_vec()));
+        }
+        let app_hash = self.exec.init_chain(&genesis, &ctx, &records)?;
         self.limits = genesis.limits.clone();
+        self.chain_id = req.chain_id.clone();
         // Proposals for the first block are checked against these limits.
-        self.view.replace(0, Vec::new(), self.limits.clone());
+        self.view
+            .replace(0, Vec::new(), self.limits.clone(), self.chain_id.clone());
         Ok(ResponseInitChain {
             app_hash: Bytes::from(app_hash),
             ..Default::default()
@@ -148,10 +174,20 @@ impl<E: Executor> Core<E> {
     /// propagate. `block_fuel` is what the block's earlier transactions wanted:
     /// one that would take it past `max_block_fuel` is refused unexecuted
     /// (ProcessProposal rejects such blocks; this holds the bound regardless).
+    ///
+    /// Before anything runs, the signer pays: the signature must verify for
+    /// this chain, the sequence must be the account's next, and the account
+    /// must hold the fuel the transaction wants. Past that point the sequence
+    /// is used and the fuel spent, whatever the input's outcome — so no
+    /// transaction runs twice, and none runs unpaid.
     fn deliver(&mut self, bytes: &[u8], block_fuel: &mut u64) -> Result<ExecTxResult, AppError> {
         let (tx, body) = match tx::decode(bytes) {
             Ok(decoded) => decoded,
             Err(refusal) => return Ok(refused(&refusal, "invalid")),
+        };
+        let caller = match tx::authenticate(&tx, &self.chain_id) {
+            Ok(address) => address,
+            Err(refusal) => return Ok(refused(&refusal, tx.kind())),
         };
         let fuel = match tx::fuel_wanted(&tx, &body, &self.limits) {
             Ok(fuel) => fuel,
@@ -168,6 +204,13 @@ impl<E: Executor> Core<E> {
             );
             return Ok(refused(&refusal, tx.kind()));
         }
+        let account = self.account(&caller)?;
+        let paid = match account.admit(&caller, tx.sequence, fuel) {
+            Ok(paid) => paid,
+            Err(refusal) => return Ok(refused(&refusal, tx.kind())),
+        };
+        self.exec
+            .put_app_record(&caller.record_key(), &paid.to_record())?;
         *block_fuel = after;
         if let Body::Install(install) = &body {
             if let Err(reason) = self.validator.validate(&install.wasm) {
@@ -193,6 +236,7 @@ impl<E: Executor> Core<E> {
                 path: &s.path,
                 args: &s.args,
                 env: &env,
+                public: s.public,
             },
             Body::Stdin(s) => Input::Stdin {
                 pid: s.pid,
@@ -201,8 +245,34 @@ impl<E: Executor> Core<E> {
             },
             Body::Kill(k) => Input::Kill { pid: k.pid },
         };
-        let outcome = self.exec.execute(&input, fuel)?;
+        let outcome = self.exec.execute(&input, &caller, fuel)?;
         Ok(executed(tx.kind(), outcome, fuel))
+    }
+
+    /// `address`'s account in the block's working state.
+    fn account(&self, address: &Address) -> Result<Account, AppError> {
+        Ok(read_account(
+            self.exec.app_record(&address.record_key())?,
+            address,
+        )?)
+    }
+}
+
+/// Decodes an account record (absent: the default account). A record of the
+/// wrong size is corruption, a host failure.
+pub fn read_account(record: Option<Vec<u8>>, address: &Address) -> Result<Account, ExecError> {
+    match record {
+        None => Ok(Account::default()),
+        Some(bytes) => Account::from_record(&bytes).ok_or_else(|| {
+            ExecError::new(
+                "read account",
+                format!(
+                    "the record of account {address} is {} bytes, not {}",
+                    bytes.len(),
+                    account::RECORD_BYTES
+                ),
+            )
+        }),
     }
 }
 

@@ -105,6 +105,9 @@ mod block_entropy_tests {
               (br $next))))
     "#;
 
+    /// Who sends every input of these tests.
+    const CALLER: crate::account::Address = crate::account::Address([9; 20]);
+
     /// One input of a test block.
     #[derive(Clone, Copy)]
     enum Step {
@@ -129,7 +132,7 @@ mod block_entropy_tests {
             nanos: 0,
         };
         let mut m = Machine::open(dir.path()).expect("open machine");
-        m.init_chain(&genesis, &block_context(0, Some(&time(0)), b"genesis"))
+        m.init_chain(&genesis, &block_context(0, Some(&time(0)), b"genesis"), &[])
             .expect("init chain");
         let fuel = genesis.limits.fuel_per_tx;
         let args = vec!["random".to_string()];
@@ -145,6 +148,7 @@ mod block_entropy_tests {
                             path: "/bin/random",
                             wasm: &wasm,
                         },
+                        &CALLER,
                         fuel,
                     )
                     .expect("install");
@@ -158,7 +162,9 @@ mod block_entropy_tests {
                             path: "/bin/random",
                             args: &args,
                             env: &[],
+                            public: false,
                         },
+                        &CALLER,
                         fuel,
                     ),
                     Step::Draw(pid) => m.execute(
@@ -167,6 +173,7 @@ mod block_entropy_tests {
                             data: b"x\n",
                             eof: false,
                         },
+                        &CALLER,
                         fuel,
                     ),
                 }

@@ -12,6 +12,7 @@
 
 use std::sync::Arc;
 
+use crate::account::Address;
 use crate::codes::Code;
 use crate::genesis::{GenesisState, Limits};
 use crate::result::{Exit, Write};
@@ -40,6 +41,8 @@ pub enum Input<'a> {
         path: &'a str,
         args: &'a [String],
         env: &'a [(String, String)],
+        /// Any account may feed its stdin (otherwise only the caller).
+        public: bool,
     },
     Stdin {
         pid: u64,
@@ -102,6 +105,12 @@ pub struct ProcessInfo {
     pub fuel_used: u64,
     /// The tail of what the process wrote to stdout (bounded by the executor).
     pub recent_output: Vec<u8>,
+    /// The account that spawned it (`genesis` for genesis processes).
+    #[serde(default)]
+    pub owner: String,
+    /// Whether any account may write to its stdin.
+    #[serde(default)]
+    pub public: bool,
 }
 
 /// A host failure; the node stops on it.
@@ -126,12 +135,14 @@ pub trait Executor: Send + 'static {
     /// The last committed height and root (height 0 on a fresh store).
     fn committed(&self) -> Result<Committed, ExecError>;
 
-    /// Applies the genesis state to an empty working set and returns its root.
+    /// Applies the genesis state to an empty working set, with the app's own
+    /// records (`records`: chain id, accounts) beside it, and returns its root.
     /// Nothing is durable until [`Executor::commit`].
     fn init_chain(
         &mut self,
         genesis: &GenesisState,
         ctx: &BlockContext,
+        records: &[(Vec<u8>, Vec<u8>)],
     ) -> Result<AppHash, ExecError>;
 
     /// The limits fixed at genesis (read from committed or working state).
@@ -140,9 +151,23 @@ pub trait Executor: Send + 'static {
     /// Starts a block: discards any uncommitted work and sets clock and seed.
     fn begin_block(&mut self, ctx: &BlockContext) -> Result<(), ExecError>;
 
-    /// Executes one input with at most `fuel` fuel. Atomic: a refused input leaves
-    /// no trace in the working set.
-    fn execute(&mut self, input: &Input<'_>, fuel: u64) -> Result<Outcome, ExecError>;
+    /// Executes one input of `caller` with at most `fuel` fuel. Atomic: a
+    /// refused input leaves no trace in the working set. The executor enforces
+    /// ownership (who may replace a program, feed or kill a process).
+    fn execute(
+        &mut self,
+        input: &Input<'_>,
+        caller: &Address,
+        fuel: u64,
+    ) -> Result<Outcome, ExecError>;
+
+    /// An app record (accounts, chain id) in the working state of the block
+    /// being executed, or of the last commit outside a block.
+    fn app_record(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ExecError>;
+
+    /// Writes an app record into the block being executed; part of the root,
+    /// durable with the block.
+    fn put_app_record(&mut self, key: &[u8], value: &[u8]) -> Result<(), ExecError>;
 
     /// Ends the block: the root of the working set, the block's app hash. Writes
     /// nothing, so a validator killed before [`Executor::commit`] reopens at the
@@ -182,6 +207,9 @@ pub trait StateReader: Send + Sync + 'static {
     /// Every process as of the last commit, by pid.
     fn processes(&self) -> Result<Vec<ProcessInfo>, ExecError>;
 
+    /// An app record (accounts, chain id) as of the last commit.
+    fn app_record(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ExecError>;
+
     /// The oldest height [`StateReader::read_file`] can read; older ones were pruned.
     fn oldest_readable_height(&self) -> u64 {
         1
@@ -203,8 +231,9 @@ impl Executor for Box<dyn Executor> {
         &mut self,
         genesis: &GenesisState,
         ctx: &BlockContext,
+        records: &[(Vec<u8>, Vec<u8>)],
     ) -> Result<AppHash, ExecError> {
-        (**self).init_chain(genesis, ctx)
+        (**self).init_chain(genesis, ctx, records)
     }
     fn limits(&self) -> Result<Limits, ExecError> {
         (**self).limits()
@@ -212,8 +241,19 @@ impl Executor for Box<dyn Executor> {
     fn begin_block(&mut self, ctx: &BlockContext) -> Result<(), ExecError> {
         (**self).begin_block(ctx)
     }
-    fn execute(&mut self, input: &Input<'_>, fuel: u64) -> Result<Outcome, ExecError> {
-        (**self).execute(input, fuel)
+    fn execute(
+        &mut self,
+        input: &Input<'_>,
+        caller: &Address,
+        fuel: u64,
+    ) -> Result<Outcome, ExecError> {
+        (**self).execute(input, caller, fuel)
+    }
+    fn app_record(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ExecError> {
+        (**self).app_record(key)
+    }
+    fn put_app_record(&mut self, key: &[u8], value: &[u8]) -> Result<(), ExecError> {
+        (**self).put_app_record(key, value)
     }
     fn end_block(&mut self) -> Result<AppHash, ExecError> {
         (**self).end_block()

@@ -132,6 +132,27 @@ pub struct GenesisSpawn {
     /// `KEY=VALUE` strings, in order.
     #[serde(default)]
     pub env: Vec<String>,
+    /// Whether any account may write to its stdin (default: yes — a genesis
+    /// process is owned by nobody, so a private one would take no input).
+    #[serde(default = "yes")]
+    pub public: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// An account funded at genesis: only these may spend the network's fuel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisAccount {
+    /// The address `replicode keys show` prints.
+    pub address: crate::account::Address,
+    /// The fuel its transactions may want in total.
+    pub fuel: u64,
+    /// A label for people (the key's name); not part of any rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// The whole app state.
@@ -146,6 +167,8 @@ pub struct GenesisState {
     pub programs: Vec<GenesisProgram>,
     #[serde(default)]
     pub spawn: Vec<GenesisSpawn>,
+    #[serde(default)]
+    pub accounts: Vec<GenesisAccount>,
 }
 
 /// Why a genesis app state is unusable.
@@ -178,6 +201,17 @@ impl GenesisState {
         }
         let state: GenesisState = serde_json::from_slice(bytes)?;
         state.limits.check().map_err(GenesisError::Limits)?;
+        let mut seen = std::collections::BTreeSet::new();
+        for account in &state.accounts {
+            if !seen.insert(account.address) || account.address == crate::account::Address::GENESIS
+            {
+                return Err(GenesisError::Entry {
+                    what: "account",
+                    path: account.address.to_string(),
+                    reason: "is listed twice, or is the reserved genesis owner".into(),
+                });
+            }
+        }
         Ok(state)
     }
 
@@ -263,9 +297,10 @@ impl GenesisState {
                     path: s.path.clone(),
                     args: s.args.clone(),
                     env,
+                    public: s.public,
                 };
                 let body = tx::Body::Spawn(spawn.clone());
-                tx::decode(&tx::Tx::new(body, 0).to_bytes()).map_err(|r| err(r.reason))?;
+                tx::decode(&tx::Tx::new(body).to_bytes()).map_err(|r| err(r.reason))?;
                 Ok(spawn)
             })
             .collect()
@@ -301,6 +336,19 @@ mod tests {
                 .expect("parses");
         let err = g.programs().expect_err("no wasm_hex");
         assert!(err.to_string().contains("/bin/kv"), "{err}");
+    }
+
+    #[test]
+    fn accounts_are_unique() {
+        let a = "0101010101010101010101010101010101010101";
+        let twice = format!(
+            r#"{{"accounts":[{{"address":"{a}","fuel":1}},{{"address":"{a}","fuel":2}}]}}"#
+        );
+        let err = GenesisState::from_bytes(twice.as_bytes()).expect_err("twice");
+        assert!(err.to_string().contains(a), "{err}");
+        let once = format!(r#"{{"accounts":[{{"address":"{a}","fuel":1}}]}}"#);
+        let g = GenesisState::from_bytes(once.as_bytes()).expect("once");
+        assert_eq!(g.accounts[0].fuel, 1);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! FinalizeBlock, Commit), [`mempool`] (CheckTx), [`info`] (Info, Query),
 //! [`snapshot`] — behind one ordered [`driver`] thread and an [`app`] handle.
 
+pub mod account;
 pub mod app;
 pub mod codes;
 pub mod consensus;

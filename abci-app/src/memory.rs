@@ -9,6 +9,7 @@ use std::sync::{Arc, RwLock};
 
 use sha2::{Digest, Sha256};
 
+use crate::account::Address;
 use crate::codes::Code;
 use crate::executor::{
     AppHash, BlockContext, Committed, ExecError, Executor, FileRead, Input, Outcome, ProcessInfo,
@@ -23,6 +24,8 @@ struct World {
     procs: BTreeMap<u64, ProcessInfo>,
     next_pid: u64,
     limits: Option<Limits>,
+    /// App records (accounts, chain id).
+    records: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
 impl World {
@@ -40,6 +43,12 @@ impl World {
             h.update(p.fuel_used.to_be_bytes());
         }
         h.update(self.next_pid.to_be_bytes());
+        for (key, value) in &self.records {
+            h.update((key.len() as u64).to_be_bytes());
+            h.update(key);
+            h.update((value.len() as u64).to_be_bytes());
+            h.update(value);
+        }
         h.finalize().to_vec()
     }
 }
@@ -80,10 +89,12 @@ impl Executor for MemoryExecutor {
         &mut self,
         genesis: &GenesisState,
         _ctx: &BlockContext,
+        records: &[(Vec<u8>, Vec<u8>)],
     ) -> Result<AppHash, ExecError> {
         let mut world = World {
             next_pid: 1,
             limits: Some(genesis.limits.clone()),
+            records: records.iter().cloned().collect(),
             ..World::default()
         };
         for f in genesis
@@ -113,7 +124,9 @@ impl Executor for MemoryExecutor {
                     path: &s.path,
                     args: &s.args,
                     env: &env,
+                    public: s.public,
                 },
+                &Address::GENESIS,
                 u64::MAX,
             )?;
         }
@@ -129,7 +142,22 @@ impl Executor for MemoryExecutor {
         Ok(())
     }
 
-    fn execute(&mut self, input: &Input<'_>, fuel: u64) -> Result<Outcome, ExecError> {
+    fn app_record(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ExecError> {
+        Ok(self.working.records.get(key).cloned())
+    }
+
+    fn put_app_record(&mut self, key: &[u8], value: &[u8]) -> Result<(), ExecError> {
+        self.working.records.insert(key.to_vec(), value.to_vec());
+        Ok(())
+    }
+
+    /// Ownership is the machine's; this executor lets every caller do anything.
+    fn execute(
+        &mut self,
+        input: &Input<'_>,
+        _caller: &Address,
+        fuel: u64,
+    ) -> Result<Outcome, ExecError> {
         let ok = |pid| Outcome {
             status: Status::Ok,
             pid,
@@ -165,6 +193,8 @@ impl Executor for MemoryExecutor {
                     exit_code: None,
                     fuel_used: 0,
                     recent_output: vec![],
+                    owner: String::new(),
+                    public: true,
                 };
                 w.procs.insert(pid, info);
                 ok(pid)
@@ -296,6 +326,10 @@ impl StateReader for History {
             .last()
             .map(|(_, w)| w.procs.values().cloned().collect())
             .unwrap_or_default())
+    }
+
+    fn app_record(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ExecError> {
+        Ok(self.last().and_then(|(_, w)| w.records.get(key).cloned()))
     }
 }
 

@@ -126,7 +126,12 @@ pub fn serve<E: Executor>(
             result
         })
         .map_err(|e| ServeError::Thread("consensus", e))?;
-    let app = App::new(commands, Mempool::new(view, validator), reader, fatal);
+    let app = App::new(
+        commands,
+        Mempool::new(view, validator, reader.clone()),
+        reader,
+        fatal,
+    );
     let bind_error = |e: std::io::Error| ServeError::Bind {
         addr: addr.to_string(),
         reason: e.to_string(),

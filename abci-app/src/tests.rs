@@ -9,6 +9,7 @@ use tendermint_proto::v0_38::abci::{
     ResponseFinalizeBlock,
 };
 
+use crate::account::Signer;
 use crate::codes::Code;
 use crate::consensus::Core;
 use crate::executor::Executor as _;
@@ -20,12 +21,29 @@ use crate::tx::{Body, Install, Kill, Spawn, Stdin, Tx};
 
 const WASM: &[u8] = b"\0asm\x01\0\0\0";
 
-fn core() -> (Core<MemoryExecutor>, Mempool) {
+/// A fresh chain, its mempool, and the funded test account (sequence 0).
+fn core() -> (Core<MemoryExecutor>, Mempool, Signer) {
     let view = SharedView::default();
     let validator = Arc::new(MagicValidator);
-    let core = Core::new(MemoryExecutor::default(), validator.clone(), view.clone()).expect("core");
-    (core, Mempool::new(view, validator))
+    let exec = MemoryExecutor::default();
+    let reader = exec.reader();
+    let core = Core::new(exec, validator.clone(), view.clone()).expect("core");
+    (core, Mempool::new(view, validator, reader), signer())
 }
+
+/// The test account: funded by every genesis of these tests.
+fn signer() -> Signer {
+    Signer::from_seed(1, "test")
+}
+
+/// `app_state` with the test account funded with `FUNDS`.
+fn funded(app_state: &[u8]) -> Vec<u8> {
+    let mut state: serde_json::Value = serde_json::from_slice(app_state).expect("test genesis");
+    state["accounts"] = serde_json::json!([{"address": signer().address(), "fuel": FUNDS}]);
+    serde_json::to_vec(&state).expect("json")
+}
+
+const FUNDS: u64 = 1 << 40;
 
 fn genesis(core: &mut Core<MemoryExecutor>) -> Vec<u8> {
     genesis_with(
@@ -34,10 +52,10 @@ fn genesis(core: &mut Core<MemoryExecutor>) -> Vec<u8> {
     )
 }
 
-fn genesis_with(core: &mut Core<MemoryExecutor>, app_state: &'static [u8]) -> Vec<u8> {
+fn genesis_with(core: &mut Core<MemoryExecutor>, app_state: &[u8]) -> Vec<u8> {
     let res = core
         .init_chain(RequestInitChain {
-            app_state_bytes: Bytes::from_static(app_state),
+            app_state_bytes: Bytes::from(funded(app_state)),
             initial_height: 1,
             chain_id: "test".into(),
             ..Default::default()
@@ -63,46 +81,56 @@ fn block(core: &mut Core<MemoryExecutor>, height: i64, txs: Vec<Vec<u8>>) -> Res
     res
 }
 
-fn tx(body: Body) -> Vec<u8> {
-    Tx::new(body, 0).to_bytes()
+fn tx(s: &mut Signer, body: Body) -> Vec<u8> {
+    s.sign_bytes(Tx::new(body))
 }
 
-fn install() -> Vec<u8> {
-    tx(Body::Install(Install {
-        path: "/bin/echo".into(),
-        wasm: WASM.to_vec(),
-    }))
+fn install(s: &mut Signer) -> Vec<u8> {
+    tx(
+        s,
+        Body::Install(Install {
+            path: "/bin/echo".into(),
+            wasm: WASM.to_vec(),
+        }),
+    )
 }
 
-fn spawn() -> Vec<u8> {
-    tx(Body::Spawn(Spawn {
-        path: "/bin/echo".into(),
-        args: vec![],
-        env: vec![],
-    }))
+fn spawn(s: &mut Signer) -> Vec<u8> {
+    tx(
+        s,
+        Body::Spawn(Spawn {
+            path: "/bin/echo".into(),
+            args: vec![],
+            env: vec![],
+            public: false,
+        }),
+    )
 }
 
-fn stdin(pid: u64, data: &[u8]) -> Vec<u8> {
-    tx(Body::Stdin(Stdin {
-        pid,
-        data: data.to_vec(),
-        eof: false,
-    }))
+fn stdin(s: &mut Signer, pid: u64, data: &[u8]) -> Vec<u8> {
+    tx(
+        s,
+        Body::Stdin(Stdin {
+            pid,
+            data: data.to_vec(),
+            eof: false,
+        }),
+    )
 }
 
 #[test]
 fn block_executes_in_order_with_codes_and_output() {
-    let (mut core, _) = core();
+    let (mut core, _, mut s) = core();
     genesis(&mut core);
     let res = block(
         &mut core,
         1,
         vec![
-            install(),
-            spawn(),
-            stdin(1, b"hi"),
+            install(&mut s),
+            spawn(&mut s),
+            stdin(&mut s, 1, b"hi"),
             vec![0xff, 0x01],
-            stdin(9, b"x"),
+            stdin(&mut s, 9, b"x"),
         ],
     );
     let codes: Vec<u32> = res.tx_results.iter().map(|r| r.code).collect();
@@ -135,10 +163,12 @@ fn block_executes_in_order_with_codes_and_output() {
 #[test]
 fn same_blocks_same_app_hash_different_blocks_different() {
     let run = |data: &[u8]| {
-        let (mut core, _) = core();
+        let (mut core, _, mut s) = core();
         genesis(&mut core);
-        block(&mut core, 1, vec![install(), spawn()]);
-        block(&mut core, 2, vec![stdin(1, data)]).app_hash.to_vec()
+        block(&mut core, 1, vec![install(&mut s), spawn(&mut s)]);
+        block(&mut core, 2, vec![stdin(&mut s, 1, data)])
+            .app_hash
+            .to_vec()
     };
     assert_eq!(run(b"a"), run(b"a"));
     assert_ne!(run(b"a"), run(b"bb"));
@@ -146,11 +176,11 @@ fn same_blocks_same_app_hash_different_blocks_different() {
 
 #[test]
 fn info_reports_last_commit() {
-    let (mut core, _) = core();
+    let (mut core, _, mut s) = core();
     genesis(&mut core);
     let info = core.info(RequestInfo::default()).expect("info");
     assert_eq!(info.last_block_height, 0);
-    let res = block(&mut core, 1, vec![install()]);
+    let res = block(&mut core, 1, vec![install(&mut s)]);
     let info = core.info(RequestInfo::default()).expect("info");
     assert_eq!(info.last_block_height, 1);
     assert_eq!(info.last_block_app_hash, res.app_hash);
@@ -158,17 +188,21 @@ fn info_reports_last_commit() {
 
 #[test]
 fn commit_without_finalize_is_a_protocol_error() {
-    let (mut core, _) = core();
+    let (mut core, _, _) = core();
     genesis(&mut core);
     assert!(core.commit().is_err());
 }
 
 #[test]
 fn out_of_fuel_is_reported_and_the_process_keeps_answering() {
-    let (mut core, _) = core();
+    let (mut core, _, mut s) = core();
     genesis(&mut core);
-    block(&mut core, 1, vec![install(), spawn()]);
-    let res = block(&mut core, 2, vec![stdin(1, b"loop"), stdin(1, b"next")]);
+    block(&mut core, 1, vec![install(&mut s), spawn(&mut s)]);
+    let res = block(
+        &mut core,
+        2,
+        vec![stdin(&mut s, 1, b"loop"), stdin(&mut s, 1, b"next")],
+    );
     assert_eq!(res.tx_results[0].code, Code::OutOfFuel.value());
     assert_eq!(res.tx_results[0].gas_used, 1000);
     assert_eq!(res.tx_results[1].code, Code::Ok.value());
@@ -176,46 +210,76 @@ fn out_of_fuel_is_reported_and_the_process_keeps_answering() {
 
 #[test]
 fn check_tx_uses_committed_state_only() {
-    let (mut core, mempool) = core();
+    let (mut core, mempool, mut s) = core();
     genesis(&mut core);
+    // CheckTx reads committed state only: genesis accounts exist from block 1.
+    block(&mut core, 1, vec![]);
     let check = |bytes: Vec<u8>| {
         mempool.check_tx(&RequestCheckTx {
             tx: Bytes::from(bytes),
             ..Default::default()
         })
     };
-    assert_eq!(check(stdin(1, b"x")).code, Code::UnknownPid.value());
-    let bad = tx(Body::Install(Install {
-        path: "/bin/x".into(),
-        wasm: b"nope".to_vec(),
-    }));
+    // Refused by CheckTx: none of these takes a sequence.
+    let mut probe = signer();
+    assert_eq!(
+        check(stdin(&mut probe, 1, b"x")).code,
+        Code::UnknownPid.value()
+    );
+    let mut probe = signer();
+    let bad = tx(
+        &mut probe,
+        Body::Install(Install {
+            path: "/bin/x".into(),
+            wasm: b"nope".to_vec(),
+        }),
+    );
     let res = check(bad);
     assert_eq!(res.code, Code::InvalidProgram.value());
     assert!(res.log.contains("/bin/x"), "{}", res.log);
     assert_eq!(check(vec![1, 2, 3]).code, Code::Malformed.value());
-    block(&mut core, 1, vec![install(), spawn()]);
-    assert_eq!(check(stdin(1, b"x")).code, Code::Ok.value());
-    block(&mut core, 2, vec![tx(Body::Kill(Kill { pid: 1 }))]);
-    assert_eq!(check(stdin(1, b"x")).code, Code::UnknownPid.value());
+    block(&mut core, 2, vec![install(&mut s), spawn(&mut s)]);
+    assert_eq!(check(stdin(&mut s, 1, b"x")).code, Code::Ok.value());
+    // The mempool admitted sequence 2: the same sequence again is a replay,
+    // the next one is welcome.
+    let mut replay = signer();
+    replay.sequence = 2;
+    assert_eq!(
+        check(stdin(&mut replay, 1, b"y")).code,
+        Code::WrongSequence.value()
+    );
+    // Blocks hold what they hold: a kill with sequence 2 commits, and the
+    // mempool starts over from the new committed state.
+    let mut killer = signer();
+    killer.sequence = 2;
+    block(
+        &mut core,
+        3,
+        vec![tx(&mut killer, Body::Kill(Kill { pid: 1 }))],
+    );
+    assert_eq!(check(stdin(&mut s, 1, b"x")).code, Code::UnknownPid.value());
 }
 
 #[test]
 fn invalid_program_in_a_block_is_refused_deterministically() {
-    let (mut core, _) = core();
+    let (mut core, _, mut s) = core();
     genesis(&mut core);
-    let bad = tx(Body::Install(Install {
-        path: "/bin/x".into(),
-        wasm: b"nope".to_vec(),
-    }));
+    let bad = tx(
+        &mut s,
+        Body::Install(Install {
+            path: "/bin/x".into(),
+            wasm: b"nope".to_vec(),
+        }),
+    );
     let res = block(&mut core, 1, vec![bad]);
     assert_eq!(res.tx_results[0].code, Code::InvalidProgram.value());
 }
 
 #[test]
 fn file_query_at_height_with_proof() {
-    let (mut core, _) = core();
+    let (mut core, _, mut s) = core();
     genesis(&mut core);
-    block(&mut core, 1, vec![install()]);
+    block(&mut core, 1, vec![install(&mut s)]);
     block(&mut core, 2, vec![]);
     let q = |path: &str, height: i64, prove: bool| {
         core.query(RequestQuery {
@@ -240,9 +304,13 @@ fn file_query_at_height_with_proof() {
 
 #[test]
 fn process_queries_are_json() {
-    let (mut core, _) = core();
+    let (mut core, _, mut s) = core();
     genesis(&mut core);
-    block(&mut core, 1, vec![install(), spawn(), stdin(1, b"abc")]);
+    block(
+        &mut core,
+        1,
+        vec![install(&mut s), spawn(&mut s), stdin(&mut s, 1, b"abc")],
+    );
     let res = core.query(RequestQuery {
         data: Bytes::from_static(b"1"),
         path: paths::PROC.into(),
@@ -263,21 +331,11 @@ fn process_queries_are_json() {
 /// height 3 under a spawn flood); an answer now holds at most a page.
 #[test]
 fn process_list_queries_are_paginated() {
-    let (mut core, _) = core();
+    let (mut core, _, mut s) = core();
     genesis(&mut core);
     let count = paths::PROCS_PAGE + 6;
-    let mut txs = vec![install()];
-    txs.extend((0..count).map(|i| {
-        Tx::new(
-            Body::Spawn(Spawn {
-                path: "/bin/echo".into(),
-                args: vec![],
-                env: vec![],
-            }),
-            i as u64,
-        )
-        .to_bytes()
-    }));
+    let mut txs = vec![install(&mut s)];
+    txs.extend((0..count).map(|_| spawn(&mut s)));
     block(&mut core, 1, txs);
     let page = |from: &'static [u8]| {
         let res = core.query(RequestQuery {
@@ -304,7 +362,7 @@ fn process_list_queries_are_paginated() {
 
 #[test]
 fn bad_genesis_is_refused_with_the_entry_named() {
-    let (mut core, _) = core();
+    let (mut core, _, _) = core();
     let err = core
         .init_chain(RequestInitChain {
             app_state_bytes: Bytes::from_static(
@@ -319,13 +377,13 @@ fn bad_genesis_is_refused_with_the_entry_named() {
 #[test]
 fn outputs_that_do_not_fit_the_block_results_limit_are_dropped_in_order() {
     use prost::Message as _;
-    let (mut first, _) = core();
+    let (mut first, _, mut s) = core();
     genesis(&mut first);
-    block(&mut first, 1, vec![install(), spawn()]);
+    block(&mut first, 1, vec![install(&mut s), spawn(&mut s)]);
     // 60 answers of 64 KiB (3.75 MiB) do not fit in 3 MiB; small ones still do.
     let big = vec![b'a'; 64 * 1024];
-    let mut txs: Vec<Vec<u8>> = (0..60).map(|_| stdin(1, &big)).collect();
-    txs.push(stdin(1, b"small"));
+    let mut txs: Vec<Vec<u8>> = (0..60).map(|_| stdin(&mut s, 1, &big)).collect();
+    txs.push(stdin(&mut s, 1, b"small"));
     let res = block(&mut first, 2, txs);
     assert!(
         res.encoded_len() <= crate::limits::MAX_BLOCK_RESULTS_BYTES + 1024,
@@ -348,11 +406,11 @@ fn outputs_that_do_not_fit_the_block_results_limit_are_dropped_in_order() {
         assert_eq!(r.info, crate::consensus::OUTPUT_DROPPED);
     }
     // The same block on another validator drops exactly the same outputs.
-    let (mut other, _) = core();
+    let (mut other, _, mut s) = core();
     genesis(&mut other);
-    block(&mut other, 1, vec![install(), spawn()]);
-    let mut txs: Vec<Vec<u8>> = (0..60).map(|_| stdin(1, &big)).collect();
-    txs.push(stdin(1, b"small"));
+    block(&mut other, 1, vec![install(&mut s), spawn(&mut s)]);
+    let mut txs: Vec<Vec<u8>> = (0..60).map(|_| stdin(&mut s, 1, &big)).collect();
+    txs.push(stdin(&mut s, 1, b"small"));
     assert_eq!(block(&mut other, 2, txs), res);
 }
 
@@ -362,7 +420,7 @@ fn proposals_are_cut_to_the_transaction_limit_and_larger_ones_rejected() {
     use tendermint_proto::v0_38::abci::{
         response_process_proposal::ProposalStatus, RequestPrepareProposal, RequestProcessProposal,
     };
-    let (core, mempool) = core();
+    let (core, mempool, _) = core();
     let reader = core.exec.reader();
     let (driver, commands) = crate::driver::Driver::new(core);
     drop(driver);
@@ -533,32 +591,25 @@ fn block_fuel_limit_cuts_proposals_rejects_larger_ones_and_finalize_refuses_the_
     use tendermint_proto::v0_38::abci::{
         response_process_proposal::ProposalStatus, RequestPrepareProposal, RequestProcessProposal,
     };
-    let (mut chain, mempool) = core();
+    let (mut chain, mempool, mut s) = core();
     let app_state = br#"{"limits":{"fuel_per_tx":1000,"max_block_fuel":2500}}"#;
     genesis_with(&mut chain, app_state);
-    let with_fuel = |fuel: u64, nonce: u64| {
-        Tx::new(Body::Kill(Kill { pid: 1 }), nonce)
-            .with_fuel(fuel)
-            .to_bytes()
-    };
+    block(&mut chain, 1, vec![]);
+    let mut with_fuel =
+        |fuel: u64| s.sign_bytes(Tx::new(Body::Kill(Kill { pid: 1 })).with_fuel(fuel));
     // Two at the default 1000 and one at 500 want 2500; one more does not fit.
-    let txs: Vec<Vec<u8>> = vec![
-        with_fuel(0, 1),
-        with_fuel(0, 2),
-        with_fuel(500, 3),
-        with_fuel(1, 4),
-    ];
+    let txs: Vec<Vec<u8>> = vec![with_fuel(0), with_fuel(0), with_fuel(500), with_fuel(1)];
     let spawn_with_fuel = |fuel: u64| {
-        Tx::new(
-            Body::Spawn(Spawn {
+        let mut other = signer();
+        other.sign_bytes(
+            Tx::new(Body::Spawn(Spawn {
                 path: "/bin/echo".into(),
                 args: vec![],
                 env: vec![],
-            }),
-            9,
+                public: false,
+            }))
+            .with_fuel(fuel),
         )
-        .with_fuel(fuel)
-        .to_bytes()
     };
     let check = mempool.check_tx(&RequestCheckTx {
         tx: Bytes::from(spawn_with_fuel(700)),
@@ -598,9 +649,10 @@ fn block_fuel_limit_cuts_proposals_rejects_larger_ones_and_finalize_refuses_the_
     drop(driver);
 
     // A block decided anyway executes no transaction past the bound.
-    let (mut chain, _) = core();
+    let (mut chain, _, _) = core();
     genesis_with(&mut chain, app_state);
-    let res = block(&mut chain, 1, txs);
+    block(&mut chain, 1, vec![]);
+    let res = block(&mut chain, 2, txs);
     let codes: Vec<u32> = res.tx_results.iter().map(|r| r.code).collect();
     assert_eq!(
         codes,

@@ -8,15 +8,24 @@
 
 use prost::Message;
 
+use ed25519_consensus::{Signature, SigningKey, VerificationKey};
+
+use crate::account::Address;
 use crate::codes::Code;
 use crate::genesis::Limits;
 use crate::limits;
 
-/// The only envelope version this node speaks.
-pub const TX_VERSION: u32 = 1;
+/// The only envelope version this node speaks: 2, signed. Version 1 (unsigned,
+/// with a free `nonce`) is refused with `unsupported_version`.
+pub const TX_VERSION: u32 = 2;
 
-/// The envelope. `nonce` lets a client send the same input twice: CometBFT's
-/// mempool drops byte-identical transactions.
+/// What a signature covers starts with this tag, so a signature made for
+/// anything else (another protocol using the same key) never verifies here.
+pub const SIGN_DOMAIN: &[u8] = b"replicode/tx/v2\0";
+
+/// The envelope: one input, the fuel it may burn, and who signed it with
+/// which sequence. The signature covers [`Tx::sign_bytes`]: the domain tag,
+/// the chain id and the canonical encoding of every other field.
 #[derive(Clone, PartialEq, Message)]
 pub struct Tx {
     #[prost(uint32, tag = "1")]
@@ -28,8 +37,16 @@ pub struct Tx {
     /// the genesis `max_block_fuel`, which bounds a block's execution time.
     #[prost(uint64, tag = "14")]
     pub fuel: u64,
-    #[prost(uint64, tag = "15")]
-    pub nonce: u64,
+    /// The signer's ed25519 public key (32 bytes). Tag 15 (version 1's
+    /// `nonce`) is retired.
+    #[prost(bytes = "vec", tag = "16")]
+    pub signer: Vec<u8>,
+    /// Must equal the signer's account sequence: each value is used once.
+    #[prost(uint64, tag = "17")]
+    pub sequence: u64,
+    /// ed25519 signature (64 bytes) of [`Tx::sign_bytes`].
+    #[prost(bytes = "vec", tag = "18")]
+    pub signature: Vec<u8>,
 }
 
 /// What the transaction asks of the replicated machine.
@@ -63,6 +80,10 @@ pub struct Spawn {
     pub args: Vec<String>,
     #[prost(message, repeated, tag = "3")]
     pub env: Vec<EnvVar>,
+    /// Any account may feed the process's stdin (a shared service); otherwise
+    /// only its owner, the signer of the spawn. Kill is always owner-only.
+    #[prost(bool, tag = "4")]
+    pub public: bool,
 }
 
 /// One environment variable; a list (not a map) so the order is the client's.
@@ -110,13 +131,15 @@ impl Refusal {
 }
 
 impl Tx {
-    /// An envelope of the current version.
-    pub fn new(body: Body, nonce: u64) -> Tx {
+    /// An unsigned envelope of the current version (see [`Tx::sign`]).
+    pub fn new(body: Body) -> Tx {
         Tx {
             version: TX_VERSION,
             body: Some(body),
             fuel: 0,
-            nonce,
+            signer: Vec::new(),
+            sequence: 0,
+            signature: Vec::new(),
         }
     }
 
@@ -124,6 +147,37 @@ impl Tx {
     pub fn with_fuel(mut self, fuel: u64) -> Tx {
         self.fuel = fuel;
         self
+    }
+
+    /// Signs as `key` with `sequence` for the chain `chain_id`.
+    pub fn sign(mut self, key: &SigningKey, sequence: u64, chain_id: &str) -> Tx {
+        self.signer = key.verification_key().to_bytes().to_vec();
+        self.sequence = sequence;
+        let signature = key.sign(&self.sign_bytes(chain_id));
+        self.signature = signature.to_bytes().to_vec();
+        self
+    }
+
+    /// What the signature covers: [`SIGN_DOMAIN`], the chain id (length-prefixed,
+    /// u32 big-endian) and the canonical encoding of the envelope without its
+    /// `signature` field. Decoding is strict, so these bytes are a function of
+    /// the transaction's meaning.
+    pub fn sign_bytes(&self, chain_id: &str) -> Vec<u8> {
+        let mut unsigned = self.clone();
+        unsigned.signature.clear();
+        let body = unsigned.encode_to_vec();
+        let mut out = Vec::with_capacity(SIGN_DOMAIN.len() + 4 + chain_id.len() + body.len());
+        out.extend_from_slice(SIGN_DOMAIN);
+        out.extend_from_slice(&(chain_id.len() as u32).to_be_bytes());
+        out.extend_from_slice(chain_id.as_bytes());
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// The signer's address, if `signer` is a 32-byte key (not yet verified).
+    pub fn signer_address(&self) -> Option<Address> {
+        let key: [u8; 32] = self.signer.as_slice().try_into().ok()?;
+        Some(Address::of_key(&key))
     }
 
     /// The canonical bytes.
@@ -175,10 +229,15 @@ pub fn decode(bytes: &[u8]) -> Result<(Tx, Body), Refusal> {
         ));
     }
     if tx.version != TX_VERSION {
+        let hint = if tx.version == 1 {
+            " (version 1 transactions are unsigned; sign with `replicode tx --from KEY`)"
+        } else {
+            ""
+        };
         return Err(Refusal::new(
             Code::UnsupportedVersion,
             format!(
-                "Tx version {} is not supported; this node speaks version {TX_VERSION}",
+                "Tx version {} is not supported; this node speaks version {TX_VERSION}{hint}",
                 tx.version
             ),
         ));
@@ -191,6 +250,38 @@ pub fn decode(bytes: &[u8]) -> Result<(Tx, Body), Refusal> {
     })?;
     check_body(&body)?;
     Ok((tx, body))
+}
+
+/// Verifies the signature of a decoded transaction for `chain_id` and returns
+/// the signer's address. A key or signature of the wrong length, a key that
+/// is not a curve point, or a signature that does not verify (under ZIP-215's
+/// rules, as CometBFT's own) is `bad_signature`; a transaction signed for
+/// another chain fails here too, since the chain id is part of what is signed.
+pub fn authenticate(tx: &Tx, chain_id: &str) -> Result<Address, Refusal> {
+    let bad = |why: String| Refusal::new(Code::BadSignature, why);
+    let key: [u8; 32] = tx.signer.as_slice().try_into().map_err(|_| {
+        bad(format!(
+            "Tx.signer is {} bytes; an ed25519 public key is 32 (unsigned transactions are refused)",
+            tx.signer.len()
+        ))
+    })?;
+    let signature: [u8; 64] = tx.signature.as_slice().try_into().map_err(|_| {
+        bad(format!(
+            "Tx.signature is {} bytes; an ed25519 signature is 64",
+            tx.signature.len()
+        ))
+    })?;
+    let verification = VerificationKey::try_from(key)
+        .map_err(|_| bad("Tx.signer is not an ed25519 public key".into()))?;
+    verification
+        .verify(&Signature::from(signature), &tx.sign_bytes(chain_id))
+        .map_err(|_| {
+            bad(format!(
+                "the signature of {} does not verify for chain {chain_id:?}",
+                Address::of_key(&key)
+            ))
+        })?;
+    Ok(Address::of_key(&key))
 }
 
 /// The fuel a transaction may burn (its `gas_wanted`): its own `fuel`, or its
@@ -400,14 +491,11 @@ mod tests {
     use super::*;
 
     fn stdin(pid: u64, data: &[u8]) -> Tx {
-        Tx::new(
-            Body::Stdin(Stdin {
-                pid,
-                data: data.to_vec(),
-                eof: false,
-            }),
-            7,
-        )
+        Tx::new(Body::Stdin(Stdin {
+            pid,
+            data: data.to_vec(),
+            eof: false,
+        }))
     }
 
     #[test]
@@ -424,6 +512,7 @@ mod tests {
                     key: "A".into(),
                     value: "1".into(),
                 }],
+                public: true,
             }),
             Body::Stdin(Stdin {
                 pid: 3,
@@ -433,11 +522,79 @@ mod tests {
             Body::Kill(Kill { pid: 3 }),
         ];
         for body in bodies {
-            let tx = Tx::new(body.clone(), 1);
+            let tx = Tx::new(body.clone()).sign(&key(1), 5, "chain");
             let (decoded, got) = decode(&tx.to_bytes()).expect("valid tx decodes");
             assert_eq!(decoded, tx);
             assert_eq!(got, body);
         }
+    }
+
+    fn key(seed: u8) -> SigningKey {
+        SigningKey::from([seed; 32])
+    }
+
+    #[test]
+    fn signature_verifies_for_its_chain_only() {
+        let tx = stdin(1, b"x").sign(&key(1), 0, "chain-a");
+        let (decoded, _) = decode(&tx.to_bytes()).expect("decodes");
+        let address = authenticate(&decoded, "chain-a").expect("verifies");
+        assert_eq!(
+            address,
+            Address::of_key(&key(1).verification_key().to_bytes())
+        );
+        let other = authenticate(&decoded, "chain-b").expect_err("other chain");
+        assert_eq!(other.code, Code::BadSignature);
+    }
+
+    #[test]
+    fn every_signed_field_is_covered() {
+        let tx = stdin(1, b"x").with_fuel(10).sign(&key(1), 4, "c");
+        let mut changed = Vec::new();
+        let mut t = tx.clone();
+        t.sequence = 5;
+        changed.push(t);
+        let mut t = tx.clone();
+        t.fuel = 11;
+        changed.push(t);
+        let mut t = tx.clone();
+        t.body = Some(Body::Kill(Kill { pid: 1 }));
+        changed.push(t);
+        let mut t = tx.clone();
+        t.signer = key(2).verification_key().to_bytes().to_vec();
+        changed.push(t);
+        for t in changed {
+            assert_eq!(
+                authenticate(&t, "c")
+                    .expect_err("changed after signing")
+                    .code,
+                Code::BadSignature
+            );
+        }
+        authenticate(&tx, "c").expect("the original verifies");
+    }
+
+    #[test]
+    fn unsigned_and_short_signatures_are_bad_signature() {
+        let unsigned = stdin(1, b"x");
+        assert_eq!(
+            authenticate(&unsigned, "c").expect_err("unsigned").code,
+            Code::BadSignature
+        );
+        let mut short = stdin(1, b"x").sign(&key(1), 0, "c");
+        short.signature.pop();
+        assert_eq!(
+            authenticate(&short, "c").expect_err("short").code,
+            Code::BadSignature
+        );
+    }
+
+    #[test]
+    fn version_one_is_refused_with_a_hint() {
+        let mut tx = stdin(1, b"x");
+        tx.version = 1;
+        let err = decode(&tx.to_bytes()).expect_err("v1");
+        assert_eq!(err.code, Code::UnsupportedVersion);
+        assert!(err.reason.contains("--from"), "{}", err.reason);
     }
 
     #[test]
@@ -460,9 +617,9 @@ mod tests {
     #[test]
     fn wrong_version_is_refused() {
         let mut tx = stdin(1, b"x");
-        tx.version = 2;
+        tx.version = 3;
         assert_eq!(
-            decode(&tx.to_bytes()).expect_err("v2").code,
+            decode(&tx.to_bytes()).expect_err("v3").code,
             Code::UnsupportedVersion
         );
     }
@@ -473,7 +630,9 @@ mod tests {
             version: TX_VERSION,
             body: None,
             fuel: 0,
-            nonce: 0,
+            signer: vec![],
+            sequence: 0,
+            signature: vec![],
         };
         assert_eq!(
             decode(&tx.to_bytes()).expect_err("no body").code,
@@ -483,13 +642,10 @@ mod tests {
 
     #[test]
     fn oversized_is_too_large() {
-        let tx = Tx::new(
-            Body::Install(Install {
-                path: "/bin/big".into(),
-                wasm: vec![0; limits::MAX_TX_BYTES],
-            }),
-            0,
-        );
+        let tx = Tx::new(Body::Install(Install {
+            path: "/bin/big".into(),
+            wasm: vec![0; limits::MAX_TX_BYTES],
+        }));
         assert_eq!(
             decode(&tx.to_bytes()).expect_err("too big").code,
             Code::TooLarge
@@ -503,13 +659,10 @@ mod tests {
 
     #[test]
     fn install_outside_bin_is_refused() {
-        let tx = Tx::new(
-            Body::Install(Install {
-                path: "/etc/kv".into(),
-                wasm: vec![1],
-            }),
-            0,
-        );
+        let tx = Tx::new(Body::Install(Install {
+            path: "/etc/kv".into(),
+            wasm: vec![1],
+        }));
         let err = decode(&tx.to_bytes()).expect_err("outside /bin");
         assert_eq!(err.code, Code::InvalidField);
         assert!(
@@ -545,17 +698,15 @@ mod tests {
 
     #[test]
     fn env_key_with_equals_is_invalid() {
-        let tx = Tx::new(
-            Body::Spawn(Spawn {
-                path: "/bin/kv".into(),
-                args: vec![],
-                env: vec![EnvVar {
-                    key: "A=B".into(),
-                    value: String::new(),
-                }],
-            }),
-            0,
-        );
+        let tx = Tx::new(Body::Spawn(Spawn {
+            path: "/bin/kv".into(),
+            args: vec![],
+            env: vec![EnvVar {
+                key: "A=B".into(),
+                value: String::new(),
+            }],
+            public: false,
+        }));
         assert_eq!(
             decode(&tx.to_bytes()).expect_err("bad env").code,
             Code::InvalidField

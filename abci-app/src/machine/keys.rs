@@ -14,8 +14,8 @@ pub fn module(source_hash: &[u8; 32]) -> Vec<u8> {
     k
 }
 
-/// `replicode/program/<absolute path>`: the install record of `path` (its
-/// module's source hash). Paths are normalized and NUL-free (tx rules), so the
+/// `replicode/program/<absolute path>`: the install record of `path`: its
+/// module's source hash (32 bytes), then the installer's address (20). Paths are normalized and NUL-free (tx rules), so the
 /// key is unambiguous.
 pub fn program(path: &str) -> Vec<u8> {
     let mut k = PROGRAM_PREFIX.to_vec();

@@ -25,6 +25,7 @@
 
 pub mod fs;
 mod keys;
+mod owners;
 mod prepared_cache;
 pub mod programs;
 mod reader;
@@ -43,6 +44,7 @@ use replicode_runtime::process::{
     InputOutcome, InputStatus, ProcState, ProcessError, ProcessTable, StreamKind, TableLimits,
 };
 
+use crate::account::Address;
 use crate::codes::Code;
 use crate::executor::{
     AppHash, BlockContext, Committed, ExecError, Executor, Input, Outcome, ProcessInfo,
@@ -52,6 +54,7 @@ use crate::genesis::{GenesisState, Limits};
 use crate::limits::{MAX_BLOCK_OUTPUT_BYTES, MAX_INPUT_OUTPUT_BYTES};
 use crate::result::{Exit, Write};
 use fs::{HostFailures, MerkleFs, Slot};
+use owners::{Access, Owners, ProcessOwner};
 use programs::Programs;
 use reader::MachineReader;
 
@@ -65,6 +68,8 @@ pub struct Machine {
     engine: GuestEngine,
     config: RuntimeConfig,
     programs: Programs,
+    /// Who owns each process in the table (mirrors `replicode/owner/*`).
+    owners: Owners,
     /// Storage failures met under guest syscalls; checked after every step.
     failures: HostFailures,
     table: ProcessTable<WasiProcess>,
@@ -168,6 +173,7 @@ impl Machine {
             reader: Arc::new(MachineReader::new(store.clone())),
             store,
             block_output_left: MAX_BLOCK_OUTPUT_BYTES,
+            owners: Owners::default(),
         };
         // Every module state refers to was loadable when it was installed; one
         // that no longer is means this node's state or build is not what the
@@ -185,18 +191,35 @@ impl Machine {
                 ));
             }
         }
-        for (key, hash) in latest.list_meta_bytes(keys::PROGRAM_PREFIX)? {
+        for (key, record) in latest.list_meta_bytes(keys::PROGRAM_PREFIX)? {
             let path = String::from_utf8_lossy(&key[keys::PROGRAM_PREFIX.len()..]).into_owned();
-            let hash: [u8; 32] = hash
-                .try_into()
-                .map_err(|_| ExecError::new("reload program", format!("{path}: bad record")))?;
+            let bad = || ExecError::new("reload program", format!("{path}: bad record"));
+            if record.len() != 52 {
+                return Err(bad());
+            }
+            let (hash, owner) = record.split_at(32);
+            let hash: [u8; 32] = hash.try_into().map_err(|_| bad())?;
+            let owner: [u8; 20] = owner.try_into().map_err(|_| bad())?;
             if !machine.programs.has_source(&hash) {
                 return Err(ExecError::new(
                     "reload program",
                     format!("{path}: its module record is missing"),
                 ));
             }
-            machine.programs.record(&path, hash);
+            machine.programs.record(&path, hash, Address(owner));
+        }
+        for (key, record) in latest.list_meta_bytes(owners::PREFIX)? {
+            let pid = std::str::from_utf8(&key[owners::PREFIX.len()..])
+                .ok()
+                .and_then(|digits| digits.parse::<u64>().ok());
+            let (Some(pid), Some(owner)) = (pid, ProcessOwner::from_record(&record)) else {
+                let key = String::from_utf8_lossy(&key).into_owned();
+                return Err(ExecError::new(
+                    "reload owners",
+                    format!("{key}: bad record"),
+                ));
+            };
+            machine.owners.insert(pid, owner);
         }
         machine.programs.prune_cache();
         if let Some(snapshot) = latest.get_meta_bytes(keys::TABLE)? {
@@ -249,6 +272,9 @@ impl Machine {
     /// `max_processes` are reaped, with their recent output.
     fn write_table(&mut self) -> Result<(), ExecError> {
         let reaped = self.table.reap();
+        for pid in &reaped {
+            self.owners.remove(*pid);
+        }
         let delta = self
             .table
             .persist()
@@ -263,6 +289,7 @@ impl Machine {
             }
             for pid in &reaped {
                 ws.delete_meta(&keys::recent(*pid));
+                ws.delete_meta(&owners::key(*pid));
             }
             for (pid, page, bytes) in &delta.pages {
                 let key = keys::memory_page(*pid, *page);
@@ -390,8 +417,19 @@ impl Machine {
         &mut self,
         path: &str,
         wasm: &[u8],
+        owner: &Address,
         fuel: Option<u64>,
     ) -> Result<Outcome, ExecError> {
+        if let Some(installer) = self.programs.owner(path).filter(|o| o != owner) {
+            return Ok(refused(
+                0,
+                Code::Unauthorized,
+                format!(
+                    "{path} was installed by {}; account {owner} may not replace it",
+                    installer.owner_name()
+                ),
+            ));
+        }
         let cost = self.limits.install_fuel(wasm.len());
         if let Some(fuel) = fuel.filter(|&f| cost > f) {
             return Ok(refused(
@@ -436,12 +474,14 @@ impl Machine {
             }
             return Ok(refusal);
         }
+        let mut record = source.to_vec();
+        record.extend_from_slice(&owner.0);
         self.ws_do("record program", |ws| {
-            ws.put_meta(&keys::program(path), &source);
+            ws.put_meta(&keys::program(path), &record);
             ws.put_meta(&keys::module(&source), wasm);
             Ok(())
         })?;
-        self.programs.record(path, source);
+        self.programs.record(path, source, *owner);
         Ok(Outcome {
             status: Status::Ok,
             pid: 0,
@@ -458,6 +498,7 @@ impl Machine {
         path: &str,
         args: &[String],
         env: &[(String, String)],
+        owner: ProcessOwner,
         fuel: u64,
     ) -> Result<Outcome, ExecError> {
         let Some(module) = self.programs.at_path(path) else {
@@ -477,7 +518,16 @@ impl Machine {
         argv.extend_from_slice(args);
         let result = self.table.spawn(module, &argv, env, None, fuel);
         let pid = result.as_ref().map(|(pid, _)| *pid).unwrap_or(0);
-        self.outcome(pid, result.map(|(_, out)| out))
+        let outcome = self.outcome(pid, result.map(|(_, out)| out))?;
+        // A rejected first run rolls the spawn back: no process, no owner.
+        if outcome.status == Status::Ok {
+            self.owners.insert(pid, owner);
+            self.ws_do("record owner", |ws| {
+                ws.put_meta(&owners::key(pid), &owner.to_record());
+                Ok(())
+            })?;
+        }
+        Ok(outcome)
     }
 
     /// Deletes the records of modules nothing refers to any more: no install
@@ -499,15 +549,37 @@ impl Machine {
 }
 
 impl Machine {
-    fn execute_input(&mut self, input: &Input<'_>, fuel: u64) -> Result<Outcome, ExecError> {
+    fn execute_input(
+        &mut self,
+        input: &Input<'_>,
+        caller: &Address,
+        fuel: u64,
+    ) -> Result<Outcome, ExecError> {
         match input {
-            Input::Install { path, wasm } => self.install(path, wasm, Some(fuel)),
-            Input::Spawn { path, args, env } => self.spawn(path, args, env, fuel),
+            Input::Install { path, wasm } => self.install(path, wasm, caller, Some(fuel)),
+            Input::Spawn {
+                path,
+                args,
+                env,
+                public,
+            } => {
+                let owner = ProcessOwner {
+                    owner: *caller,
+                    public: *public,
+                };
+                self.spawn(path, args, env, owner, fuel)
+            }
             Input::Stdin { pid, data, eof } => {
+                if let Err((code, reason)) = self.owners.check(*pid, caller, Access::Stdin) {
+                    return Ok(refused(*pid, code, reason));
+                }
                 let result = self.table.deliver_stdin(*pid, data, *eof, fuel);
                 self.outcome(*pid, result)
             }
             Input::Kill { pid } => {
+                if let Err((code, reason)) = self.owners.check(*pid, caller, Access::Kill) {
+                    return Ok(refused(*pid, code, reason));
+                }
                 let result = self.table.kill(*pid, fuel);
                 self.outcome(*pid, result)
             }
@@ -541,6 +613,7 @@ impl Executor for Machine {
         &mut self,
         genesis: &GenesisState,
         ctx: &BlockContext,
+        records: &[(Vec<u8>, Vec<u8>)],
     ) -> Result<AppHash, ExecError> {
         *self.slot.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.prepared = None;
@@ -562,9 +635,13 @@ impl Executor for Machine {
             ws.put_meta(keys::LIMITS, &limits_json);
             ws.put_meta(keys::GENESIS_TIME, &keys::encode_u64(ctx.time_unix_nanos));
             ws.put_meta(keys::SEED, &ctx.seed);
+            for (key, value) in records {
+                ws.put_meta(key, value);
+            }
             Ok(())
         })?;
         self.programs.clear();
+        self.owners = Owners::default();
         let files = genesis
             .files()
             .map_err(|e| ExecError::new("genesis files", e))?;
@@ -576,7 +653,7 @@ impl Executor for Machine {
                 .map_err(|e| ExecError::new("genesis file", format!("{}: {e}", f.path)))?;
         }
         for p in &programs {
-            let out = self.install(&p.path, &p.bytes, None)?;
+            let out = self.install(&p.path, &p.bytes, &Address::GENESIS, None)?;
             if out.status != Status::Ok {
                 return Err(ExecError::new(
                     "genesis program",
@@ -593,7 +670,11 @@ impl Executor for Machine {
                 .iter()
                 .map(|v| (v.key.clone(), v.value.clone()))
                 .collect();
-            let out = self.spawn(&s.path, &s.args, &env, self.limits.fuel_per_tx)?;
+            let owner = ProcessOwner {
+                owner: Address::GENESIS,
+                public: s.public,
+            };
+            let out = self.spawn(&s.path, &s.args, &env, owner, self.limits.fuel_per_tx)?;
             if out.status != Status::Ok {
                 return Err(ExecError::new(
                     "genesis spawn",
@@ -664,10 +745,30 @@ impl Executor for Machine {
         self.check_host_failures("begin block")
     }
 
-    fn execute(&mut self, input: &Input<'_>, fuel: u64) -> Result<Outcome, ExecError> {
-        let outcome = self.execute_input(input, fuel);
+    fn execute(
+        &mut self,
+        input: &Input<'_>,
+        caller: &Address,
+        fuel: u64,
+    ) -> Result<Outcome, ExecError> {
+        let outcome = self.execute_input(input, caller, fuel);
         self.check_host_failures("execute")?;
         outcome
+    }
+
+    fn app_record(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ExecError> {
+        let guard = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        match guard.as_ref() {
+            Some(ws) => ws.get_meta(key).map_err(err("read app record")),
+            None => self.store.latest().get_meta_bytes(key),
+        }
+    }
+
+    fn put_app_record(&mut self, key: &[u8], value: &[u8]) -> Result<(), ExecError> {
+        self.ws_do("write app record", |ws| {
+            ws.put_meta(key, value);
+            Ok(())
+        })
     }
 
     fn end_block(&mut self) -> Result<AppHash, ExecError> {
@@ -735,6 +836,12 @@ impl Machine {
                 recent_output: snap
                     .get_meta_bytes(&keys::recent(p.pid))?
                     .unwrap_or_default(),
+                owner: self
+                    .owners
+                    .get(p.pid)
+                    .map(|o| o.owner.owner_name())
+                    .unwrap_or_default(),
+                public: self.owners.get(p.pid).is_some_and(|o| o.public),
             });
         }
         Ok(out)

@@ -33,6 +33,7 @@ use replicode_runtime::process::wasi_host::WasiProcess;
 use replicode_runtime::process::{ModuleHash, ProcessModule};
 
 use super::prepared_cache::PreparedCache;
+use crate::account::Address;
 use crate::executor::ExecError;
 
 /// A compiled program, shareable by every process that runs it.
@@ -61,6 +62,8 @@ pub enum Refusal {
 #[derive(Default)]
 pub struct Programs {
     by_path: BTreeMap<String, SourceHash>,
+    /// Who installed each path: only they may replace it.
+    owners: BTreeMap<String, Address>,
     /// Every loaded module by source hash. Two sources may prepare to the same
     /// bytes (Binaryen re-encodes): lookups by prepared hash search this map,
     /// so which source was loaded first never matters.
@@ -117,9 +120,15 @@ impl Programs {
         self.modules.values().map(|l| l.source_len).sum()
     }
 
-    /// Records that `path` runs `source` (already loaded).
-    pub fn record(&mut self, path: &str, source: SourceHash) {
+    /// Records that `path` runs `source` (already loaded), installed by `owner`.
+    pub fn record(&mut self, path: &str, source: SourceHash, owner: Address) {
         self.by_path.insert(path.to_string(), source);
+        self.owners.insert(path.to_string(), owner);
+    }
+
+    /// Who installed `path`, if it is installed.
+    pub fn owner(&self, path: &str) -> Option<Address> {
+        self.owners.get(path).copied()
     }
 
     /// Whether a module with this source is loaded.

@@ -92,6 +92,18 @@ impl StateReader for MachineReader {
         Ok(self.published().processes.clone())
     }
 
+    fn app_record(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ExecError> {
+        let height = self.published().committed.height;
+        if height == 0 {
+            return Ok(None);
+        }
+        let snap = self
+            .store
+            .at(height)
+            .map_err(|e| ExecError::new("read at height", e))?;
+        super::MetaRead::get_meta_bytes(&snap, key)
+    }
+
     fn oldest_readable_height(&self) -> u64 {
         self.store.retained_height().max(1)
     }

@@ -12,6 +12,7 @@ use tendermint_proto::v0_38::abci::{
 use merkle_fs::FsRead as _;
 
 use super::{Machine, MetaRead as _};
+use crate::account::Signer;
 use crate::codes::Code;
 use crate::consensus::Core;
 use crate::executor::Executor;
@@ -40,9 +41,25 @@ fn open(dir: &Path) -> Core<Machine> {
 
 fn app_state(motd: &str) -> Vec<u8> {
     format!(
-        r#"{{"limits":{{"fuel_per_tx":1000000,"memory_bytes":1048576,"storage_quota_bytes":1048576,"max_processes":4}},"files":[{{"path":"/etc/motd","text":"{motd}"}}]}}"#
+        r#"{{"limits":{{"fuel_per_tx":1000000,"memory_bytes":1048576,"storage_quota_bytes":1048576,"max_processes":4}},"files":[{{"path":"/etc/motd","text":"{motd}"}}],"accounts":[{{"address":"{}","fuel":{FUNDS}}}]}}"#,
+        signer(0).address()
     )
     .into_bytes()
+}
+
+/// Fuel the test account has at genesis.
+const FUNDS: u64 = 1 << 60;
+
+/// The test account, about to sign with `sequence`.
+fn signer(sequence: u64) -> Signer {
+    let mut s = Signer::from_seed(1, "test");
+    s.sequence = sequence;
+    s
+}
+
+/// `tx` signed by the test account with `sequence`.
+fn signed(tx: Tx, sequence: u64) -> Vec<u8> {
+    signer(sequence).sign_bytes(tx)
 }
 
 fn init(core: &mut Core<Machine>, motd: &str) -> Vec<u8> {
@@ -71,15 +88,8 @@ fn finalize(core: &mut Core<Machine>, height: i64, txs: Vec<Vec<u8>>) -> Vec<u8>
     app_hash
 }
 
-fn install(path: &str) -> Vec<u8> {
-    Tx::new(
-        Body::Install(Install {
-            path: path.into(),
-            wasm: TINY_WASM.to_vec(),
-        }),
-        0,
-    )
-    .to_bytes()
+fn install(path: &str, sequence: u64) -> Vec<u8> {
+    install_bytes(path, TINY_WASM, sequence)
 }
 
 fn info(core: &Core<Machine>) -> (i64, Vec<u8>) {
@@ -130,9 +140,9 @@ fn finalize_without_commit_then_restart_gives_the_same_hash_after_re_executing()
     let dir = tempfile::tempdir().expect("tempdir");
     let mut core = open(dir.path());
     init(&mut core, "hello");
-    let h1 = finalize(&mut core, 1, vec![install("/bin/a")]);
+    let h1 = finalize(&mut core, 1, vec![install("/bin/a", 0)]);
     core.commit().expect("commit 1");
-    let h2 = finalize(&mut core, 2, vec![install("/bin/b")]);
+    let h2 = finalize(&mut core, 2, vec![install("/bin/b", 1)]);
     assert_ne!(h1, h2);
     // Killed between FinalizeBlock and Commit: nothing of block 2 is durable.
     drop(core);
@@ -148,7 +158,7 @@ fn finalize_without_commit_then_restart_gives_the_same_hash_after_re_executing()
         "block 2 must not be visible after restart"
     );
     // CometBFT replays block 2; re-executing gives the same app hash.
-    assert_eq!(finalize(&mut core, 2, vec![install("/bin/b")]), h2);
+    assert_eq!(finalize(&mut core, 2, vec![install("/bin/b", 1)]), h2);
     core.commit().expect("commit 2");
     assert_eq!(info(&core), (2, h2.clone()));
 
@@ -156,9 +166,9 @@ fn finalize_without_commit_then_restart_gives_the_same_hash_after_re_executing()
     let other_dir = tempfile::tempdir().expect("tempdir");
     let mut other = open(other_dir.path());
     init(&mut other, "hello");
-    assert_eq!(finalize(&mut other, 1, vec![install("/bin/a")]), h1);
+    assert_eq!(finalize(&mut other, 1, vec![install("/bin/a", 0)]), h1);
     other.commit().expect("commit 1");
-    assert_eq!(finalize(&mut other, 2, vec![install("/bin/b")]), h2);
+    assert_eq!(finalize(&mut other, 2, vec![install("/bin/b", 1)]), h2);
     other.commit().expect("commit 2");
     assert_eq!(info(&other), (2, h2));
 }
@@ -168,7 +178,7 @@ fn finalize_reports_the_root_commit_then_writes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut core = open(dir.path());
     init(&mut core, "hello");
-    let h1 = finalize(&mut core, 1, vec![install("/bin/a")]);
+    let h1 = finalize(&mut core, 1, vec![install("/bin/a", 0)]);
     assert_eq!(
         core.exec.committed().expect("committed").height,
         0,
@@ -191,7 +201,7 @@ fn pruning_keeps_the_last_heights_readable_and_never_changes_a_root() {
     let mut full = open(full_dir.path());
     assert_eq!(init(&mut pruned, "hello"), init(&mut full, "hello"));
     for height in 1..=5 {
-        let txs = vec![install(&format!("/bin/p{height}"))];
+        let txs = vec![install(&format!("/bin/p{height}"), height as u64 - 1)];
         let h = finalize(&mut pruned, height, txs.clone());
         assert_eq!(h, finalize(&mut full, height, txs), "root at {height}");
         pruned.commit().expect("commit");
@@ -237,16 +247,16 @@ fn process_queries_show_committed_state_only() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut core = open(dir.path());
     init(&mut core, "hello");
-    let spawn = Tx::new(
-        Body::Spawn(Spawn {
+    let spawn = signed(
+        Tx::new(Body::Spawn(Spawn {
             path: "/bin/a".into(),
             args: vec!["a".into()],
             env: Vec::new(),
-        }),
+            public: false,
+        })),
         1,
-    )
-    .to_bytes();
-    finalize(&mut core, 1, vec![install("/bin/a"), spawn]);
+    );
+    finalize(&mut core, 1, vec![install("/bin/a", 0), spawn]);
     assert_eq!(
         core.exec.reader().processes().expect("processes"),
         Vec::new(),
@@ -290,27 +300,26 @@ fn finalize_results(
     (res.tx_results, res.app_hash.to_vec())
 }
 
-fn spawn_tx(path: &str, nonce: u64) -> Vec<u8> {
-    Tx::new(
-        Body::Spawn(Spawn {
+fn spawn_tx(path: &str, sequence: u64) -> Vec<u8> {
+    signed(
+        Tx::new(Body::Spawn(Spawn {
             path: path.into(),
             args: vec![],
             env: Vec::new(),
-        }),
-        nonce,
+            public: false,
+        })),
+        sequence,
     )
-    .to_bytes()
 }
 
-fn install_bytes(path: &str, wasm: &[u8]) -> Vec<u8> {
-    Tx::new(
-        Body::Install(Install {
+fn install_bytes(path: &str, wasm: &[u8], sequence: u64) -> Vec<u8> {
+    signed(
+        Tx::new(Body::Install(Install {
             path: path.into(),
             wasm: wasm.to_vec(),
-        }),
-        0,
+        })),
+        sequence,
     )
-    .to_bytes()
 }
 
 /// Regression (issue 11): a guest ran `symlink("kv_server", "/bin/evil")`, and
@@ -322,7 +331,7 @@ fn spawn_of_a_symlink_does_not_halt_the_chain() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut core = open(dir.path());
     init(&mut core, "hello");
-    finalize(&mut core, 1, vec![install("/bin/a")]);
+    finalize(&mut core, 1, vec![install("/bin/a", 0)]);
     core.commit().expect("commit 1");
     // What the guest did, straight into the next block's working set.
     core.exec.ensure_working_set();
@@ -374,16 +383,32 @@ fn a_refused_spawn_leaves_the_app_hash_unchanged() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut core = open(dir.path());
         init(&mut core, "hello");
-        finalize(&mut core, 1, vec![install_bytes("/bin/big", &big_memory)]);
+        finalize(
+            &mut core,
+            1,
+            vec![install_bytes("/bin/big", &big_memory, 0)],
+        );
         core.commit().expect("commit 1");
+        // Both blocks hold one transaction that pays the same and is refused:
+        // the spawn, or input to a pid that does not exist. The roots agree
+        // only if the refused spawn changed nothing but the payment.
         let txs = if with_refused_spawn {
             vec![spawn_tx("/bin/big", 1)]
         } else {
-            vec![]
+            vec![signed(
+                Tx::new(Body::Stdin(crate::tx::Stdin {
+                    pid: 99,
+                    data: vec![],
+                    eof: false,
+                })),
+                1,
+            )]
         };
         let (results, hash) = finalize_results(&mut core, 2, txs);
         if with_refused_spawn {
             assert_eq!(results[0].code, Code::InvalidProgram.value(), "{results:?}");
+        } else {
+            assert_eq!(results[0].code, Code::UnknownPid.value(), "{results:?}");
         }
         hash
     };
@@ -397,19 +422,18 @@ fn install_is_charged_by_size_and_refused_before_any_work_when_its_fuel_is_short
     init(&mut core, "hello");
     let limits = crate::genesis::Limits::default();
     let cost = limits.install_fuel(TINY_WASM.len());
-    let short = Tx::new(
-        Body::Install(Install {
+    let short = signed(
+        Tx::new(Body::Install(Install {
             path: "/bin/b".into(),
             wasm: TINY_WASM.to_vec(),
-        }),
+        }))
+        .with_fuel(cost - 1),
         1,
-    )
-    .with_fuel(cost - 1)
-    .to_bytes();
+    );
     let (results, hash) = finalize_results(
         &mut core,
         1,
-        vec![install_bytes("/bin/a", TINY_WASM), short],
+        vec![install_bytes("/bin/a", TINY_WASM, 0), short],
     );
     assert_eq!(results[0].code, Code::Ok.value(), "{}", results[0].log);
     assert_eq!(
@@ -440,7 +464,8 @@ fn install_is_charged_by_size_and_refused_before_any_work_when_its_fuel_is_short
     let other_dir = tempfile::tempdir().expect("tempdir");
     let mut other = open(other_dir.path());
     init(&mut other, "hello");
-    let (_, other_hash) = finalize_results(&mut other, 1, vec![install_bytes("/bin/a", TINY_WASM)]);
+    let (_, other_hash) =
+        finalize_results(&mut other, 1, vec![install_bytes("/bin/a", TINY_WASM, 0)]);
     assert_eq!(hash, other_hash);
 }
 
@@ -451,7 +476,7 @@ fn a_replaced_program_keeps_running_processes_and_its_module_is_collected_when_u
     init(&mut core, "hello");
     let mut other = TINY_WASM.to_vec();
     other.extend_from_slice(&[0x00, 0x02, 0x01, b'y']);
-    finalize(&mut core, 1, vec![install("/bin/a")]);
+    finalize(&mut core, 1, vec![install("/bin/a", 0)]);
     core.commit().expect("commit 1");
     let modules = |core: &Core<Machine>| {
         core.exec
@@ -462,7 +487,7 @@ fn a_replaced_program_keeps_running_processes_and_its_module_is_collected_when_u
             .len()
     };
     assert_eq!(modules(&core), 1);
-    finalize(&mut core, 2, vec![install_bytes("/bin/a", &other)]);
+    finalize(&mut core, 2, vec![install_bytes("/bin/a", &other, 1)]);
     core.commit().expect("commit 2");
     assert_eq!(
         modules(&core),
@@ -473,7 +498,7 @@ fn a_replaced_program_keeps_running_processes_and_its_module_is_collected_when_u
     drop(core);
     // A restart loads exactly the installed program.
     let mut core = open(dir.path());
-    let (results, _) = finalize_results(&mut core, 3, vec![spawn_tx("/bin/a", 1)]);
+    let (results, _) = finalize_results(&mut core, 3, vec![spawn_tx("/bin/a", 2)]);
     assert_eq!(results[0].code, Code::Ok.value(), "{}", results[0].log);
 }
 
@@ -498,7 +523,7 @@ fn a_chain_may_start_at_any_initial_height() {
     assert_eq!(finalize(&mut core, 100, vec![]), genesis);
     core.commit().expect("commit 100");
     assert_eq!(info(&core), (100, genesis));
-    finalize(&mut core, 101, vec![install("/bin/a")]);
+    finalize(&mut core, 101, vec![install("/bin/a", 0)]);
     core.commit().expect("commit 101");
     drop(core);
     let core = open(dir.path());
@@ -515,7 +540,7 @@ fn a_restart_reuses_the_prepared_and_compiled_module_caches() {
     };
     let mut core = open_cached(dir.path());
     init(&mut core, "hello");
-    finalize(&mut core, 1, vec![install("/bin/a")]);
+    finalize(&mut core, 1, vec![install("/bin/a", 0)]);
     core.commit().expect("commit");
     drop(core);
     let prepared: Vec<_> = std::fs::read_dir(cache.path().join("prepared"))
@@ -560,7 +585,7 @@ fn ended_processes_past_max_processes_are_reaped_with_their_records() {
     let mut core = open(dir.path());
     init(&mut core, "hello");
     let bye = wat::parse_str(BYE_WAT).expect("wat");
-    finalize(&mut core, 1, vec![install_bytes("/bin/bye", &bye)]);
+    finalize(&mut core, 1, vec![install_bytes("/bin/bye", &bye, 0)]);
     core.commit().expect("commit 1");
     let mut nonce = 0;
     for height in 2..12 {
@@ -612,17 +637,17 @@ fn a_spawn_with_more_than_64_kib_of_arguments_is_refused_and_changes_no_hash() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut core = open(dir.path());
         init(&mut core, "hello");
-        finalize(&mut core, 1, vec![install("/bin/a")]);
+        finalize(&mut core, 1, vec![install("/bin/a", 0)]);
         core.commit().expect("commit 1");
-        let big = Tx::new(
-            Body::Spawn(Spawn {
+        let big = signed(
+            Tx::new(Body::Spawn(Spawn {
                 path: "/bin/a".into(),
                 args: vec!["a".repeat(4000); 17],
                 env: Vec::new(),
-            }),
+                public: false,
+            })),
             1,
-        )
-        .to_bytes();
+        );
         let txs = if with_refused { vec![big] } else { vec![] };
         let (results, hash) = finalize_results(&mut core, 2, txs);
         if with_refused {
@@ -676,9 +701,9 @@ fn replacing_a_program_whose_ended_process_is_still_listed_keeps_restarts_workin
         &mut core,
         1,
         vec![
-            install("/bin/a"),
+            install("/bin/a", 0),
             spawn_tx("/bin/a", 1),
-            install_bytes("/bin/a", &other),
+            install_bytes("/bin/a", &other, 2),
         ],
     );
     assert!(results.iter().all(|r| r.code == 0), "{results:?}");
@@ -714,7 +739,7 @@ fn unbounded_recursion_on_the_consensus_thread_is_a_trap_not_a_crash() {
                 &mut core,
                 1,
                 vec![
-                    install_bytes("/bin/recursion", &wasm),
+                    install_bytes("/bin/recursion", &wasm, 0),
                     spawn_tx("/bin/recursion", 1),
                 ],
             );
