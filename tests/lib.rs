@@ -9,12 +9,13 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use replicode_abci::account::Signer;
 use serde_json::Value;
 
 /// The workspace root (this crate lives in `tests/`).
@@ -105,6 +106,16 @@ impl Testnet {
 
     /// [`Testnet::up`] with the given ABCI transport (`grpc` or `socket`).
     pub fn up_with_abci(validators: usize, abci: &str) -> anyhow::Result<Testnet> {
+        Testnet::up_with(validators, abci, &[])
+    }
+
+    /// [`Testnet::up`] with more funded keys (`NAME=FUEL`, `--account`).
+    pub fn up_with_accounts(validators: usize, accounts: &[&str]) -> anyhow::Result<Testnet> {
+        Testnet::up_with(validators, "grpc", accounts)
+    }
+
+    /// A testnet with the given ABCI transport and funded keys (`NAME=FUEL`).
+    pub fn up_with(validators: usize, abci: &str, accounts: &[&str]) -> anyhow::Result<Testnet> {
         let bin = replicode_bin()?;
         let dir = tempfile::Builder::new()
             .prefix("replicode-e2e-")
@@ -118,18 +129,23 @@ impl Testnet {
             _serial: serial,
         };
         let genesis = workspace().join("genesis/app_state.json");
-        let out = net.run(&[
+        let validators = validators.to_string();
+        let mut args = vec![
             "testnet",
             "up",
             "--validators",
-            &validators.to_string(),
+            &validators,
             "--dir",
             net.dir_str(),
             "--genesis",
             genesis.to_str().context("UTF-8")?,
             "--abci",
             abci,
-        ])?;
+        ];
+        for account in accounts {
+            args.extend(["--account", account]);
+        }
+        let out = net.run(&args)?;
         if !out.status.success() {
             bail!(
                 "testnet up failed: {}\n{}",
@@ -147,6 +163,34 @@ impl Testnet {
             });
         }
         Ok(net)
+    }
+
+    /// The chain id, as node 0 reports it.
+    pub fn chain_id(&self) -> anyhow::Result<String> {
+        let status = rpc_get(self.nodes[0].rpc_port, "/status")?;
+        Ok(status["result"]["node_info"]["network"]
+            .as_str()
+            .context("chain id")?
+            .to_string())
+    }
+
+    /// The key `name` of this testnet's keyring, at its committed sequence.
+    pub fn account(&self, name: &str) -> anyhow::Result<Account> {
+        let path = self.dir.path().join(format!("keyring/{name}.json"));
+        let file: Value = serde_json::from_slice(
+            &std::fs::read(&path).with_context(|| format!("{}", path.display()))?,
+        )?;
+        let seed: [u8; 32] = hex::decode(file["private_key"].as_str().context("private_key")?)?
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("{}: private key is not 32 bytes", path.display()))?;
+        let port = self.nodes[0].rpc_port;
+        let mut signer = Signer::new(
+            ed25519_consensus::SigningKey::from(seed),
+            &self.chain_id()?,
+            0,
+        );
+        signer.sequence = account_sequence(port, &signer.address())?;
+        Ok(Arc::new(Mutex::new(signer)))
     }
 
     pub fn dir_str(&self) -> &str {
@@ -419,15 +463,56 @@ impl Committed {
     }
 }
 
-/// Broadcasts `body` (nonce `nonce`) to `port`; Err when CheckTx refuses it.
-pub fn submit(port: u16, body: replicode_abci::tx::Body, nonce: u64) -> anyhow::Result<Committed> {
+/// A funded key with its next sequence, shared by the helpers that sign.
+pub type Account = Arc<Mutex<Signer>>;
+
+/// `address`'s committed sequence, as `port`'s node answers `/account`.
+pub fn account_sequence(
+    port: u16,
+    address: &replicode_abci::account::Address,
+) -> anyhow::Result<u64> {
+    let v = rpc_get(
+        port,
+        &format!(
+            "/abci_query?path=%22/account%22&data=0x{}",
+            hex::encode(address.to_string())
+        ),
+    )?;
     use base64::Engine as _;
-    let tx = replicode_abci::tx::Tx::new(body, nonce).to_bytes();
-    let (code, log, hash) = broadcast_raw(port, &tx)?;
-    if code != 0 {
-        bail!("CheckTx refused with code {code}: {log}");
-    }
-    let r = wait_tx(port, &hash, Duration::from_secs(60))?;
+    let value = v["result"]["response"]["value"]
+        .as_str()
+        .context("account answer")?;
+    let info: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(value)?)?;
+    info["sequence"].as_u64().context("sequence")
+}
+
+/// Signs `body` as `account` with its next sequence and broadcasts it to
+/// `port`; Err when CheckTx refuses it (the sequence is then not used). The
+/// account stays locked until CheckTx answers, so one account's transactions
+/// reach the mempool in sequence order.
+pub fn submit(
+    port: u16,
+    account: &Account,
+    body: replicode_abci::tx::Body,
+) -> anyhow::Result<Committed> {
+    let hash = {
+        let mut signer = account.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = signer.sign_bytes(replicode_abci::tx::Tx::new(body));
+        let (code, log, hash) = broadcast_raw(port, &tx)?;
+        if code != 0 {
+            signer.sequence -= 1;
+            bail!("CheckTx refused with code {code}: {log}");
+        }
+        hash
+    };
+    wait_committed(port, &hash)
+}
+
+/// The committed result of the transaction `hash` (waits up to a minute).
+pub fn wait_committed(port: u16, hash: &str) -> anyhow::Result<Committed> {
+    use base64::Engine as _;
+    let r = wait_tx(port, hash, Duration::from_secs(60))?;
     let res = &r["tx_result"];
     let data = base64::engine::general_purpose::STANDARD
         .decode(res["data"].as_str().unwrap_or_default())?;
@@ -441,29 +526,37 @@ pub fn submit(port: u16, body: replicode_abci::tx::Body, nonce: u64) -> anyhow::
 }
 
 /// Installs `guest` at `/bin/<guest>` and spawns it with `args`; returns the pid.
-pub fn install_and_spawn(port: u16, guest_name: &str, args: &[&str]) -> anyhow::Result<u64> {
+/// The process is public: any account may feed it (the services these tests
+/// drive are shared).
+pub fn install_and_spawn(
+    port: u16,
+    account: &Account,
+    guest_name: &str,
+    args: &[&str],
+) -> anyhow::Result<u64> {
     use replicode_abci::tx::{Body, Install, Spawn};
     let wasm = std::fs::read(guest(guest_name)?)?;
     let path = format!("/bin/{guest_name}");
     let installed = submit(
         port,
+        account,
         Body::Install(Install {
             path: path.clone(),
             wasm,
         }),
-        1,
     )?;
     if installed.code != 0 {
         bail!("install {path}: code {} {}", installed.code, installed.log);
     }
     let spawned = submit(
         port,
+        account,
         Body::Spawn(Spawn {
             path: path.clone(),
             args: args.iter().map(|a| a.to_string()).collect(),
             env: vec![],
+            public: true,
         }),
-        2,
     )?;
     if spawned.code != 0 {
         bail!("spawn {path}: code {} {}", spawned.code, spawned.log);
@@ -472,16 +565,16 @@ pub fn install_and_spawn(port: u16, guest_name: &str, args: &[&str]) -> anyhow::
 }
 
 /// One line to a process's stdin; returns the committed result.
-pub fn send_line(port: u16, pid: u64, line: &str, nonce: u64) -> anyhow::Result<Committed> {
+pub fn send_line(port: u16, account: &Account, pid: u64, line: &str) -> anyhow::Result<Committed> {
     let data = format!("{line}\n").into_bytes();
     submit(
         port,
+        account,
         replicode_abci::tx::Body::Stdin(replicode_abci::tx::Stdin {
             pid,
             data,
             eof: false,
         }),
-        nonce,
     )
 }
 

@@ -208,6 +208,12 @@ impl Signer {
         signed
     }
 
+    /// Signs `tx` with `sequence`, leaving the next sequence as it is (to
+    /// build a replay, or a transaction that is meant to be refused).
+    pub fn sign_with(&self, tx: crate::tx::Tx, sequence: u64) -> crate::tx::Tx {
+        tx.sign(&self.key, sequence, &self.chain_id)
+    }
+
     /// [`Signer::sign`], encoded.
     pub fn sign_bytes(&mut self, tx: crate::tx::Tx) -> Vec<u8> {
         self.sign(tx).to_bytes()

@@ -4,7 +4,8 @@ use prost::bytes::Bytes;
 use tendermint_proto::crypto::{ProofOp, ProofOps};
 use tendermint_proto::v0_38::abci::{RequestInfo, RequestQuery, ResponseInfo, ResponseQuery};
 
-use crate::consensus::Core;
+use crate::account::Address;
+use crate::consensus::{read_account, Core};
 use crate::error::AppError;
 use crate::executor::{ExecError, Executor, StateReader};
 
@@ -13,8 +14,8 @@ use crate::executor::{ExecError, Executor, StateReader};
 /// barrier's fuel cost, the block results budget, the proposal limits and the
 /// paged process table; 3 = install-time preparation and install records, the
 /// per-transaction `fuel` and the block fuel limit, per-process timer wake-ups,
-/// metered host calls.
-pub const APP_VERSION: u64 = 3;
+/// metered host calls; 4 = signed transactions, accounts, owners.
+pub const APP_VERSION: u64 = 4;
 
 /// Query paths and codes, shared with the CLI.
 pub mod paths {
@@ -24,6 +25,9 @@ pub mod paths {
     pub const PROCS: &str = "/procs";
     /// `data` = the pid in decimal; JSON `ProcessInfo`.
     pub const PROC: &str = "/proc";
+    /// `data` = an account address (hex); JSON `AccountInfo`. An address
+    /// with no record answers its default: sequence 0, no fuel.
+    pub const ACCOUNT: &str = "/account";
     /// `ProofOp.type` of a file proof.
     pub const FILE_PROOF_TYPE: &str = "replicode.merkle-fs.file";
 
@@ -38,6 +42,16 @@ pub mod paths {
     /// Most processes one `/procs` answer lists. `data` may name the pid to
     /// start from (decimal); a page shorter than this is the last.
     pub const PROCS_PAGE: usize = 64;
+}
+
+/// An account as `/account` answers it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AccountInfo {
+    pub address: Address,
+    /// The sequence its next transaction must carry.
+    pub sequence: u64,
+    /// Fuel it may still spend.
+    pub fuel: u64,
 }
 
 impl<E: Executor> Core<E> {
@@ -129,11 +143,33 @@ fn answer(reader: &dyn StateReader, req: RequestQuery) -> Result<ResponseQuery, 
                 }),
             }
         }
+        paths::ACCOUNT => {
+            let Some(address) = std::str::from_utf8(&req.data)
+                .ok()
+                .and_then(|s| s.trim().parse::<Address>().ok())
+            else {
+                return Ok(bad_request(format!(
+                    "{} wants an account address (40 hex digits) in data",
+                    paths::ACCOUNT
+                )));
+            };
+            let height = reader.committed()?.height;
+            let account = read_account(reader.app_record(&address.record_key())?, &address)?;
+            Ok(json_answer(
+                &AccountInfo {
+                    address,
+                    sequence: account.sequence,
+                    fuel: account.fuel,
+                },
+                height,
+            ))
+        }
         other => Ok(bad_request(format!(
-            "unknown query path {other:?}; known: {}, {}, {}",
+            "unknown query path {other:?}; known: {}, {}, {}, {}",
             paths::FILE,
             paths::PROCS,
-            paths::PROC
+            paths::PROC,
+            paths::ACCOUNT
         ))),
     }
 }

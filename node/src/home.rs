@@ -252,3 +252,33 @@ pub fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
         .map(|l| Ok(l.local_addr()?.port()))
         .collect()
 }
+
+/// Fuel `testnet up` and `init` give the `default` key: enough for 10^10
+/// transactions at the default `fuel_per_tx`.
+pub const DEFAULT_ACCOUNT_FUEL: u64 = 1_000_000_000_000_000_000;
+
+/// Creates each `(name, fuel)` key in `keyring` (reusing one that exists) and
+/// funds it in `state`'s genesis accounts.
+pub fn fund_new_keys(
+    keyring: &crate::keyring::Keyring,
+    funded: &[(String, u64)],
+    state: &mut GenesisState,
+) -> anyhow::Result<()> {
+    for (name, fuel) in funded {
+        let key = match keyring.get(name) {
+            Ok(key) => key,
+            Err(_) => keyring.add(name)?,
+        };
+        if state.accounts.iter().any(|a| a.address == key.address) {
+            anyhow::bail!("account {name} ({}) is funded twice", key.address);
+        }
+        state
+            .accounts
+            .push(replicode_abci::genesis::GenesisAccount {
+                address: key.address,
+                fuel: *fuel,
+                name: Some(name.clone()),
+            });
+    }
+    Ok(())
+}

@@ -5,6 +5,7 @@ mod cmd;
 mod cometbft;
 mod fileproof;
 mod home;
+mod keyring;
 mod lightproof;
 mod procfs;
 mod rpc;

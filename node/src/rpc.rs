@@ -25,6 +25,8 @@ pub struct NodeStatus {
     pub catching_up: bool,
     pub peers: u64,
     pub moniker: String,
+    /// The chain id (what transactions are signed for).
+    pub chain_id: String,
 }
 
 /// A committed transaction's result.
@@ -71,6 +73,7 @@ impl Rpc {
             catching_up: status.sync_info.catching_up,
             peers,
             moniker: status.node_info.moniker.to_string(),
+            chain_id: status.node_info.network.to_string(),
         })
     }
 
@@ -110,6 +113,39 @@ impl Rpc {
                 Err(_) => std::thread::sleep(Duration::from_millis(50)),
             }
         }
+    }
+
+    /// The committed transaction `hash`, if this node has it (one try).
+    pub fn find_tx(&self, hash: Hash) -> Option<Included> {
+        let res = self.rt.block_on(self.client.tx(hash, false)).ok()?;
+        Some(Included {
+            height: res.height.value(),
+            result: res.tx_result,
+        })
+    }
+
+    /// An account's committed sequence and fuel.
+    pub fn account(
+        &self,
+        address: &replicode_abci::account::Address,
+    ) -> anyhow::Result<replicode_abci::info::AccountInfo> {
+        use replicode_abci::info::paths;
+        let answer = self.abci_query(
+            paths::ACCOUNT,
+            address.to_string().into_bytes(),
+            None,
+            false,
+        )?;
+        if answer.code.value() != paths::CODE_OK {
+            bail!(
+                "query account {address} at {}: code {}: {}",
+                self.url,
+                answer.code.value(),
+                answer.log
+            );
+        }
+        serde_json::from_slice(&answer.value)
+            .with_context(|| format!("account answer from {} is not JSON", self.url))
     }
 
     pub fn abci_query(

@@ -9,17 +9,18 @@ use replicode_e2e::{install_and_spawn, send_line, Testnet};
 #[test]
 fn kill9_one_validator_chain_goes_on_restart_catches_up_and_agrees() -> anyhow::Result<()> {
     let net = Testnet::up(4)?;
+    let acct = net.account("default")?;
     let port0 = net.nodes[0].rpc_port;
-    let pid = install_and_spawn(port0, "kv_server", &["/kv.log"])?;
+    let pid = install_and_spawn(port0, &acct, "kv_server", &["/kv.log"])?;
     net.kill9(3);
     for i in 0..10u64 {
-        let r = send_line(port0, pid, &format!("SET a{i} {i}"), 100 + i)?;
+        let r = send_line(port0, &acct, pid, &format!("SET a{i} {i}"))?;
         assert_eq!(r.stdout(), "OK\n", "SET a{i} while node3 is down");
     }
     let top = net.height(0)?;
     net.restart_stopped()?;
     net.wait_height(3, top + 1, Duration::from_secs(60))?;
-    let get = send_line(net.nodes[3].rpc_port, pid, "GET a9", 200)?;
+    let get = send_line(net.nodes[3].rpc_port, &acct, pid, "GET a9")?;
     assert_eq!(get.stdout(), "VALUE 9\n");
     net.verify()?;
     Ok(())
@@ -28,15 +29,17 @@ fn kill9_one_validator_chain_goes_on_restart_catches_up_and_agrees() -> anyhow::
 #[test]
 fn kill9_while_inputs_flow_including_during_commit_loses_nothing() -> anyhow::Result<()> {
     let net = Testnet::up(4)?;
+    let acct = net.account("default")?;
     let port0 = net.nodes[0].rpc_port;
-    let pid = install_and_spawn(port0, "kv_server", &["/kv.log"])?;
+    let pid = install_and_spawn(port0, &acct, "kv_server", &["/kv.log"])?;
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
         let stop = stop.clone();
+        let acct = acct.clone();
         std::thread::spawn(move || -> anyhow::Result<u64> {
             let mut n = 0u64;
             while !stop.load(Ordering::SeqCst) && n < 400 {
-                let r = send_line(port0, pid, &format!("SET w{n} {n}"), 10_000 + n)?;
+                let r = send_line(port0, &acct, pid, &format!("SET w{n} {n}"))?;
                 anyhow::ensure!(r.stdout() == "OK\n", "SET w{n}: {:?} {}", r.stdout(), r.log);
                 n += 1;
             }
@@ -60,7 +63,7 @@ fn kill9_while_inputs_flow_including_during_commit_loses_nothing() -> anyhow::Re
     let top = net.height(0)?;
     net.wait_height(2, top, Duration::from_secs(60))?;
     for n in [0, written / 2, written - 1] {
-        let get = send_line(net.nodes[2].rpc_port, pid, &format!("GET w{n}"), 90_000 + n)?;
+        let get = send_line(net.nodes[2].rpc_port, &acct, pid, &format!("GET w{n}"))?;
         assert_eq!(get.stdout(), format!("VALUE {n}\n"), "w{n} lost");
     }
     net.verify()?;

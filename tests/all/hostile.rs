@@ -10,29 +10,31 @@ use replicode_e2e::{broadcast_raw, guest, install_and_spawn, send_line, submit, 
 fn infinite_loop_runs_out_of_fuel_on_every_validator_and_the_server_keeps_answering(
 ) -> anyhow::Result<()> {
     let net = Testnet::up(4)?;
+    let acct = net.account("default")?;
     let port = net.nodes[0].rpc_port;
-    let kv = install_and_spawn(port, "kv_server", &["/kv.log"])?;
+    let kv = install_and_spawn(port, &acct, "kv_server", &["/kv.log"])?;
     let wasm = std::fs::read(guest("loop")?)?;
     assert_eq!(
         submit(
             port,
+            &acct,
             Body::Install(Install {
                 path: "/bin/loop".into(),
                 wasm
-            }),
-            7
+            })
         )?
         .code,
         0
     );
     let spawned = submit(
         port,
+        &acct,
         Body::Spawn(Spawn {
             path: "/bin/loop".into(),
             args: vec![],
             env: vec![],
+            public: false,
         }),
-        8,
     )?;
     assert_eq!(spawned.code, Code::OutOfFuel.value(), "{}", spawned.log);
     let genesis: serde_json::Value = serde_json::from_slice(&std::fs::read(
@@ -61,7 +63,7 @@ fn infinite_loop_runs_out_of_fuel_on_every_validator_and_the_server_keeps_answer
         seen.windows(2).all(|w| w[0] == w[1]),
         "validators disagree: {seen:?}"
     );
-    let answer = send_line(port, kv, "SET after loop", 9)?;
+    let answer = send_line(port, &acct, kv, "SET after loop")?;
     assert_eq!(answer.stdout(), "OK\n");
     net.verify()?;
     Ok(())
@@ -77,13 +79,14 @@ fn hostile_inputs_get_their_codes_and_the_chain_keeps_committing() -> anyhow::Re
     use std::time::Duration;
 
     let net = Testnet::up(4)?;
+    let acct = net.account("default")?;
     let port = net.nodes[0].rpc_port;
-    let kv = install_and_spawn(port, "kv_server", &["/kv.log"])?;
-    let hostile = install_and_spawn(port, "hostile", &[])?;
+    let kv = install_and_spawn(port, &acct, "kv_server", &["/kv.log"])?;
+    let hostile = install_and_spawn(port, &acct, "hostile", &[])?;
 
     // A guest-made symlink at a program path, then a spawn of it: this once made
     // FinalizeBlock fail on every validator, at every replay.
-    let made = send_line(port, hostile, "symlink kv_server /bin/evil", 10)?;
+    let made = send_line(port, &acct, hostile, "symlink kv_server /bin/evil")?;
     assert!(
         made.stdout().starts_with("ok symlink"),
         "{:?}",
@@ -91,12 +94,13 @@ fn hostile_inputs_get_their_codes_and_the_chain_keeps_committing() -> anyhow::Re
     );
     let evil = submit(
         port,
+        &acct,
         Body::Spawn(Spawn {
             path: "/bin/evil".into(),
             args: vec![],
             env: vec![],
+            public: false,
         }),
-        11,
     )?;
     assert_eq!(evil.code, Code::ProgramNotFound.value(), "{}", evil.log);
 
@@ -104,12 +108,8 @@ fn hostile_inputs_get_their_codes_and_the_chain_keeps_committing() -> anyhow::Re
     // buffer, a write loop, 16 MiB of randomness. Each once cost a sliver of
     // its fuel (and gigabytes of memory); now each runs out of its fuel, on
     // every validator alike, and is rolled back.
-    for (nonce, attack) in [
-        (30, "iovbomb 1024 1"),
-        (31, "writeloop 1"),
-        (32, "random 16"),
-    ] {
-        let r = send_line(port, hostile, attack, nonce)?;
+    for attack in ["iovbomb 1024 1", "writeloop 1", "random 16"] {
+        let r = send_line(port, &acct, hostile, attack)?;
         assert_eq!(r.code, Code::OutOfFuel.value(), "{attack}: {}", r.log);
         assert!(
             r.output.writes.is_empty(),
@@ -124,16 +124,17 @@ fn hostile_inputs_get_their_codes_and_the_chain_keeps_committing() -> anyhow::Re
     // killed, and the clock keeps moving (it once froze every later block).
     let sleeper = submit(
         port,
+        &acct,
         Body::Spawn(Spawn {
             path: "/bin/hostile".into(),
             args: vec![],
             env: vec![],
+            public: false,
         }),
-        12,
     )?;
     assert_eq!(sleeper.code, 0, "{}", sleeper.log);
     let sleeper = sleeper.output.pid;
-    let slept = send_line(port, sleeper, "sleepspin 300", 13)?;
+    let slept = send_line(port, &acct, sleeper, "sleepspin 300")?;
     assert_eq!(
         slept.stdout(),
         "ok sleepspin 300\n",
@@ -163,40 +164,33 @@ fn hostile_inputs_get_their_codes_and_the_chain_keeps_committing() -> anyhow::Re
 
     // All of them at once, an honest input among them, sent without waiting so
     // they share blocks: each still gets its own code.
-    let line = |pid: u64, text: &str, nonce: u64| {
-        Tx::new(
-            Body::Stdin(Stdin {
-                pid,
-                data: format!("{text}\n").into_bytes(),
-                eof: false,
-            }),
-            nonce,
-        )
-        .to_bytes()
+    let mut signer = acct.lock().unwrap_or_else(|p| p.into_inner());
+    let mut line = |pid: u64, text: &str| {
+        signer.sign_bytes(Tx::new(Body::Stdin(Stdin {
+            pid,
+            data: format!("{text}\n").into_bytes(),
+            eof: false,
+        })))
     };
     let burst = [
-        (line(hostile, "iovbomb 1024 1", 40), Code::OutOfFuel),
-        (line(hostile, "random 16", 41), Code::OutOfFuel),
-        (line(kv, "SET mixed yes", 42), Code::Ok),
-        (line(hostile, "writeloop 1", 43), Code::OutOfFuel),
-        (
-            Tx::new(
-                Body::Spawn(Spawn {
-                    path: "/bin/evil".into(),
-                    args: vec![],
-                    env: vec![],
-                }),
-                44,
-            )
-            .to_bytes(),
-            Code::ProgramNotFound,
-        ),
+        (line(hostile, "iovbomb 1024 1"), Code::OutOfFuel),
+        (line(hostile, "random 16"), Code::OutOfFuel),
+        (line(kv, "SET mixed yes"), Code::Ok),
+        (line(hostile, "writeloop 1"), Code::OutOfFuel),
     ];
+    let evil = signer.sign_bytes(Tx::new(Body::Spawn(Spawn {
+        path: "/bin/evil".into(),
+        args: vec![],
+        env: vec![],
+        public: false,
+    })));
+    drop(signer);
+    let burst = burst.into_iter().chain([(evil, Code::ProgramNotFound)]);
     let mut sent = Vec::new();
-    for (tx, code) in &burst {
-        let (check, log, hash) = broadcast_raw(port, tx)?;
+    for (tx, code) in burst {
+        let (check, log, hash) = broadcast_raw(port, &tx)?;
         assert_eq!(check, 0, "CheckTx: {log}");
-        sent.push((hash, *code));
+        sent.push((hash, code));
     }
     for (hash, code) in sent {
         let r = wait_tx(port, &hash, Duration::from_secs(60))?;
@@ -210,12 +204,12 @@ fn hostile_inputs_get_their_codes_and_the_chain_keeps_committing() -> anyhow::Re
     }
 
     // The honest client's server still answers, on every validator's state.
-    let answer = send_line(port, kv, "SET after hostile", 14)?;
+    let answer = send_line(port, &acct, kv, "SET after hostile")?;
     assert_eq!(answer.stdout(), "OK\n");
     net.restart_stopped()?;
     let top = net.height(0)?;
     net.wait_height(3, top, Duration::from_secs(60))?;
-    let get = send_line(net.nodes[3].rpc_port, kv, "GET after", 15)?;
+    let get = send_line(net.nodes[3].rpc_port, &acct, kv, "GET after")?;
     assert_eq!(get.stdout(), "VALUE hostile\n");
     net.verify()?;
     for i in 0..net.nodes.len() {

@@ -6,9 +6,20 @@ use replicode_e2e::{install_and_spawn, send_line, Testnet};
 
 #[test]
 fn kv_server_200_inputs_from_4_clients_every_answer_right_and_all_agree() -> anyhow::Result<()> {
-    let net = Testnet::up(4)?;
+    // One account per client: an account's transactions are ordered by its
+    // sequence, so clients that send at once sign with keys of their own.
+    let net = Testnet::up_with_accounts(
+        4,
+        &[
+            "c0=1000000000000",
+            "c1=1000000000000",
+            "c2=1000000000000",
+            "c3=1000000000000",
+        ],
+    )?;
+    let acct = net.account("default")?;
     let port0 = net.nodes[0].rpc_port;
-    let pid = install_and_spawn(port0, "kv_server", &["/kv.log"])?;
+    let pid = install_and_spawn(port0, &acct, "kv_server", &["/kv.log"])?;
     // CheckTx checks the pid against each node's *committed* state: a client of a
     // validator one block behind would be refused (code 6). Wait until every
     // validator is past the block that spawned the server, as a user would.
@@ -22,15 +33,16 @@ fn kv_server_200_inputs_from_4_clients_every_answer_right_and_all_agree() -> any
         .into_iter()
         .enumerate()
         .map(|(c, port)| {
+            let acct = net.account(&format!("c{c}"));
             std::thread::spawn(move || -> anyhow::Result<()> {
+                let acct = acct?;
                 for i in 0..25u64 {
-                    let nonce = 1000 * (c as u64 + 1) + 2 * i;
-                    let set = send_line(port, pid, &format!("SET k{c}_{i} v{c}_{i}"), nonce)?;
+                    let set = send_line(port, &acct, pid, &format!("SET k{c}_{i} v{c}_{i}"))?;
                     anyhow::ensure!(
                         set.code == 0 && set.stdout() == "OK\n",
                         "client {c} SET {i}: {set:?}"
                     );
-                    let get = send_line(port, pid, &format!("GET k{c}_{i}"), nonce + 1)?;
+                    let get = send_line(port, &acct, pid, &format!("GET k{c}_{i}"))?;
                     anyhow::ensure!(
                         get.code == 0 && get.stdout() == format!("VALUE v{c}_{i}\n"),
                         "client {c} GET {i}: {:?} {:?}",
@@ -62,14 +74,15 @@ fn kv_server_200_inputs_from_4_clients_every_answer_right_and_all_agree() -> any
 #[test]
 fn kv_server_over_the_abci_socket_transport_answers_and_validators_agree() -> anyhow::Result<()> {
     let net = Testnet::up_with_abci(2, "socket")?;
+    let acct = net.account("default")?;
     let config = std::fs::read_to_string(net.nodes[0].home.join("config/config.toml"))?;
     assert!(config.contains("abci = \"socket\""), "{config}");
     let port0 = net.nodes[0].rpc_port;
-    let pid = install_and_spawn(port0, "kv_server", &["/kv.log"])?;
+    let pid = install_and_spawn(port0, &acct, "kv_server", &["/kv.log"])?;
     for i in 0..10u64 {
-        let set = send_line(port0, pid, &format!("SET s{i} v{i}"), 50 + 2 * i)?;
+        let set = send_line(port0, &acct, pid, &format!("SET s{i} v{i}"))?;
         anyhow::ensure!(set.code == 0 && set.stdout() == "OK\n", "SET {i}: {set:?}");
-        let get = send_line(port0, pid, &format!("GET s{i}"), 51 + 2 * i)?;
+        let get = send_line(port0, &acct, pid, &format!("GET s{i}"))?;
         anyhow::ensure!(get.stdout() == format!("VALUE v{i}\n"), "GET {i}: {get:?}");
     }
     let top = net.height(0)?;

@@ -225,9 +225,15 @@ fn cometbft_children(parent: i32) -> Vec<i32> {
 /// The kv server on a 4-validator testnet whose cometbfts use `abci` (the
 /// default is gRPC).
 fn replicode_run(abci: &str) -> anyhow::Result<Result_> {
-    let net = Testnet::up_with_abci(4, abci)?;
+    // One funded account per client: each signs its own sequence.
+    let accounts: Vec<String> = (0..clients())
+        .map(|c| format!("bench{c}=1000000000000000"))
+        .collect();
+    let accounts: Vec<&str> = accounts.iter().map(String::as_str).collect();
+    let net = Testnet::up_with(4, abci, &accounts)?;
+    let acct = net.account("default")?;
     let port = net.nodes[0].rpc_port;
-    let pid = install_and_spawn(port, "kv_server", &["/kv.log"])?;
+    let pid = install_and_spawn(port, &acct, "kv_server", &["/kv.log"])?;
     // Every validator must have committed the spawn (its block store reports a
     // height before the app's Commit: wait one more), or its CheckTx refuses the
     // first stdin transactions (unknown pid).
@@ -241,19 +247,20 @@ fn replicode_run(abci: &str) -> anyhow::Result<Result_> {
         cometbft: app.iter().flat_map(|&p| cometbft_children(p)).collect(),
         app,
     };
-    load(&ports, &procs, move |client, i| {
+    let signers: Vec<_> = (0..clients())
+        .map(|c| net.account(&format!("bench{c}")))
+        .collect::<anyhow::Result<_>>()?;
+    load(&ports, &procs, move |client, sequence, i| {
         let data = format!("SET c{client}k{i} v{i}\n").into_bytes();
         // What one SET needs: a block holds max_block_fuel / this many inputs.
-        Tx::new(
-            Body::Stdin(Stdin {
-                pid,
-                data,
-                eof: false,
-            }),
-            (client as u64) << 40 | i,
-        )
-        .with_fuel(400_000)
-        .to_bytes()
+        let tx = Tx::new(Body::Stdin(Stdin {
+            pid,
+            data,
+            eof: false,
+        }))
+        .with_fuel(400_000);
+        let signer = signers[client].lock().unwrap_or_else(|p| p.into_inner());
+        signer.sign_with(tx, sequence).to_bytes()
     })
 }
 
@@ -377,7 +384,7 @@ fn kvstore_run(baseline: Baseline) -> anyhow::Result<Result_> {
         app: apps,
         cometbft: nodes,
     };
-    let r = load(&ports, &procs, |client, i| {
+    let r = load(&ports, &procs, |client, _, i| {
         format!("c{client}k{i}=v{i}").into_bytes()
     })?;
     eprintln!("kvstore run done: {:.0} tx/s", r.tps);
@@ -421,10 +428,19 @@ impl Drop for Nodes {
     }
 }
 
+/// Load threads: `TESTNET_BENCH_CLIENTS`, else [`CLIENTS`].
+fn clients() -> usize {
+    std::env::var("TESTNET_BENCH_CLIENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(CLIENTS)
+}
+
 fn load(
     ports: &[u16],
     procs: &Procs,
-    make: impl Fn(usize, u64) -> Vec<u8> + Send + Sync + 'static,
+    // (client, the client's accepted transactions so far, attempt number)
+    make: impl Fn(usize, u64, u64) -> Vec<u8> + Send + Sync + 'static,
 ) -> anyhow::Result<Result_> {
     let make = Arc::new(make);
     let stop = Arc::new(AtomicBool::new(false));
@@ -435,10 +451,7 @@ fn load(
     let cpu_before = procs.cpu();
     let started = Instant::now();
     let mut workers = Vec::new();
-    let clients = std::env::var("TESTNET_BENCH_CLIENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(CLIENTS);
+    let clients = clients();
     for client in 0..clients {
         let (port, make, stop, counts, failures) = (
             ports[client % ports.len()],
@@ -450,10 +463,11 @@ fn load(
         workers.push(std::thread::spawn(move || -> Vec<f64> {
             let mut latencies = Vec::new();
             let mut i = 0u64;
+            let mut accepted = 0u64;
             while !stop.load(Ordering::SeqCst) {
                 i += 1;
                 let t0 = Instant::now();
-                let (code, hash) = match broadcast_raw(port, &make(client, i)) {
+                let (code, hash) = match broadcast_raw(port, &make(client, accepted, i)) {
                     Ok((code, log, hash)) => {
                         if code != 0 {
                             let kind: String = format!("CheckTx code {code}: {log}")
@@ -478,6 +492,9 @@ fn load(
                     }
                 };
                 counts[usize::from(code != 0)].fetch_add(1, Ordering::Relaxed);
+                if code == 0 {
+                    accepted += 1;
+                }
                 if code != 0 {
                     std::thread::sleep(Duration::from_millis(5));
                     continue;

@@ -7,6 +7,7 @@ use anyhow::Context;
 
 use crate::cometbft;
 use crate::home::{self, Abci, Home, Ports};
+use crate::keyring::{Keyring, DEFAULT_KEY};
 
 #[derive(clap::Args, Debug)]
 pub struct InitArgs {
@@ -35,7 +36,13 @@ pub fn run(args: InitArgs) -> anyhow::Result<ExitCode> {
             args.home.display()
         );
     }
-    let state = home::resolve_template(&args.genesis)?;
+    let mut state = home::resolve_template(&args.genesis)?;
+    let keyring = Keyring::at(&args.home.join("keyring"));
+    home::fund_new_keys(
+        &keyring,
+        &[(DEFAULT_KEY.to_string(), home::DEFAULT_ACCOUNT_FUEL)],
+        &mut state,
+    )?;
     let home_str = args.home.to_str().context("home path is not UTF-8")?;
     cometbft::run(&bin, &["init", "--home", home_str])?;
     let home = Home(args.home.clone());
@@ -47,10 +54,11 @@ pub fn run(args: InitArgs) -> anyhow::Result<ExitCode> {
     };
     home::configure(&home, ports, "", args.fast, args.abci)?;
     println!(
-        "initialized {} (rpc http://127.0.0.1:{}, abci 127.0.0.1:{})",
+        "initialized {} (rpc http://127.0.0.1:{}, abci 127.0.0.1:{}); funded key {DEFAULT_KEY} in {} (use --keyring-dir)",
         args.home.display(),
         ports.rpc,
-        ports.abci
+        ports.abci,
+        keyring.dir().display()
     );
     Ok(ExitCode::SUCCESS)
 }

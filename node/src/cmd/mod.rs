@@ -1,6 +1,7 @@
 //! Subcommands, one module each.
 
 pub mod init;
+pub mod keys;
 pub mod query;
 pub mod run;
 pub mod start;
@@ -24,8 +25,10 @@ pub enum Command {
     /// A local multi-validator network on 127.0.0.1.
     #[command(subcommand)]
     Testnet(testnet::TestnetCommand),
-    /// Submit a syscall-input transaction and print its result.
+    /// Submit a signed syscall-input transaction and print its result.
     Tx(tx::TxArgs),
+    /// Manage the account keys that sign transactions.
+    Keys(keys::KeysArgs),
     /// Read committed state (files with proofs, processes).
     Query(query::QueryArgs),
     /// Compare every validator's app hash at every height.
@@ -40,6 +43,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Start(args) => start::run(args),
         Command::Testnet(command) => testnet::run(command),
         Command::Tx(args) => tx::run(args),
+        Command::Keys(args) => keys::run(args),
         Command::Query(args) => query::run(args),
         Command::Verify(args) => verify::run(args),
     }
@@ -61,11 +65,29 @@ pub struct NodeArgs {
     /// Or: the first validator of this testnet directory.
     #[arg(long)]
     pub testnet: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
 
 impl NodeArgs {
+    /// [`NodeArgs::url`] first, then every other validator of `--testnet`
+    /// (asked when the first does not know a transaction).
+    pub fn urls(&self) -> anyhow::Result<Vec<String>> {
+        let first = self.url()?;
+        let mut urls = vec![first.clone()];
+        if let Some(dir) = &self.testnet {
+            let layout = testnet::Layout::load(dir)?;
+            urls.extend(
+                layout
+                    .nodes
+                    .iter()
+                    .map(|n| n.rpc_url())
+                    .filter(|u| *u != first),
+            );
+        }
+        Ok(urls)
+    }
+
     /// `--node`, else node0 of `--testnet`, else the default local RPC port.
     pub fn url(&self) -> anyhow::Result<String> {
         if let Some(url) = &self.node {

@@ -1,10 +1,15 @@
-//! `replicode query file|proc`: read committed state; `--prove` checks the answer
-//! instead of trusting the node (see [`crate::lightproof`]).
+//! `replicode query file|proc|account`: read committed state; `--prove` checks
+//! the answer instead of trusting the node (see [`crate::lightproof`]).
+//!
+//! All chain state is public: any file, of any account's service, can be read
+//! (and proven) here. Per-account filesystems keep services from touching
+//! each other's files, not from being seen.
 
 use std::io::Write as _;
 use std::process::ExitCode;
 
 use anyhow::bail;
+use replicode_abci::account::Address;
 use replicode_abci::executor::ProcessInfo;
 use replicode_abci::info::paths;
 
@@ -33,6 +38,12 @@ pub enum QueryCommand {
     },
     /// The process list, or one process's status and recent output.
     Proc { pid: Option<u64> },
+    /// An account's next sequence and remaining fuel (ADDRESS, or a key NAME).
+    Account {
+        who: String,
+        #[command(flatten)]
+        keyring: crate::cmd::keys::KeyringArgs,
+    },
 }
 
 pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
@@ -44,6 +55,26 @@ pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
             prove,
         } => file(&rpc, &path, height, prove, args.node.output),
         QueryCommand::Proc { pid } => proc(&rpc, pid, args.node.output),
+        QueryCommand::Account { who, keyring } => {
+            let address = match who.parse::<Address>() {
+                Ok(address) => address,
+                Err(_) => {
+                    keyring
+                        .keyring(args.node.testnet.as_deref())
+                        .get(&who)?
+                        .address
+                }
+            };
+            let account = rpc.account(&address)?;
+            match args.node.output {
+                OutputFormat::Json => println!("{}", serde_json::to_string(&account)?),
+                OutputFormat::Text => println!(
+                    "address: {}\nsequence: {}\nfuel: {}",
+                    account.address, account.sequence, account.fuel
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -131,8 +162,8 @@ fn proc(rpc: &Rpc, pid: Option<u64>, output: OutputFormat) -> anyhow::Result<Exi
         },
         OutputFormat::Text => {
             println!(
-                "{:>5} {:<10} {:>6} {:>14}  PROGRAM",
-                "PID", "STATE", "EXIT", "FUEL"
+                "{:>5} {:<10} {:>6} {:>14} {:<40} {:<7} PROGRAM",
+                "PID", "STATE", "EXIT", "FUEL", "OWNER", "STDIN"
             );
             for p in &procs {
                 let exit = p
@@ -140,11 +171,13 @@ fn proc(rpc: &Rpc, pid: Option<u64>, output: OutputFormat) -> anyhow::Result<Exi
                     .map(|c| c.to_string())
                     .unwrap_or_else(|| "-".into());
                 println!(
-                    "{:>5} {:<10} {:>6} {:>14}  {} {}",
+                    "{:>5} {:<10} {:>6} {:>14} {:<40} {:<7} {} {}",
                     p.pid,
                     p.state,
                     exit,
                     p.fuel_used,
+                    p.owner,
+                    if p.public { "public" } else { "owner" },
                     p.program,
                     p.args.join(" ")
                 );

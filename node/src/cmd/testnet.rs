@@ -20,6 +20,7 @@ use std::os::unix::process::CommandExt;
 use crate::cmd::OutputFormat;
 use crate::cometbft;
 use crate::home::{self, Abci, Home, Ports};
+use crate::keyring::{Keyring, DEFAULT_KEY};
 use crate::procfs::{self, alive};
 use crate::rpc::Rpc;
 
@@ -48,6 +49,11 @@ pub struct UpArgs {
     /// How each cometbft talks to its app.
     #[arg(long, value_enum, default_value_t = Abci::Grpc)]
     pub abci: Abci,
+    /// Also create key NAME in `DIR/keyring` and fund it with FUEL at genesis
+    /// (repeatable). The key `default` is always created, with
+    /// `DEFAULT_ACCOUNT_FUEL`.
+    #[arg(long = "account", value_name = "NAME=FUEL")]
+    pub accounts: Vec<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -136,9 +142,18 @@ fn create(args: &UpArgs) -> anyhow::Result<Layout> {
         bail!("--validators must be at least 1");
     }
     let bin = cometbft::checked_binary()?;
-    let state = home::resolve_template(&args.genesis)?;
+    let mut state = home::resolve_template(&args.genesis)?;
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("cannot create {}", args.dir.display()))?;
+    let mut funded = vec![(DEFAULT_KEY.to_string(), home::DEFAULT_ACCOUNT_FUEL)];
+    for spec in &args.accounts {
+        let (name, fuel) = spec
+            .split_once('=')
+            .and_then(|(n, f)| Some((n.to_string(), f.parse::<u64>().ok()?)))
+            .with_context(|| format!("--account {spec:?} is not NAME=FUEL"))?;
+        funded.push((name, fuel));
+    }
+    home::fund_new_keys(&Keyring::at(&args.dir.join("keyring")), &funded, &mut state)?;
     let dir = args.dir.canonicalize()?;
     let dir_str = dir.to_str().context("testnet dir is not UTF-8")?;
     let n = args.validators.to_string();

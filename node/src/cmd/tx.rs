@@ -1,5 +1,10 @@
-//! `replicode tx install|spawn|stdin|kill`: broadcast, wait for the commit, print
-//! the guest's output and the result code.
+//! `replicode tx install|spawn|stdin|kill`: sign as `--from`, broadcast, wait
+//! for the commit, print the guest's output and the result code.
+//!
+//! The sequence is the account's committed one (or `--sequence`), so a
+//! transaction runs at most once: when the wait times out, every validator
+//! the command knows is asked for it, and the account's sequence says whether
+//! it can still commit. Resending the same bytes is always safe.
 //!
 //! Exit status: 0 when the transaction committed with code 0; 2 when CheckTx
 //! refused it; 3 when it committed with a failure code.
@@ -13,8 +18,10 @@ use replicode_abci::codes::Code;
 use replicode_abci::result::TxOutput;
 use replicode_abci::tx::{Body, EnvVar, Install, Kill, Spawn, Stdin, Tx};
 
+use crate::cmd::keys::KeyringArgs;
 use crate::cmd::{NodeArgs, OutputFormat};
-use crate::rpc::Rpc;
+use crate::keyring::DEFAULT_KEY;
+use crate::rpc::{Included, Rpc};
 
 #[derive(clap::Args, Debug)]
 pub struct TxArgs {
@@ -23,9 +30,15 @@ pub struct TxArgs {
     /// Seconds to wait for the transaction to be committed.
     #[arg(long, default_value_t = 30)]
     pub timeout_secs: u64,
-    /// Envelope nonce (default: derived from the clock, so repeats are distinct).
+    /// The key that signs (and pays): a name in the keyring.
+    #[arg(long, default_value = DEFAULT_KEY)]
+    pub from: String,
+    #[command(flatten)]
+    pub keyring: KeyringArgs,
+    /// Sign with this sequence instead of the account's committed one (to
+    /// queue several transactions before the first commits).
     #[arg(long)]
-    pub nonce: Option<u64>,
+    pub sequence: Option<u64>,
     /// Most fuel the input may burn (its gas_wanted; 0 = the genesis
     /// `fuel_per_tx`). Asking for less lets more transactions share a block,
     /// whose transactions together want at most the genesis `max_block_fuel`.
@@ -39,12 +52,16 @@ pub struct TxArgs {
 pub enum TxCommand {
     /// Install a wasm program at PATH (below /bin/).
     Install { wasm: PathBuf, path: String },
-    /// Spawn a process: PATH [ARGS...] [--env KEY=VALUE]...
+    /// Spawn a process: PATH [ARGS...] [--env KEY=VALUE]... [--public]
     Spawn {
         path: String,
         args: Vec<String>,
         #[arg(long = "env")]
         env: Vec<String>,
+        /// Let any account write to its stdin (a shared service); kill stays
+        /// the owner's.
+        #[arg(long)]
+        public: bool,
     },
     /// Deliver DATA (a trailing newline is added unless --raw) to PID's stdin.
     Stdin {
@@ -62,13 +79,25 @@ pub enum TxCommand {
 
 pub fn run(args: TxArgs) -> anyhow::Result<ExitCode> {
     let body = build_body(args.body)?;
-    let nonce = args.nonce.unwrap_or_else(clock_nonce);
-    let rpc = Rpc::new(&args.node.url()?)?;
-    let report = submit(
-        &rpc,
-        Tx::new(body, nonce).with_fuel(args.fuel),
-        Duration::from_secs(args.timeout_secs),
-    )?;
+    let urls = args.node.urls()?;
+    let rpc = Rpc::new(&urls[0])?;
+    let key = args
+        .keyring
+        .keyring(args.node.testnet.as_deref())
+        .get(&args.from)?;
+    let chain_id = rpc.status()?.chain_id;
+    let sequence = match args.sequence {
+        Some(sequence) => sequence,
+        None => rpc.account(&key.address)?.sequence,
+    };
+    let tx = Tx::new(body)
+        .with_fuel(args.fuel)
+        .sign(&key.signing_key()?, sequence, &chain_id);
+    let others: Vec<Rpc> = urls[1..]
+        .iter()
+        .filter_map(|url| Rpc::new(url).ok())
+        .collect();
+    let report = submit(&rpc, &others, tx, Duration::from_secs(args.timeout_secs))?;
     print_report(&report, args.node.output);
     Ok(ExitCode::from(report.exit_status()))
 }
@@ -80,7 +109,12 @@ fn build_body(command: TxCommand) -> anyhow::Result<Body> {
                 std::fs::read(&wasm).with_context(|| format!("cannot read {}", wasm.display()))?;
             Body::Install(Install { path, wasm: bytes })
         }
-        TxCommand::Spawn { path, args, env } => {
+        TxCommand::Spawn {
+            path,
+            args,
+            env,
+            public,
+        } => {
             let env = env
                 .iter()
                 .map(|kv| {
@@ -92,7 +126,12 @@ fn build_body(command: TxCommand) -> anyhow::Result<Body> {
                         .with_context(|| format!("--env {kv:?} is not KEY=VALUE"))
                 })
                 .collect::<anyhow::Result<_>>()?;
-            Body::Spawn(Spawn { path, args, env })
+            Body::Spawn(Spawn {
+                path,
+                args,
+                env,
+                public,
+            })
         }
         TxCommand::Stdin {
             pid,
@@ -112,15 +151,6 @@ fn build_body(command: TxCommand) -> anyhow::Result<Body> {
         }
         TxCommand::Kill { pid } => Body::Kill(Kill { pid }),
     })
-}
-
-/// The nonce only makes repeated inputs distinct for CometBFT's mempool cache; it
-/// never reaches the state machine, so the clock is fine here.
-fn clock_nonce() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 /// The outcome of one submitted transaction.
@@ -150,8 +180,9 @@ impl Report {
     }
 }
 
-/// Broadcasts and waits for inclusion.
-pub fn submit(rpc: &Rpc, tx: Tx, timeout: Duration) -> anyhow::Result<Report> {
+/// Broadcasts to `rpc` and waits for inclusion; if it does not see the
+/// transaction in time, asks `others` before giving up (see [`not_found`]).
+pub fn submit(rpc: &Rpc, others: &[Rpc], tx: Tx, timeout: Duration) -> anyhow::Result<Report> {
     let (code, log, hash) = rpc.broadcast(tx.to_bytes())?;
     let name = |code: u32| {
         Code::from_value(code)
@@ -172,7 +203,52 @@ pub fn submit(rpc: &Rpc, tx: Tx, timeout: Duration) -> anyhow::Result<Report> {
             exits: vec![],
         });
     }
-    let included = rpc.wait_included(hash, timeout)?;
+    let included = match rpc.wait_included(hash, timeout) {
+        Ok(included) => included,
+        Err(waited) => match others.iter().find_map(|other| other.find_tx(hash)) {
+            Some(included) => included,
+            None => return Err(not_found(rpc, others, &tx, waited)),
+        },
+    };
+    report(hash, included)
+}
+
+/// Why a transaction was not found, in terms a client can act on: whether
+/// its sequence is used (it, or another transaction with that sequence,
+/// committed) or still free (it may commit later; resending the same bytes
+/// is safe, since a sequence is used once).
+fn not_found(rpc: &Rpc, others: &[Rpc], tx: &Tx, waited: anyhow::Error) -> anyhow::Error {
+    let asked = std::iter::once(rpc)
+        .chain(others)
+        .map(|r| r.url.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let Some(address) = tx.signer_address() else {
+        return waited;
+    };
+    let committed = std::iter::once(rpc)
+        .chain(others)
+        .find_map(|r| r.account(&address).ok());
+    let verdict = match committed {
+        Some(account) if account.sequence > tx.sequence => format!(
+            "sequence {} of {address} is used: a transaction with it committed, but none of {asked} has this one indexed",
+            tx.sequence
+        ),
+        Some(account) => format!(
+            "sequence {} of {address} is still unused (the account is at {}): the transaction has not committed; resending the same bytes is safe",
+            tx.sequence, account.sequence
+        ),
+        None => format!("no node of {asked} answered for account {address}"),
+    };
+    waited.context(verdict)
+}
+
+fn report(hash: tendermint::Hash, included: Included) -> anyhow::Result<Report> {
+    let name = |code: u32| {
+        Code::from_value(code)
+            .map(|c| c.name().to_string())
+            .unwrap_or_else(|| format!("cometbft:{code}"))
+    };
     let result = included.result;
     let output = decode_output(&result.data)?;
     Ok(Report {
