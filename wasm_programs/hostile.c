@@ -11,6 +11,8 @@
  *   sleepspin MS          wait up to MS milliseconds for stdin (poll); when the
  *                         timeout, not input, wakes it: spin forever
  *   spin                  spin forever
+ *   read PATH             open(PATH) for reading and print its first line
+ *   write PATH TEXT       open(PATH, O_WRONLY|O_CREAT|O_TRUNC) and write TEXT
  * Output: "ok CMD" (with a result where there is one) or "err CMD: ERRNO" per
  * command. Exit: 0 at end of input.
  *
@@ -18,6 +20,7 @@
  * out of the native builds like the escape probes.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,6 +114,27 @@ int main(void) {
             struct pollfd pfd = {.fd = 0, .events = POLLIN};
             if (poll(&pfd, 1, (int)ms) == 0) {
                 spin();
+            }
+        } else if (strcmp(cmd, "read") == 0) {
+            int fd = open(a, O_RDONLY);
+            if (fd < 0) {
+                printf("err read: %s\n", errname(errno));
+            } else {
+                char buf[128] = {0};
+                ssize_t n = read(fd, buf, sizeof buf - 1);
+                char *nl = strchr(buf, '\n');
+                if (nl) *nl = 0;
+                printf(n < 0 ? "err read: %s\n" : "ok read %s\n", n < 0 ? errname(errno) : buf);
+                close(fd);
+            }
+        } else if (strcmp(cmd, "write") == 0) {
+            int fd = open(a, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            if (fd < 0) {
+                printf("err write: %s\n", errname(errno));
+            } else {
+                ssize_t n = write(fd, b, strlen(b));
+                printf(n < 0 ? "err write: %s\n" : "ok write %s\n", n < 0 ? errname(errno) : a);
+                close(fd);
             }
         } else if (strcmp(cmd, "spin") == 0) {
             fflush(stdout);

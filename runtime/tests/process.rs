@@ -377,6 +377,7 @@ fn spawn_pipeline_feeds_each_stage_from_the_previous_one() {
         module: m.clone(),
         args: vec![name.into()],
         vars: vec![],
+        view: (),
     };
     let (pids, out) = t
         .spawn_pipeline(vec![spec("a"), spec("b"), spec("c")], None, FUEL)

@@ -39,7 +39,7 @@ use std::sync::{Arc, Mutex};
 use merkle_fs::{FsRead, StateRead, Store};
 use replicode_runtime::config::RuntimeConfig;
 use replicode_runtime::engine::GuestEngine;
-use replicode_runtime::process::wasi_host::{WasiEnv, WasiProcess};
+use replicode_runtime::process::wasi_host::{HomeView, WasiEnv, WasiProcess};
 use replicode_runtime::process::{
     InputOutcome, InputStatus, ProcState, ProcessError, ProcessTable, StreamKind, TableLimits,
 };
@@ -157,6 +157,8 @@ impl Machine {
         )));
         env.realtime_base_ns = genesis_time_ns;
         env.seed = seed;
+        // Every process gets its owner's view (see `spawn`); none the whole tree.
+        env.preopens = Vec::new();
         env.fs_limits = Some(guest_fs_limits(&limits));
         let mut machine = Machine {
             table: ProcessTable::new(env.clone(), table_limits(&limits)),
@@ -516,7 +518,13 @@ impl Machine {
         };
         let mut argv = vec![path.to_string()];
         argv.extend_from_slice(args);
-        let result = self.table.spawn(module, &argv, env, None, fuel);
+        // The owner's own filesystem: `/home/<address>` as `/`, `/bin` read-only.
+        let view = HomeView {
+            home: owner.owner.to_string().into_bytes(),
+        };
+        let result = self
+            .table
+            .spawn_with_view(module, &argv, env, Some(view), None, fuel);
         let pid = result.as_ref().map(|(pid, _)| *pid).unwrap_or(0);
         let outcome = self.outcome(pid, result.map(|(_, out)| out))?;
         // A rejected first run rolls the spawn back: no process, no owner.
@@ -626,6 +634,8 @@ impl Executor for Machine {
         )));
         env.realtime_base_ns = ctx.time_unix_nanos;
         env.seed = ctx.seed;
+        // Every process gets its owner's view (see `spawn`); none the whole tree.
+        env.preopens = Vec::new();
         env.fs_limits = Some(guest_fs_limits(&self.limits));
         self.table = ProcessTable::new(env, table_limits(&self.limits));
         self.table.set_entropy_seed(ctx.seed);

@@ -93,9 +93,19 @@ pub trait ProcessHost: Send + Sized + 'static {
     /// Shared, machine-wide context: the filesystem, limits, seeds.
     type Env: Clone + Send + 'static;
 
+    /// What one process sees of the machine, chosen at spawn (e.g. its
+    /// filesystem root); the default is the machine-wide view of `Env`.
+    type View: Clone + Default + Send + 'static;
+
     /// A new process's host state: `args[0]` is the program name. Errors name
-    /// the argument or variable that was refused.
-    fn spawn(env: &Self::Env, args: &[String], vars: &[(String, String)]) -> Result<Self, String>;
+    /// the argument or variable that was refused. Runs inside the spawn's
+    /// savepoint: what it changes in the filesystem is undone if the spawn is.
+    fn spawn(
+        env: &Self::Env,
+        args: &[String],
+        vars: &[(String, String)],
+        view: &Self::View,
+    ) -> Result<Self, String>;
 
     /// Registers the guest's imports (the host is `store.data().host`).
     fn add_to_linker(linker: &mut Linker<StoreData<Self>>) -> wasmtime::Result<()>;

@@ -241,6 +241,8 @@ pub struct SpawnSpec<H: ProcessHost> {
     pub module: Arc<ProcessModule<H>>,
     pub args: Vec<String>,
     pub vars: Vec<(String, String)>,
+    /// What the process sees (its filesystem root, ...).
+    pub view: H::View,
 }
 
 /// Limits enforced by the table on every process.
@@ -435,10 +437,24 @@ impl<H: ProcessHost> ProcessTable<H> {
         stdin_from: Option<Pid>,
         fuel: u64,
     ) -> Result<(Pid, InputOutcome), ProcessError> {
+        self.spawn_with_view(module, args, vars, H::View::default(), stdin_from, fuel)
+    }
+
+    /// [`ProcessTable::spawn`] of a process that sees `view`.
+    pub fn spawn_with_view(
+        &mut self,
+        module: Arc<ProcessModule<H>>,
+        args: &[String],
+        vars: &[(String, String)],
+        view: H::View,
+        stdin_from: Option<Pid>,
+        fuel: u64,
+    ) -> Result<(Pid, InputOutcome), ProcessError> {
         let spec = SpawnSpec {
             module,
             args: args.to_vec(),
             vars: vars.to_vec(),
+            view,
         };
         let (pids, outcome) = self.spawn_pipeline(vec![spec], stdin_from, fuel)?;
         Ok((pids.first().copied().unwrap_or(self.next_pid), outcome))
@@ -490,7 +506,7 @@ impl<H: ProcessHost> ProcessTable<H> {
         let mut txn = Txn::begin(self);
         let mut built = Vec::with_capacity(specs.len());
         for (pid, spec) in (self.next_pid..).zip(specs) {
-            let host = H::spawn(&self.env, &spec.args, &spec.vars)
+            let host = H::spawn(&self.env, &spec.args, &spec.vars, &spec.view)
                 .map_err(ProcessError::Instantiate)
                 .and_then(|mut host| {
                     if let Some(seed) = &self.entropy_seed {

@@ -140,11 +140,14 @@ fn process_seed(env: &WasiEnv, args: &[String]) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// A directory to open at fd 3 on: guest path, inode, base and inheriting rights.
+type PreopenSpec = (Vec<u8>, Ino, u64, u64);
+
 fn build(
     env: &WasiEnv,
     args: &[Vec<u8>],
     vars: &[(Vec<u8>, Vec<u8>)],
-    preopen: bool,
+    preopens: &[PreopenSpec],
     clock: ClockState,
     entropy: EntropyState,
 ) -> Result<WasiProcess, String> {
@@ -166,10 +169,8 @@ fn build(
     for (k, v) in vars {
         b = b.env(k, v);
     }
-    if preopen {
-        for (path, ino) in &env.preopens {
-            b = b.preopen(path, *ino);
-        }
+    for (path, ino, base, inheriting) in preopens {
+        b = b.preopen_with_rights(path, *ino, *base, *inheriting);
     }
     let ctx = b.build().map_err(|e| e.to_string())?;
     Ok(WasiProcess {
@@ -318,10 +319,100 @@ fn decode_fd(r: &mut Reader<'_>) -> Result<(u32, FdEntry), DecodeError> {
     ))
 }
 
+/// A service's own filesystem view: the directory `/home/<home>` of the
+/// machine's tree is its `/` (created at its first spawn), and `/bin` is
+/// open read-only; nothing else is reachable (`..` stops at each preopen,
+/// absolute symlinks are refused, and no right lets a file move or be linked
+/// between the two).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HomeView {
+    /// One path component (the owner's address).
+    pub home: Vec<u8>,
+}
+
+/// Where homes live in the machine's tree.
+pub const HOMES_DIR: &[u8] = b"home";
+/// The programs directory every view sees read-only.
+pub const BIN_DIR: &[u8] = b"bin";
+
+impl HomeView {
+    /// The preopens of this view: its home (created if missing, as `/bin`)
+    /// as `/` with every right, and `/bin` read-only.
+    fn preopens(&self, env: &WasiEnv) -> Result<Vec<PreopenSpec>, String> {
+        use crate::wasi::types::rights;
+        let now = env.realtime_base_ns;
+        let mut fs = env
+            .fs
+            .lock()
+            .map_err(|_| "filesystem lock poisoned".to_string())?;
+        let root = crate::fs::ROOT_INO;
+        let homes = ensure_dir(&mut **fs, root, HOMES_DIR, now)?;
+        let home = ensure_dir(&mut **fs, homes, &self.home, now)?;
+        let bin = ensure_dir(&mut **fs, root, BIN_DIR, now)?;
+        Ok(vec![
+            (b"/".to_vec(), home, rights::DIR, rights::ALL),
+            (
+                b"/bin".to_vec(),
+                bin,
+                rights::DIR_READ_ONLY,
+                rights::DIR_READ_ONLY | rights::FILE_READ_ONLY,
+            ),
+        ])
+    }
+}
+
+/// The directory `name` in `parent`, made if it does not exist.
+fn ensure_dir(
+    fs: &mut dyn crate::fs::FileSystem,
+    parent: Ino,
+    name: &[u8],
+    now_ns: u64,
+) -> Result<Ino, String> {
+    let shown = String::from_utf8_lossy(name).into_owned();
+    let ino = match fs.lookup(parent, name) {
+        Ok(ino) => ino,
+        Err(crate::errno::Errno::Noent) => fs
+            .mkdir(parent, name, now_ns)
+            .map_err(|e| format!("cannot create the view directory {shown:?}: {e:?}"))?,
+        Err(e) => {
+            return Err(format!(
+                "cannot look up the view directory {shown:?}: {e:?}"
+            ))
+        }
+    };
+    match fs.getattr(ino) {
+        Ok(attr) if attr.kind == crate::fs::FileKind::Directory => Ok(ino),
+        Ok(_) => Err(format!("the view directory {shown:?} is not a directory")),
+        Err(e) => Err(format!("cannot stat the view directory {shown:?}: {e:?}")),
+    }
+}
+
 impl ProcessHost for WasiProcess {
     type Env = WasiEnv;
+    /// `None`: the machine-wide `env.preopens`.
+    type View = Option<HomeView>;
 
-    fn spawn(env: &WasiEnv, args: &[String], vars: &[(String, String)]) -> Result<Self, String> {
+    fn spawn(
+        env: &WasiEnv,
+        args: &[String],
+        vars: &[(String, String)],
+        view: &Option<HomeView>,
+    ) -> Result<Self, String> {
+        let preopens = match view {
+            Some(view) => view.preopens(env)?,
+            None => env
+                .preopens
+                .iter()
+                .map(|(path, ino)| {
+                    (
+                        path.clone(),
+                        *ino,
+                        crate::wasi::types::rights::DIR,
+                        crate::wasi::types::rights::ALL,
+                    )
+                })
+                .collect(),
+        };
         let seed = process_seed(env, args);
         let args: Vec<Vec<u8>> = args.iter().map(|a| a.as_bytes().to_vec()).collect();
         let vars: Vec<(Vec<u8>, Vec<u8>)> = vars
@@ -337,7 +428,7 @@ impl ProcessHost for WasiProcess {
             env,
             &args,
             &vars,
-            true,
+            &preopens,
             clock,
             EntropyState {
                 seed,
@@ -521,18 +612,13 @@ impl ProcessHost for WasiProcess {
         let blocked = decode_block(r)?;
         let mut env2 = env.clone();
         env2.max_fds = max_fds.max(3);
-        let mut p = build(
-            &env2,
-            &args,
-            &vars,
-            false,
-            clock,
-            EntropyState { seed, rng },
-        )
-        .map_err(|_| DecodeError::Invalid {
-            what: "process arguments",
-            value: 0,
-        })?;
+        let mut p =
+            build(&env2, &args, &vars, &[], clock, EntropyState { seed, rng }).map_err(|_| {
+                DecodeError::Invalid {
+                    what: "process arguments",
+                    value: 0,
+                }
+            })?;
         p.ctx.fds = table;
         p.ctx.blocked = blocked;
         p.stdin.push(&pending);

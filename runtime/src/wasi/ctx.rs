@@ -168,12 +168,20 @@ impl WasiCtx {
     }
 }
 
+/// A directory a process finds open from its start (fd 3 on).
+struct Preopen {
+    guest_path: Vec<u8>,
+    ino: Ino,
+    base: u64,
+    inheriting: u64,
+}
+
 /// Builds a [`WasiCtx`].
 pub struct WasiCtxBuilder {
     fs: SharedFs,
     args: Vec<Vec<u8>>,
     env: Vec<(Vec<u8>, Vec<u8>)>,
-    preopens: Vec<(Vec<u8>, Ino)>,
+    preopens: Vec<Preopen>,
     stdin: Option<Pipe>,
     stdout: Option<Box<dyn OutputSink>>,
     stderr: Option<Box<dyn OutputSink>>,
@@ -222,9 +230,28 @@ impl WasiCtxBuilder {
         self
     }
 
-    /// Preopens directory `dir_ino` under `guest_path` (e.g. "/" or "/data").
-    pub fn preopen(mut self, guest_path: impl AsRef<[u8]>, dir_ino: Ino) -> Self {
-        self.preopens.push((guest_path.as_ref().to_vec(), dir_ino));
+    /// Preopens directory `dir_ino` under `guest_path` (e.g. "/" or "/data")
+    /// with every right.
+    pub fn preopen(self, guest_path: impl AsRef<[u8]>, dir_ino: Ino) -> Self {
+        self.preopen_with_rights(guest_path, dir_ino, rights::DIR, rights::ALL)
+    }
+
+    /// Preopens `dir_ino` under `guest_path` with the given rights: `base`
+    /// on the directory fd, `inheriting` the most any fd opened through it
+    /// may have (rights only ever shrink).
+    pub fn preopen_with_rights(
+        mut self,
+        guest_path: impl AsRef<[u8]>,
+        dir_ino: Ino,
+        base: u64,
+        inheriting: u64,
+    ) -> Self {
+        self.preopens.push(Preopen {
+            guest_path: guest_path.as_ref().to_vec(),
+            ino: dir_ino,
+            base,
+            inheriting,
+        });
         self
     }
 
@@ -311,7 +338,8 @@ impl WasiCtxBuilder {
         fds.put(2, stream(FdKind::Sink { sink: 1 }, rights::STREAM_OUT));
         {
             let mut fs = self.fs.lock().map_err(|_| WasiCtxError::Poisoned)?;
-            for (i, (path, ino)) in self.preopens.iter().enumerate() {
+            for (i, preopen) in self.preopens.iter().enumerate() {
+                let (path, ino) = (&preopen.guest_path, &preopen.ino);
                 let bad = |errno| WasiCtxError::Preopen {
                     guest_path: String::from_utf8_lossy(path).into_owned(),
                     ino: *ino,
@@ -328,8 +356,8 @@ impl WasiCtxBuilder {
                         ino: *ino,
                         preopen: Some(path.clone()),
                     },
-                    rights_base: rights::DIR,
-                    rights_inheriting: rights::ALL,
+                    rights_base: preopen.base,
+                    rights_inheriting: preopen.inheriting,
                     flags: 0,
                 };
                 fds.put(3 + i as u32, entry);

@@ -53,7 +53,14 @@ pub(crate) fn path_open(
     slice(mem, out, 4)?;
     ctx.fds.check_room()?;
     let follow = a.dirflags & lookupflags::SYMLINK_FOLLOW != 0;
-    let can_create = ctx.fds.get(fd)?.rights_base & rights::PATH_CREATE_FILE != 0;
+    let dir_rights = ctx.fds.get(fd)?.rights_base;
+    let can_create = dir_rights & rights::PATH_CREATE_FILE != 0;
+    // Truncating changes the file whatever the access mode asked for, so it
+    // needs the directory's right to change sizes (a read-only directory
+    // lacks it), as wasmtime's preview1 requires.
+    if a.oflags & oflags::TRUNC != 0 && dir_rights & rights::PATH_FILESTAT_SET_SIZE == 0 {
+        return Err(Errno::Notcapable);
+    }
     let now = ctx.now_ns();
     let (ino, kind) = {
         let mut fs = ctx.fs()?;

@@ -120,6 +120,28 @@ pub mod rights {
         | FD_FILESTAT_SET_TIMES
         | POLL_FD_READWRITE;
 
+    /// A read-only directory (e.g. `/bin` in a service's view): open,
+    /// list, stat and read links; no creating, removing, renaming, linking,
+    /// truncating or timestamping, on it or anything opened through it.
+    pub const DIR_READ_ONLY: u64 = PATH_OPEN
+        | FD_READDIR
+        | PATH_READLINK
+        | PATH_FILESTAT_GET
+        | FD_FILESTAT_GET
+        | FD_FDSTAT_SET_FLAGS
+        | FD_SYNC
+        | FD_ADVISE;
+
+    /// A regular file opened for reading only.
+    pub const FILE_READ_ONLY: u64 = FD_READ
+        | FD_SEEK
+        | FD_TELL
+        | FD_ADVISE
+        | FD_FILESTAT_GET
+        | FD_FDSTAT_SET_FLAGS
+        | FD_SYNC
+        | POLL_FD_READWRITE;
+
     /// Rights meaningful on a directory.
     pub const DIR: u64 = FD_FDSTAT_SET_FLAGS
         | FD_SYNC

@@ -262,8 +262,14 @@ fn add_imports<T: 'static>(
 
 impl ProcessHost for TestHost {
     type Env = SharedFs;
+    type View = ();
 
-    fn spawn(env: &SharedFs, _args: &[String], _vars: &[(String, String)]) -> Result<Self, String> {
+    fn spawn(
+        env: &SharedFs,
+        _args: &[String],
+        _vars: &[(String, String)],
+        _view: &(),
+    ) -> Result<Self, String> {
         Ok(TestHost {
             fs: env.clone(),
             stdin: VecDeque::new(),

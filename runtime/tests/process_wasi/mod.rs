@@ -143,11 +143,13 @@ fn producer_consumer_pipeline_loses_nothing() {
             module: pm,
             args: vec!["producer".into(), "50".into(), "100".into()],
             vars: vec![],
+            view: None,
         },
         SpawnSpec {
             module: cm,
             args: vec!["consumer".into(), "-q".into()],
             vars: vec![],
+            view: None,
         },
     ];
     let (pids, out) = t.spawn_pipeline(specs, None, FUEL).expect("pipeline");
@@ -527,4 +529,75 @@ fn a_block_seed_rekeys_processes_lazily_and_their_draws_are_unchanged() {
     assert_eq!(draw(&mut t, 1), expected_draw(s2, 1, 0));
     assert_eq!(draw(&mut t, 3), expected_draw(s2, 3, 0));
     store.persist(&mut t, "end of block 2");
+}
+
+/// Issue 12: a process spawned with a [`HomeView`] sees `/home/<name>` as its
+/// `/` and `/bin` read-only. Another home is out of reach by every path; the
+/// escape probe (`..`, absolute paths, symlinks through every path call) is
+/// refused inside the home as it is inside any preopen.
+#[test]
+fn a_home_view_confines_a_process_to_its_home_and_a_read_only_bin() {
+    use replicode_runtime::process::wasi_host::HomeView;
+    let env = wasi_env();
+    {
+        let mut fs = env.fs.lock().expect("fs");
+        let homes = fs.mkdir(ROOT_INO, b"home", 0).expect("mkdir /home");
+        let alice = fs.mkdir(homes, b"alice", 0).expect("mkdir alice");
+        let secret = fs.create_file(alice, b"secret", 0).expect("secret");
+        fs.write(secret, 0, b"alice's\n", 0).expect("write");
+        let bin = fs.mkdir(ROOT_INO, b"bin", 0).expect("mkdir /bin");
+        let prog = fs.create_file(bin, b"prog", 0).expect("prog");
+        fs.write(prog, 0, b"program\n", 0).expect("write");
+    }
+    let view = Some(HomeView {
+        home: b"bob".to_vec(),
+    });
+    let engine = engine();
+    let mut t = ProcessTable::new(env, TableLimits::default());
+    let hostile = prepared(&engine, &guest("hostile"));
+    let (pid, out) = t
+        .spawn_with_view(hostile, &["hostile".into()], &[], view.clone(), None, FUEL)
+        .expect("spawn");
+    assert_eq!(out.status, InputStatus::Ok);
+    let mut ask = |line: &str| {
+        let out = t
+            .deliver_stdin(pid, format!("{line}\n").as_bytes(), false, FUEL)
+            .expect("deliver");
+        text(&out, pid)
+    };
+    for path in [
+        "../alice/secret",
+        "/../alice/secret",
+        "../../home/alice/secret",
+        "/home/alice/secret",
+        "/secret",
+    ] {
+        let got = ask(&format!("read {path}"));
+        assert!(got.starts_with("err read"), "{path}: {got:?}");
+    }
+    assert_eq!(ask("read /bin/prog"), "ok read program\n");
+    for line in [
+        "write /bin/prog x",
+        "write /bin/new x",
+        "symlink prog /bin/link",
+    ] {
+        let got = ask(line);
+        assert!(got.starts_with("err"), "{line}: {got:?}");
+    }
+    assert_eq!(ask("write /notes hi"), "ok write /notes\n");
+    assert_eq!(ask("read /notes"), "ok read hi\n");
+    let probe = prepared(&engine, &guest("escape_dotdot"));
+    let (probe_pid, out) = t
+        .spawn_with_view(
+            probe,
+            &["escape_dotdot".into(), "/".into()],
+            &[],
+            view,
+            None,
+            FUEL,
+        )
+        .expect("spawn the probe");
+    let report = text(&out, probe_pid);
+    assert!(!report.contains("ALLOWED"), "{report}");
+    assert_eq!(out.exits, vec![(probe_pid, 0)], "{report}");
 }
