@@ -244,6 +244,7 @@ impl<E: Executor> Core<E> {
                 eof: s.eof,
             },
             Body::Kill(k) => Input::Kill { pid: k.pid },
+            Body::Uninstall(u) => Input::Uninstall { path: &u.path },
         };
         let outcome = self.exec.execute(&input, &caller, fuel)?;
         Ok(executed(tx.kind(), outcome, fuel))

@@ -52,6 +52,9 @@ pub enum Input<'a> {
     Kill {
         pid: u64,
     },
+    Uninstall {
+        path: &'a str,
+    },
 }
 
 /// How an input ended.

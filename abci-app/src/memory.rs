@@ -232,6 +232,10 @@ impl Executor for MemoryExecutor {
                     ..ok(*pid)
                 }
             }
+            Input::Uninstall { path } => match w.files.remove(*path) {
+                Some(_) => ok(0),
+                None => refuse(0, Code::ProgramNotFound, format!("{path} is not installed")),
+            },
             Input::Kill { pid } => {
                 let Some(p) = w.procs.get_mut(pid) else {
                     return Ok(refuse(*pid, Code::UnknownPid, format!("no process {pid}")));

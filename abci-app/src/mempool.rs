@@ -129,7 +129,7 @@ impl Mempool {
             }
             // Whether the program exists is decided at execution: an install of it
             // may be ahead in the same block.
-            Body::Spawn(_) => {}
+            Body::Spawn(_) | Body::Uninstall(_) => {}
         }
         // One lock for read-admit-write, so two concurrent checks cannot both
         // take the same sequence.

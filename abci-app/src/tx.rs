@@ -30,7 +30,7 @@ pub const SIGN_DOMAIN: &[u8] = b"replicode/tx/v2\0";
 pub struct Tx {
     #[prost(uint32, tag = "1")]
     pub version: u32,
-    #[prost(oneof = "Body", tags = "2, 3, 4, 5")]
+    #[prost(oneof = "Body", tags = "2, 3, 4, 5, 6")]
     pub body: Option<Body>,
     /// The most fuel this input may burn (its `gas_wanted`); 0 means the
     /// genesis `fuel_per_tx`. A block's transactions together may want at most
@@ -60,6 +60,16 @@ pub enum Body {
     Stdin(Stdin),
     #[prost(message, tag = "5")]
     Kill(Kill),
+    #[prost(message, tag = "6")]
+    Uninstall(Uninstall),
+}
+
+/// Remove the program installed at `path` (its owner only). Running
+/// processes of it keep running.
+#[derive(Clone, PartialEq, Message)]
+pub struct Uninstall {
+    #[prost(string, tag = "1")]
+    pub path: String,
 }
 
 /// Write a wasm program to `path` (below `/bin/`).
@@ -195,13 +205,14 @@ impl Tx {
 }
 
 impl Body {
-    /// `install`, `spawn`, `stdin` or `kill`.
+    /// `install`, `spawn`, `stdin`, `kill` or `uninstall`.
     pub fn kind(&self) -> &'static str {
         match self {
             Body::Install(_) => "install",
             Body::Spawn(_) => "spawn",
             Body::Stdin(_) => "stdin",
             Body::Kill(_) => "kill",
+            Body::Uninstall(_) => "uninstall",
         }
     }
 }
@@ -245,7 +256,7 @@ pub fn decode(bytes: &[u8]) -> Result<(Tx, Body), Refusal> {
     let body = tx.body.clone().ok_or_else(|| {
         Refusal::new(
             Code::InvalidField,
-            "Tx has no body (install, spawn, stdin or kill)",
+            "Tx has no body (install, spawn, stdin, kill or uninstall)",
         )
     })?;
     check_body(&body)?;
@@ -406,6 +417,7 @@ fn check_body(body: &Body) -> Result<(), Refusal> {
             check_pid("stdin.pid", stdin.pid)
         }
         Body::Kill(kill) => check_pid("kill.pid", kill.pid),
+        Body::Uninstall(uninstall) => check_path("uninstall.path", &uninstall.path),
     }
 }
 
@@ -520,6 +532,9 @@ mod tests {
                 eof: true,
             }),
             Body::Kill(Kill { pid: 3 }),
+            Body::Uninstall(Uninstall {
+                path: "/bin/kv".into(),
+            }),
         ];
         for body in bodies {
             let tx = Tx::new(body.clone()).sign(&key(1), 5, "chain");

@@ -13,6 +13,10 @@
 //! mempool accepts for SECONDS; throughput = committed txs / elapsed block time;
 //! latency = broadcast → visible in `/tx`, sampled on one client. The CPU column
 //! sums user + system time of the app and cometbft processes during the load.
+//! `TESTNET_BENCH_FLOOD=1` adds a row with the same honest load while FLOODERS
+//! more threads broadcast validly signed inputs from keys genesis never funded
+//! (refused at CheckTx, `insufficient_fuel`): what such a flood takes from
+//! honest traffic.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -30,6 +34,8 @@ use replicode_e2e::{broadcast_raw, install_and_spawn, rpc_get, wait_tx, Testnet}
 /// measurement in which CometBFT's socket client dominates.
 const CLIENTS: usize = 32;
 const SECONDS: u64 = 20;
+/// Threads of the unfunded flood (`TESTNET_BENCH_FLOOD=1`).
+const FLOODERS: usize = 4;
 
 fn main() -> anyhow::Result<()> {
     // `TESTNET_BENCH_ONLY=replicode` skips the baselines, `=baselines` skips
@@ -79,9 +85,22 @@ fn main() -> anyhow::Result<()> {
         rows.push(("replicode kv_server (socket)", replicode_run("socket")?));
     }
     rows.push(("replicode kv_server (grpc)", replicode_run("grpc")?));
+    if std::env::var("TESTNET_BENCH_FLOOD").as_deref() == Ok("1") {
+        rows.push((
+            "replicode kv_server (grpc) + unfunded flood",
+            replicode_run_with("grpc", FLOODERS)?,
+        ));
+    }
     print_table(&rows);
-    let rc = &rows[rows.len() - 1].1;
-    for (name, r) in &rows[..rows.len() - 1] {
+    let rc = &rows
+        .iter()
+        .rfind(|(name, _)| *name == "replicode kv_server (grpc)")
+        .map(|(_, r)| r.clone())
+        .unwrap_or_else(|| rows[rows.len() - 1].1.clone());
+    for (name, r) in rows
+        .iter()
+        .filter(|(n, _)| !n.starts_with("replicode kv_server (grpc)"))
+    {
         println!(
             "ratio replicode / {name} throughput: {:.2}",
             rc.tps / r.tps.max(1e-9)
@@ -153,7 +172,7 @@ enum Transport {
     Grpc,
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Result_ {
     tps: f64,
     p50_ms: f64,
@@ -225,6 +244,12 @@ fn cometbft_children(parent: i32) -> Vec<i32> {
 /// The kv server on a 4-validator testnet whose cometbfts use `abci` (the
 /// default is gRPC).
 fn replicode_run(abci: &str) -> anyhow::Result<Result_> {
+    replicode_run_with(abci, 0)
+}
+
+/// [`replicode_run`] while `flooders` threads broadcast signed inputs from
+/// unfunded keys to every validator, as fast as CheckTx refuses them.
+fn replicode_run_with(abci: &str, flooders: usize) -> anyhow::Result<Result_> {
     // One funded account per client: each signs its own sequence.
     let accounts: Vec<String> = (0..clients())
         .map(|c| format!("bench{c}=1000000000000000"))
@@ -250,7 +275,38 @@ fn replicode_run(abci: &str) -> anyhow::Result<Result_> {
     let signers: Vec<_> = (0..clients())
         .map(|c| net.account(&format!("bench{c}")))
         .collect::<anyhow::Result<_>>()?;
-    load(&ports, &procs, move |client, sequence, i| {
+    let stop_flood = Arc::new(AtomicBool::new(false));
+    let flood_refused = Arc::new(AtomicU64::new(0));
+    let chain_id = net.chain_id()?;
+    let flood: Vec<_> = (0..flooders)
+        .map(|f| {
+            let (stop, refused, ports, chain_id) = (
+                stop_flood.clone(),
+                flood_refused.clone(),
+                ports.clone(),
+                chain_id.clone(),
+            );
+            std::thread::spawn(move || {
+                let mut key = replicode_abci::account::Signer::from_seed(200 + f as u8, &chain_id);
+                let mut i = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    i += 1;
+                    key.sequence = 0;
+                    let tx = key.sign_bytes(Tx::new(Body::Stdin(Stdin {
+                        pid,
+                        data: format!("SET flood{f}_{i} x\n").into_bytes(),
+                        eof: false,
+                    })));
+                    if let Ok((code, _, _)) = broadcast_raw(ports[i as usize % ports.len()], &tx) {
+                        if code == replicode_abci::codes::Code::InsufficientFuel.value() {
+                            refused.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let result = load(&ports, &procs, move |client, sequence, i| {
         let data = format!("SET c{client}k{i} v{i}\n").into_bytes();
         // What one SET needs: a block holds max_block_fuel / this many inputs.
         let tx = Tx::new(Body::Stdin(Stdin {
@@ -261,7 +317,18 @@ fn replicode_run(abci: &str) -> anyhow::Result<Result_> {
         .with_fuel(400_000);
         let signer = signers[client].lock().unwrap_or_else(|p| p.into_inner());
         signer.sign_with(tx, sequence).to_bytes()
-    })
+    });
+    stop_flood.store(true, Ordering::SeqCst);
+    for thread in flood {
+        let _ = thread.join();
+    }
+    if flooders > 0 {
+        eprintln!(
+            "unfunded flood: {} signed inputs refused with insufficient_fuel",
+            flood_refused.load(Ordering::Relaxed)
+        );
+    }
+    result
 }
 
 fn kvstore_run(baseline: Baseline) -> anyhow::Result<Result_> {

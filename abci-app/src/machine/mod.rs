@@ -538,6 +538,47 @@ impl Machine {
         Ok(outcome)
     }
 
+    /// Removes the program installed at `path` (its owner only): the install
+    /// record and the `/bin` file. Processes running it keep their module,
+    /// which is collected once none refers to it.
+    fn uninstall(&mut self, path: &str, caller: &Address) -> Result<Outcome, ExecError> {
+        let Some(owner) = self.programs.owner(path) else {
+            return Ok(refused(
+                0,
+                Code::ProgramNotFound,
+                format!("{path} is not an installed program"),
+            ));
+        };
+        if owner != *caller {
+            return Ok(refused(
+                0,
+                Code::Unauthorized,
+                format!(
+                    "{path} was installed by {}; account {caller} may not remove it",
+                    owner.owner_name()
+                ),
+            ));
+        }
+        let now = self.now_ns();
+        self.ws_do("uninstall", |ws| {
+            ws.delete_meta(&keys::program(path));
+            // The file is gone already if the chain removed it some other way
+            // (genesis files are not programs); only storage failures matter.
+            match remove_path(ws, path, now) {
+                Err(e) if e.is_host_failure() => Err(e),
+                _ => Ok(()),
+            }
+        })?;
+        self.programs.remove(path);
+        Ok(Outcome {
+            status: Status::Ok,
+            pid: 0,
+            writes: vec![],
+            exits: vec![],
+            fuel_used: 0,
+        })
+    }
+
     /// Deletes the records of modules nothing refers to any more: no install
     /// record and no process still in the table (an ended process counts until
     /// it is reaped, since a restart resolves the module of every entry).
@@ -584,6 +625,7 @@ impl Machine {
                 let result = self.table.deliver_stdin(*pid, data, *eof, fuel);
                 self.outcome(*pid, result)
             }
+            Input::Uninstall { path } => self.uninstall(path, caller),
             Input::Kill { pid } => {
                 if let Err((code, reason)) = self.owners.check(*pid, caller, Access::Kill) {
                     return Ok(refused(*pid, code, reason));
@@ -986,6 +1028,27 @@ fn write_path(
         off += n;
     }
     Ok(())
+}
+
+/// Unlinks the file at absolute `path` (no symlinks followed).
+fn remove_path(
+    ws: &mut merkle_fs::WorkingSet,
+    path: &str,
+    now_ns: u64,
+) -> Result<(), merkle_fs::Error> {
+    let parts: Vec<&[u8]> = path
+        .as_bytes()
+        .split(|b| *b == b'/')
+        .filter(|c| !c.is_empty())
+        .collect();
+    let Some((name, dirs)) = parts.split_last() else {
+        return Err(merkle_fs::Error::Invalid(format!("{path} names no file")));
+    };
+    let mut dir = merkle_fs::ROOT_INO;
+    for d in dirs {
+        dir = ws.lookup(dir, d)?;
+    }
+    ws.unlink(dir, name, now_ns)
 }
 
 /// Module validation for CheckTx and FinalizeBlock: the runtime's own checks.

@@ -126,6 +126,13 @@ impl Programs {
         self.owners.insert(path.to_string(), owner);
     }
 
+    /// Forgets the install record of `path` (its module stays loaded until
+    /// nothing refers to it: see [`Programs::collect_garbage`]).
+    pub fn remove(&mut self, path: &str) {
+        self.by_path.remove(path);
+        self.owners.remove(path);
+    }
+
     /// Who installed `path`, if it is installed.
     pub fn owner(&self, path: &str) -> Option<Address> {
         self.owners.get(path).copied()

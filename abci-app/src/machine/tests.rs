@@ -41,8 +41,9 @@ fn open(dir: &Path) -> Core<Machine> {
 
 fn app_state(motd: &str) -> Vec<u8> {
     format!(
-        r#"{{"limits":{{"fuel_per_tx":1000000,"memory_bytes":1048576,"storage_quota_bytes":1048576,"max_processes":4}},"files":[{{"path":"/etc/motd","text":"{motd}"}}],"accounts":[{{"address":"{}","fuel":{FUNDS}}}]}}"#,
-        signer(0).address()
+        r#"{{"limits":{{"fuel_per_tx":1000000,"memory_bytes":1048576,"storage_quota_bytes":1048576,"max_processes":4}},"files":[{{"path":"/etc/motd","text":"{motd}"}}],"accounts":[{{"address":"{}","fuel":{FUNDS}}},{{"address":"{}","fuel":{FUNDS}}}]}}"#,
+        signer(0).address(),
+        Signer::from_seed(2, "test").address()
     )
     .into_bytes()
 }
@@ -752,4 +753,83 @@ fn unbounded_recursion_on_the_consensus_thread_is_a_trap_not_a_crash() {
     // (The process path reports the logical limit as the counter's
     // `unreachable`; only `replicode run` names it a stack overflow.)
     assert_eq!(results[1].code, Code::Trap.value(), "{}", results[1].log);
+}
+
+/// Issue 12: the signer of an install owns the program, the signer of a spawn
+/// the process; other accounts get `unauthorized` and change nothing but their
+/// own sequence and fuel.
+#[test]
+fn programs_and_processes_belong_to_their_signers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut core = open(dir.path());
+    init(&mut core, "hello");
+    let mut alice = signer(0);
+    let mut bob = Signer::from_seed(2, "test");
+    let install_as = |s: &mut Signer, wasm: &[u8]| {
+        s.sign_bytes(Tx::new(Body::Install(Install {
+            path: "/bin/a".into(),
+            wasm: wasm.to_vec(),
+        })))
+    };
+    let uninstall_as = |s: &mut Signer| {
+        s.sign_bytes(Tx::new(Body::Uninstall(crate::tx::Uninstall {
+            path: "/bin/a".into(),
+        })))
+    };
+    let mut other = TINY_WASM.to_vec();
+    other.extend_from_slice(&[0x00, 0x02, 0x01, b'b']);
+    let installed = install_as(&mut alice, TINY_WASM);
+    let spawn = alice.sign_bytes(Tx::new(Body::Spawn(Spawn {
+        path: "/bin/a".into(),
+        args: vec![],
+        env: Vec::new(),
+        public: true,
+    })));
+    let txs = vec![
+        installed,
+        spawn,
+        install_as(&mut bob, &other),
+        uninstall_as(&mut bob),
+        bob.sign_bytes(Tx::new(Body::Kill(crate::tx::Kill { pid: 1 }))),
+    ];
+    let (results, _) = finalize_results(&mut core, 1, txs);
+    let codes: Vec<u32> = results.iter().map(|r| r.code).collect();
+    let unauthorized = Code::Unauthorized.value();
+    assert_eq!(
+        codes,
+        vec![0, 0, unauthorized, unauthorized, unauthorized],
+        "{results:?}"
+    );
+    assert!(
+        results[2].log.contains(&alice.address().to_string()),
+        "{}",
+        results[2].log
+    );
+    core.commit().expect("commit");
+    let read = |core: &Core<Machine>| {
+        core.exec
+            .reader()
+            .read_file("/bin/a", None, false)
+            .expect("read")
+            .contents
+    };
+    assert_eq!(
+        read(&core).as_deref(),
+        Some(TINY_WASM),
+        "bob replaced nothing"
+    );
+    // The owner removes it; then the path is free for anyone.
+    let (results, _) = finalize_results(
+        &mut core,
+        2,
+        vec![uninstall_as(&mut alice), install_as(&mut bob, &other)],
+    );
+    assert!(results.iter().all(|r| r.code == 0), "{results:?}");
+    core.commit().expect("commit");
+    assert_eq!(read(&core).as_deref(), Some(&other[..]));
+    drop(core);
+    // A restart reads the owners back: alice may not replace bob's program.
+    let mut core = open(dir.path());
+    let (results, _) = finalize_results(&mut core, 3, vec![install_as(&mut alice, TINY_WASM)]);
+    assert_eq!(results[0].code, unauthorized, "{}", results[0].log);
 }

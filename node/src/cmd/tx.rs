@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::Context;
 use replicode_abci::codes::Code;
 use replicode_abci::result::TxOutput;
-use replicode_abci::tx::{Body, EnvVar, Install, Kill, Spawn, Stdin, Tx};
+use replicode_abci::tx::{Body, EnvVar, Install, Kill, Spawn, Stdin, Tx, Uninstall};
 
 use crate::cmd::keys::KeyringArgs;
 use crate::cmd::{NodeArgs, OutputFormat};
@@ -73,8 +73,10 @@ pub enum TxCommand {
         #[arg(long)]
         raw: bool,
     },
-    /// Kill PID.
+    /// Kill PID (its owner only).
     Kill { pid: u64 },
+    /// Remove the program installed at PATH (its owner only).
+    Uninstall { path: String },
 }
 
 pub fn run(args: TxArgs) -> anyhow::Result<ExitCode> {
@@ -150,6 +152,7 @@ fn build_body(command: TxCommand) -> anyhow::Result<Body> {
             })
         }
         TxCommand::Kill { pid } => Body::Kill(Kill { pid }),
+        TxCommand::Uninstall { path } => Body::Uninstall(Uninstall { path }),
     })
 }
 
