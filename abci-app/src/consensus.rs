@@ -216,7 +216,11 @@ impl<E: Executor> Core<E> {
             if let Err(reason) = self.validator.validate(&install.wasm) {
                 let refusal =
                     Refusal::new(Code::InvalidProgram, format!("{}: {reason}", install.path));
-                return Ok(refused(&refusal, "install"));
+                // Paid for: the result says what it cost.
+                return Ok(ExecTxResult {
+                    gas_wanted: i64::try_from(fuel).unwrap_or(i64::MAX),
+                    ..refused(&refusal, "install")
+                });
             }
         }
         let env: Vec<(String, String)> = match &body {
