@@ -126,10 +126,17 @@ impl<E: Executor> Core<E> {
         }
         let ctx = block_context(req.height, req.time.as_ref(), &req.hash);
         self.exec.begin_block(&ctx)?;
+        let decoded: Vec<Result<(tx::Tx, Body), Refusal>> =
+            req.txs.iter().map(|bytes| tx::decode(bytes)).collect();
+        let signed: Vec<Option<&tx::Tx>> = decoded
+            .iter()
+            .map(|d| d.as_ref().ok().map(|(tx, _)| tx))
+            .collect();
+        let signers = tx::authenticate_all(&signed, &self.chain_id);
         let mut tx_results = Vec::with_capacity(req.txs.len());
         let mut block_fuel = 0u64;
-        for bytes in &req.txs {
-            tx_results.push(self.deliver(bytes, &mut block_fuel)?);
+        for (decoded, signer) in decoded.into_iter().zip(signers) {
+            tx_results.push(self.deliver(decoded, signer, &mut block_fuel)?);
         }
         let dropped = fit_results(&mut tx_results, MAX_BLOCK_RESULTS_BYTES);
         if dropped > 0 {
@@ -180,12 +187,24 @@ impl<E: Executor> Core<E> {
     /// must hold the fuel the transaction wants. Past that point the sequence
     /// is used and the fuel spent, whatever the input's outcome — so no
     /// transaction runs twice, and none runs unpaid.
-    fn deliver(&mut self, bytes: &[u8], block_fuel: &mut u64) -> Result<ExecTxResult, AppError> {
-        let (tx, body) = match tx::decode(bytes) {
+    ///
+    /// `decoded` is [`tx::decode`] of the transaction's bytes and `signer`
+    /// its [`tx::authenticate_all`] answer (the block's signatures are checked
+    /// together).
+    fn deliver(
+        &mut self,
+        decoded: Result<(tx::Tx, Body), Refusal>,
+        signer: Option<Result<Address, Refusal>>,
+        block_fuel: &mut u64,
+    ) -> Result<ExecTxResult, AppError> {
+        let (tx, body) = match decoded {
             Ok(decoded) => decoded,
             Err(refusal) => return Ok(refused(&refusal, "invalid")),
         };
-        let caller = match tx::authenticate(&tx, &self.chain_id) {
+        // Every decoded transaction has its answer; `None` cannot happen,
+        // and would only mean checking it alone.
+        let signer = signer.unwrap_or_else(|| tx::authenticate(&tx, &self.chain_id));
+        let caller = match signer {
             Ok(address) => address,
             Err(refusal) => return Ok(refused(&refusal, tx.kind())),
         };
