@@ -11,13 +11,14 @@
 
 use std::time::Instant;
 
+use ed25519_consensus::SigningKey;
 use prost::bytes::Bytes;
 use replicode_abci::account::Signer;
 use replicode_abci::consensus::Core;
 use replicode_abci::genesis::Limits;
 use replicode_abci::machine::Machine;
 use replicode_abci::mempool::SharedView;
-use replicode_abci::tx::{Body, Install, Spawn, Stdin, Tx};
+use replicode_abci::tx::{Body, Install, Kill, Spawn, Stdin, Tx};
 use tendermint_proto::google::protobuf::Timestamp;
 use tendermint_proto::v0_38::abci::{RequestFinalizeBlock, RequestInitChain};
 
@@ -264,6 +265,36 @@ fn main() -> Result<(), Error> {
     report("spawn with 15 x 4 KiB args", &chain.block(spawns, 1)?);
     let empty = chain.block(vec![], 1)?;
     report("empty block after them", &empty);
+
+    // Signatures: the most transactions a block may hold, each checked before
+    // anything runs. Only a faulty proposer includes bad ones (CheckTx refuses
+    // them): every batch fails and each signature is checked alone. Keys
+    // without fuel sign validly (one batch) and are refused by their account.
+    let most = replicode_abci::limits::MAX_BLOCK_TXS;
+    let mut chain = Chain::new()?;
+    let bad = (0..most as u64)
+        .map(|n| {
+            let mut tx = Tx::new(Body::Kill(Kill { pid: 1 + n })).sign(
+                &SigningKey::from([9; 32]),
+                0,
+                "bench",
+            );
+            tx.signature[0] ^= 1;
+            tx.to_bytes()
+        })
+        .collect();
+    report("8192 txs with bad signatures", &chain.block(bad, 1)?);
+    let unfunded = (0..most as u64)
+        .map(|n| {
+            Tx::new(Body::Kill(Kill { pid: 1 + n }))
+                .sign(&SigningKey::from([9; 32]), 0, "bench")
+                .to_bytes()
+        })
+        .collect();
+    report(
+        "8192 txs signed by an unfunded key",
+        &chain.block(unfunded, 1)?,
+    );
     restart(&limits)?;
     install_vs_wasmtime()
 }

@@ -326,29 +326,59 @@ pub fn authenticate_all(
     }
     // Chunks verified on their own threads (the answers do not depend on how
     // the block is cut: each chunk is checked as a whole, and a failed chunk
-    // falls back to checking its transactions alone).
+    // checks its transactions alone, on the same thread).
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
     let chunk = queued.len().div_ceil(threads).max(BATCH_MIN);
-    let verdicts: Vec<bool> = std::thread::scope(|scope| {
+    let answers: Vec<Vec<Result<Address, Refusal>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = queued
             .chunks(chunk)
-            .map(|part| scope.spawn(move || batch_valid(part)))
+            .map(|part| scope.spawn(move || verify_part(part, txs, chain_id)))
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or(false))
+            .zip(queued.chunks(chunk))
+            .map(|(h, part)| {
+                // A panic in a verifier thread is a bug; answer as if alone.
+                h.join()
+                    .unwrap_or_else(|_| verify_alone(part, txs, chain_id))
+            })
             .collect()
     });
-    for (part, valid) in queued.chunks(chunk).zip(verdicts) {
-        for (i, key, _, _) in part {
-            out[*i] = Some(match (valid, txs[*i]) {
-                (true, _) => Ok(Address::of_key(key)),
-                (false, Some(tx)) => authenticate(tx, chain_id),
-                (false, None) => continue,
-            });
-        }
+    for ((i, _, _, _), answer) in queued.iter().zip(answers.into_iter().flatten()) {
+        out[*i] = Some(answer);
     }
     out
+}
+
+/// A queued transaction: its index, key, signature and signed bytes.
+type Queued = (usize, [u8; 32], [u8; 64], Vec<u8>);
+
+/// The answers for `part`: one batch, or each alone if the batch fails.
+fn verify_part(
+    part: &[Queued],
+    txs: &[Option<&Tx>],
+    chain_id: &str,
+) -> Vec<Result<Address, Refusal>> {
+    if batch_valid(part) {
+        part.iter()
+            .map(|(_, key, _, _)| Ok(Address::of_key(key)))
+            .collect()
+    } else {
+        verify_alone(part, txs, chain_id)
+    }
+}
+
+fn verify_alone(
+    part: &[Queued],
+    txs: &[Option<&Tx>],
+    chain_id: &str,
+) -> Vec<Result<Address, Refusal>> {
+    part.iter()
+        .map(|(i, _, _, _)| match txs[*i] {
+            Some(tx) => authenticate(tx, chain_id),
+            None => Err(Refusal::new(Code::Malformed, "no transaction")),
+        })
+        .collect()
 }
 
 /// Fewer signatures than this are not worth a thread of their own.
@@ -356,7 +386,7 @@ const BATCH_MIN: usize = 128;
 
 /// Whether every `(index, key, signature, message)` of `part` verifies, in
 /// one batch whose coefficients are seeded by the hash of the part.
-fn batch_valid(part: &[(usize, [u8; 32], [u8; 64], Vec<u8>)]) -> bool {
+fn batch_valid(part: &[Queued]) -> bool {
     use ed25519_consensus::{batch, VerificationKeyBytes};
     use rand_chacha::rand_core::SeedableRng as _;
     use sha2::{Digest as _, Sha256};
