@@ -4,7 +4,7 @@
 //! reads only [`MempoolView`] — a snapshot the consensus thread replaces after each
 //! commit — so it can neither see nor disturb a block being executed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 
 use tendermint_proto::v0_38::abci::{RequestCheckTx, ResponseCheckTx};
@@ -55,14 +55,48 @@ impl SharedView {
     }
 }
 
-/// The accounts as the mempool has them after what it admitted since the
-/// commit at `height`: each admitted transaction used a sequence and reserved
-/// its fuel. A new commit starts it over from committed state, and CometBFT's
-/// recheck of the transactions still waiting (in their order) rebuilds it.
+/// What this mempool admitted that has not committed yet, per account: the
+/// fuel each pending transaction reserved, in sequence order from `first`.
+///
+/// CometBFT keeps admitted transactions in its mempool across blocks and
+/// (with `recheck = false`, see `node/src/home.rs`) does not ask again, so
+/// this is kept in step with commits instead: at each check, the pending
+/// transactions the committed sequence has passed are dropped, and the next
+/// sequence is the committed one plus those still pending. A pending run
+/// older than [`PENDING_TTL_BLOCKS`] is dropped whole — its transactions were
+/// lost (e.g. CometBFT refused them after CheckTx for a full mempool), and
+/// the account must not stay stuck behind them.
 #[derive(Default)]
-struct Admitted {
-    height: u64,
-    accounts: BTreeMap<Address, Account>,
+struct Pending {
+    first: u64,
+    fuel: VecDeque<u64>,
+    /// Committed height when the oldest pending transaction was admitted.
+    since: u64,
+}
+
+/// Blocks a pending transaction may wait before its account's run is
+/// forgotten (a client then resends from the committed sequence).
+pub const PENDING_TTL_BLOCKS: u64 = 20;
+
+impl Pending {
+    /// The account as the next transaction must find it.
+    fn account(&mut self, committed: Account, height: u64) -> Account {
+        let passed = committed.sequence.saturating_sub(self.first);
+        for _ in 0..passed.min(self.fuel.len() as u64) {
+            self.fuel.pop_front();
+            self.since = height;
+        }
+        self.first = committed.sequence;
+        if self.fuel.is_empty() || height > self.since + PENDING_TTL_BLOCKS {
+            self.fuel.clear();
+            self.since = height;
+        }
+        let reserved = self.fuel.iter().fold(0u64, |a, f| a.saturating_add(*f));
+        Account {
+            sequence: committed.sequence + self.fuel.len() as u64,
+            fuel: committed.fuel.saturating_sub(reserved),
+        }
+    }
 }
 
 /// The CheckTx handler.
@@ -71,7 +105,7 @@ pub struct Mempool {
     view: SharedView,
     validator: Arc<dyn ProgramValidator>,
     reader: Arc<dyn StateReader>,
-    admitted: Arc<Mutex<Admitted>>,
+    pending: Arc<Mutex<BTreeMap<Address, Pending>>>,
 }
 
 impl Mempool {
@@ -84,7 +118,7 @@ impl Mempool {
             view,
             validator,
             reader,
-            admitted: Arc::default(),
+            pending: Arc::default(),
         }
     }
 
@@ -133,26 +167,28 @@ impl Mempool {
         }
         // One lock for read-admit-write, so two concurrent checks cannot both
         // take the same sequence.
-        let mut admitted = self.admitted.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let height = self.reader.committed().map_err(unavailable)?.height;
-        if admitted.height != height {
-            *admitted = Admitted {
-                height,
-                accounts: BTreeMap::new(),
-            };
+        let committed = read_account(
+            self.reader
+                .app_record(&caller.record_key())
+                .map_err(unavailable)?,
+            &caller,
+        )
+        .map_err(unavailable)?;
+        // Only accounts with something pending are kept (the funded ones:
+        // genesis bounds them), so refused keys cost no memory.
+        let mut run = pending.remove(&caller).unwrap_or_default();
+        let admitted = run
+            .account(committed, height)
+            .admit(&caller, tx.sequence, fuel);
+        if admitted.is_ok() {
+            run.fuel.push_back(fuel);
         }
-        let account = match admitted.accounts.get(&caller) {
-            Some(account) => *account,
-            None => read_account(
-                self.reader
-                    .app_record(&caller.record_key())
-                    .map_err(unavailable)?,
-                &caller,
-            )
-            .map_err(unavailable)?,
-        };
-        let paid = account.admit(&caller, tx.sequence, fuel)?;
-        admitted.accounts.insert(caller, paid);
+        if !run.fuel.is_empty() {
+            pending.insert(caller, run);
+        }
+        admitted?;
         Ok(fuel)
     }
 
@@ -170,4 +206,24 @@ fn unavailable(e: crate::executor::ExecError) -> Refusal {
         Code::Unavailable,
         format!("this node could not read committed state: {e}"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_follows_commits_and_expires() {
+        let mut run = Pending::default();
+        let committed = |sequence, fuel| Account { sequence, fuel };
+        assert_eq!(run.account(committed(0, 100), 1), committed(0, 100));
+        run.fuel.extend([10, 20, 30]);
+        assert_eq!(run.account(committed(0, 100), 1), committed(3, 40));
+        // Two of them committed (and paid): one is still pending.
+        assert_eq!(run.account(committed(2, 70), 2), committed(3, 40));
+        // Lost for longer than the TTL: forgotten, the committed state rules.
+        let late = 2 + PENDING_TTL_BLOCKS + 1;
+        assert_eq!(run.account(committed(2, 70), late), committed(2, 70));
+        assert!(run.fuel.is_empty());
+    }
 }
