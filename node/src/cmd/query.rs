@@ -27,7 +27,8 @@ pub struct QueryArgs {
 
 #[derive(clap::Subcommand, Debug)]
 pub enum QueryCommand {
-    /// A file's contents at a height (default: latest).
+    /// A file's contents at a height (default: latest). All chain state is
+    /// public: any account's files (`/home/<address>/...`) can be read and proven.
     File {
         path: String,
         #[arg(long)]
