@@ -8,6 +8,7 @@
 //! test (`tests/regressions.rs`, inputs in `regressions/<target>/`), as
 //! wasmtime's `crates/fuzzing` does. docs/fuzzing.md records what ran.
 
+pub mod restart;
 pub mod tx_bytes;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -35,12 +36,33 @@ impl std::fmt::Display for Finding {
 }
 
 /// The fuzz targets by name.
-pub const TARGETS: [&str; 1] = ["tx-bytes"];
+pub const TARGETS: [&str; 2] = ["tx-bytes", "restart"];
 
 /// Runs one case of `target` on `chain`; a panic is a finding too (after one,
 /// the chain is suspect: the caller starts a new one).
 pub fn case(chain: &mut tx_bytes::Chain, data: &[u8]) -> Result<(), Finding> {
-    match catch_unwind(AssertUnwindSafe(|| chain.run(data))) {
+    guarded(|| chain.run(data))
+}
+
+/// One case of the `restart` target (`warm_cache`: the steady node's module
+/// cache, kept across cases).
+/// Returns how many transactions ran and how many succeeded.
+pub fn restart_case(data: &[u8], warm_cache: &std::path::Path) -> Result<(usize, usize), Finding> {
+    let mut counts = (0, 0);
+    guarded(|| {
+        let mut u = arbitrary::Unstructured::new(data);
+        if let Ok(plan) = restart::Plan::generate(&mut u) {
+            counts = restart::run(&plan, warm_cache)?;
+        }
+        // (Too few bytes for a plan: nothing to run.)
+        Ok(())
+    })?;
+    Ok(counts)
+}
+
+/// `f`, with a panic turned into a finding.
+fn guarded(f: impl FnOnce() -> Result<(), Finding>) -> Result<(), Finding> {
+    match catch_unwind(AssertUnwindSafe(f)) {
         Ok(result) => result,
         Err(panic) => {
             let text = panic

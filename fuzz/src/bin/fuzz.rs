@@ -1,6 +1,6 @@
 //! `replicode-fuzz`: a bounded random search on one target, on stable Rust.
 //!
-//! Usage: `replicode-fuzz [--target tx-bytes] [--seconds N] [--cases N] [--seed S]`
+//! Usage: `replicode-fuzz [--target tx-bytes|restart] [--seconds N] [--cases N] [--seed S]`
 //! Inputs are random byte strings (ChaCha20 from `--seed`, default: the clock)
 //! of up to 4 KiB, turned into cases by the target's generator. A finding is
 //! saved to `fuzz/regressions/<target>/<hash>.bin` (where the regression tests
@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use rand::{Rng as _, RngCore as _, SeedableRng as _};
-use replicode_fuzz::{case, input_name, tx_bytes, Finding, TARGETS};
+use replicode_fuzz::{case, input_name, restart_case, tx_bytes, Finding, TARGETS};
 
 fn main() {
     let mut seconds = 60u64;
@@ -42,17 +42,29 @@ fn main() {
     });
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
     let deadline = Instant::now() + Duration::from_secs(seconds);
-    let mut chain = new_chain();
+    let mut chain = (target == "tx-bytes").then(new_chain);
+    let warm_cache = tempfile::tempdir()
+        .unwrap_or_else(|e| fail(&format!("cannot make a cache directory: {e}")));
     let (mut ran, mut found) = (0u64, 0u64);
+    let (mut executed, mut succeeded) = (0u64, 0u64);
     let started = Instant::now();
     while ran < cases && Instant::now() < deadline {
         let mut data = vec![0u8; rng.gen_range(0..4096)];
         rng.fill_bytes(&mut data);
         ran += 1;
-        if let Err(finding) = case(&mut chain, &data) {
+        let result = match chain.as_mut() {
+            Some(chain) => case(chain, &data),
+            None => restart_case(&data, warm_cache.path()).map(|(n, ok)| {
+                executed += n as u64;
+                succeeded += ok as u64;
+            }),
+        };
+        if let Err(finding) = result {
             found += 1;
             save(&target, &data, &finding);
-            chain = new_chain();
+            if chain.is_some() {
+                chain = Some(new_chain());
+            }
         }
     }
     let secs = started.elapsed().as_secs_f64();
@@ -60,6 +72,9 @@ fn main() {
         "replicode-fuzz {target}: seed {seed}, {ran} cases in {secs:.1} s ({:.0}/s), {found} findings",
         ran as f64 / secs.max(1e-9)
     );
+    if executed > 0 {
+        println!("  {executed} transactions executed, {succeeded} with code 0");
+    }
     std::process::exit(i32::from(found > 0));
 }
 
