@@ -89,9 +89,11 @@ impl NodeArgs {
     }
 
     /// `--node`, else node0 of `--testnet`, else the default local RPC port.
+    /// `--node` takes what CometBFT users write: `http://host:port`,
+    /// `tcp://host:port` (CometBFT's own `laddr` form) or `host:port`.
     pub fn url(&self) -> anyhow::Result<String> {
         if let Some(url) = &self.node {
-            return Ok(url.clone());
+            return Ok(normalize_node(url));
         }
         if let Some(dir) = &self.testnet {
             let layout = testnet::Layout::load(dir)?;
@@ -105,6 +107,17 @@ impl NodeArgs {
     }
 }
 
+/// An RPC address as CometBFT users write it, as the HTTP URL the client needs.
+pub fn normalize_node(node: &str) -> String {
+    if let Some(rest) = node.strip_prefix("tcp://") {
+        format!("http://{rest}")
+    } else if node.contains("://") {
+        node.to_string()
+    } else {
+        format!("http://{node}")
+    }
+}
+
 /// Logs go to stderr, filtered by `RUST_LOG` (default: warnings).
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -113,4 +126,19 @@ pub fn init_tracing() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn node_addresses_as_cometbft_users_write_them() {
+        for (given, url) in [
+            ("http://127.0.0.1:26657", "http://127.0.0.1:26657"),
+            ("tcp://127.0.0.1:26657", "http://127.0.0.1:26657"),
+            ("127.0.0.1:26657", "http://127.0.0.1:26657"),
+            ("https://rpc.example:443", "https://rpc.example:443"),
+        ] {
+            assert_eq!(super::normalize_node(given), url);
+        }
+    }
 }

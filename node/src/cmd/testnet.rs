@@ -36,8 +36,10 @@ pub enum TestnetCommand {
 
 #[derive(clap::Args, Debug)]
 pub struct UpArgs {
-    #[arg(long, default_value_t = 4)]
-    pub validators: usize,
+    /// Validators to create (default 4). On an existing directory it must
+    /// match the testnet's size, or be left out.
+    #[arg(long)]
+    pub validators: Option<usize>,
     #[arg(long)]
     pub dir: PathBuf,
     /// Genesis app state template.
@@ -113,7 +115,21 @@ pub fn run(command: TestnetCommand) -> anyhow::Result<ExitCode> {
 
 fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let layout = if Layout::path(&args.dir).exists() {
-        Layout::load(&args.dir)?
+        let layout = Layout::load(&args.dir)?;
+        if let Some(n) = args.validators.filter(|n| *n != layout.nodes.len()) {
+            bail!(
+                "{} holds a testnet of {} validators, not {n} (leave out --validators to restart it, or use a new --dir)",
+                args.dir.display(),
+                layout.nodes.len()
+            );
+        }
+        if !args.accounts.is_empty() {
+            bail!(
+                "--account only applies when a testnet is created; {} exists",
+                args.dir.display()
+            );
+        }
+        layout
     } else {
         create(&args)?
     };
@@ -138,7 +154,8 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn create(args: &UpArgs) -> anyhow::Result<Layout> {
-    if args.validators == 0 {
+    let validators = args.validators.unwrap_or(4);
+    if validators == 0 {
         bail!("--validators must be at least 1");
     }
     let bin = cometbft::checked_binary()?;
@@ -156,7 +173,7 @@ fn create(args: &UpArgs) -> anyhow::Result<Layout> {
     home::fund_new_keys(&Keyring::at(&args.dir.join("keyring")), &funded, &mut state)?;
     let dir = args.dir.canonicalize()?;
     let dir_str = dir.to_str().context("testnet dir is not UTF-8")?;
-    let n = args.validators.to_string();
+    let n = validators.to_string();
     cometbft::run(
         &bin,
         &[
@@ -171,11 +188,11 @@ fn create(args: &UpArgs) -> anyhow::Result<Layout> {
         ],
     )?;
 
-    let chain_id = format!("replicode-testnet-{}", args.validators);
-    let ports = home::free_ports(3 * args.validators)?;
+    let chain_id = format!("replicode-testnet-{validators}");
+    let ports = home::free_ports(3 * validators)?;
     let mut nodes = Vec::new();
     let mut ids = Vec::new();
-    for i in 0..args.validators {
+    for i in 0..validators {
         let node_home = dir.join(format!("node{i}"));
         let id = cometbft::run(
             &bin,
@@ -415,17 +432,28 @@ fn down(args: DirArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let deadline = Instant::now() + Duration::from_secs(15);
+    let mut stopped = Vec::new();
     for (node, pid) in pids {
         while alive(pid) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(100));
         }
-        if alive(pid) {
+        let how = if alive(pid) {
             // The whole group: replicode and its cometbft.
             let _ = kill(Pid::from_raw(-pid), Signal::SIGKILL);
             eprintln!("replicode: {} did not stop in time; killed", node.name);
-        }
+            "killed"
+        } else {
+            "stopped"
+        };
         let _ = std::fs::remove_file(Home(node.home.clone()).pid_file());
+        stopped.push(serde_json::json!({"node": node.name, "pid": pid, "how": how}));
     }
-    println!("testnet in {} stopped", args.dir.display());
+    match args.output {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::json!({"dir": args.dir, "stopped": stopped})
+        ),
+        OutputFormat::Text => println!("testnet in {} stopped", args.dir.display()),
+    }
     Ok(ExitCode::SUCCESS)
 }
