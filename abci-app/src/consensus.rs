@@ -128,11 +128,32 @@ impl<E: Executor> Core<E> {
         self.exec.begin_block(&ctx)?;
         let decoded: Vec<Result<(tx::Tx, Body), Refusal>> =
             req.txs.iter().map(|bytes| tx::decode(bytes)).collect();
+        // Signatures this node's CheckTx already verified are not checked
+        // again (see `mempool::Verified`); the rest are, in batches.
+        let verified = self.view.verified();
+        let known: Vec<Option<Address>> = req
+            .txs
+            .iter()
+            .zip(&decoded)
+            .map(|(bytes, d)| match d {
+                Ok((tx, _)) if verified.contains(bytes) => tx.signer_address(),
+                _ => None,
+            })
+            .collect();
         let signed: Vec<Option<&tx::Tx>> = decoded
             .iter()
-            .map(|d| d.as_ref().ok().map(|(tx, _)| tx))
+            .zip(&known)
+            .map(|(d, known)| match known {
+                Some(_) => None,
+                None => d.as_ref().ok().map(|(tx, _)| tx),
+            })
             .collect();
-        let signers = tx::authenticate_all(&signed, &self.chain_id);
+        let signers: Vec<Option<Result<Address, Refusal>>> =
+            tx::authenticate_all(&signed, &self.chain_id)
+                .into_iter()
+                .zip(known)
+                .map(|(checked, known)| known.map(Ok).or(checked))
+                .collect();
         let mut tx_results = Vec::with_capacity(req.txs.len());
         let mut block_fuel = 0u64;
         for (decoded, signer) in decoded.into_iter().zip(signers) {

@@ -32,7 +32,56 @@ pub struct MempoolView {
 /// it unlocked, the writer builds the new view before it takes the lock. CheckTx
 /// never waits for a block being executed.
 #[derive(Clone, Debug, Default)]
-pub struct SharedView(Arc<RwLock<Arc<MempoolView>>>);
+pub struct SharedView(Arc<RwLock<Arc<MempoolView>>>, Verified);
+
+/// Transactions whose signature this node's CheckTx verified, by the SHA-256
+/// of their bytes, so FinalizeBlock need not verify them again. Only valid
+/// signatures are remembered, and a signature's validity is a function of the
+/// bytes alone (the chain id is fixed), so a hit gives the answer a check
+/// would: the cache changes how fast a block runs, never what it computes.
+/// Bounded: the oldest are forgotten past [`Verified::CAPACITY`].
+#[derive(Clone, Debug, Default)]
+pub struct Verified(Arc<Mutex<VerifiedSet>>);
+
+#[derive(Debug, Default)]
+struct VerifiedSet {
+    set: BTreeSet<[u8; 32]>,
+    order: VecDeque<[u8; 32]>,
+}
+
+impl Verified {
+    /// Most remembered transactions (about 5 MiB).
+    pub const CAPACITY: usize = 65_536;
+
+    fn key(bytes: &[u8]) -> [u8; 32] {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(bytes).into()
+    }
+
+    /// Remembers that `bytes` carry a valid signature.
+    pub fn insert(&self, bytes: &[u8]) {
+        let key = Verified::key(bytes);
+        let mut v = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if v.set.insert(key) {
+            v.order.push_back(key);
+            while v.order.len() > Verified::CAPACITY {
+                if let Some(old) = v.order.pop_front() {
+                    v.set.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// Whether `bytes` were verified before.
+    pub fn contains(&self, bytes: &[u8]) -> bool {
+        let key = Verified::key(bytes);
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .set
+            .contains(&key)
+    }
+}
 
 impl SharedView {
     /// Installs the state of a new commit.
@@ -52,6 +101,11 @@ impl SharedView {
     /// The current view (shared, immutable).
     pub fn get(&self) -> Arc<MempoolView> {
         Arc::clone(&self.0.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The signatures CheckTx has verified.
+    pub fn verified(&self) -> &Verified {
+        &self.1
     }
 }
 
@@ -148,6 +202,7 @@ impl Mempool {
         let (tx, body) = tx::decode(bytes)?;
         let view = self.view.get();
         let caller = tx::authenticate(&tx, &view.chain_id)?;
+        self.view.verified().insert(bytes);
         let fuel = tx::fuel_wanted(&tx, &body, &view.limits)?;
         match &body {
             Body::Install(install) => self.validator.validate(&install.wasm).map_err(|reason| {
@@ -225,5 +280,18 @@ mod tests {
         let late = 2 + PENDING_TTL_BLOCKS + 1;
         assert_eq!(run.account(committed(2, 70), late), committed(2, 70));
         assert!(run.fuel.is_empty());
+    }
+
+    #[test]
+    fn verified_signatures_are_remembered_within_capacity() {
+        let v = Verified::default();
+        v.insert(b"first");
+        assert!(v.contains(b"first"));
+        assert!(!v.contains(b"firsT"), "keyed by the exact bytes");
+        for i in 0..Verified::CAPACITY as u64 {
+            v.insert(&i.to_be_bytes());
+        }
+        assert!(!v.contains(b"first"), "the oldest is forgotten");
+        assert!(v.contains(&0u64.to_be_bytes()));
     }
 }

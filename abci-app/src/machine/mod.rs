@@ -988,6 +988,19 @@ fn fs_limits(limits: &Limits) -> merkle_fs::Limits {
     fs::limits(&guest_fs_limits(limits))
 }
 
+/// The parent directories and the name of absolute `path`.
+fn split_path(path: &str) -> Result<(Vec<&[u8]>, &[u8]), merkle_fs::Error> {
+    let mut parts: Vec<&[u8]> = path
+        .as_bytes()
+        .split(|b| *b == b'/')
+        .filter(|c| !c.is_empty())
+        .collect();
+    match parts.pop() {
+        Some(name) => Ok((parts, name)),
+        None => Err(merkle_fs::Error::Invalid(format!("{path} names no file"))),
+    }
+}
+
 /// `mkdir -p` of the parents, then create-or-truncate and write.
 fn write_path(
     ws: &mut merkle_fs::WorkingSet,
@@ -995,14 +1008,7 @@ fn write_path(
     bytes: &[u8],
     now_ns: u64,
 ) -> Result<(), merkle_fs::Error> {
-    let parts: Vec<&[u8]> = path
-        .as_bytes()
-        .split(|b| *b == b'/')
-        .filter(|c| !c.is_empty())
-        .collect();
-    let Some((name, dirs)) = parts.split_last() else {
-        return Err(merkle_fs::Error::Invalid(format!("{path} names no file")));
-    };
+    let (dirs, name) = split_path(path)?;
     let mut dir = merkle_fs::ROOT_INO;
     for d in dirs {
         dir = match ws.lookup(dir, d) {
@@ -1036,14 +1042,7 @@ fn remove_path(
     path: &str,
     now_ns: u64,
 ) -> Result<(), merkle_fs::Error> {
-    let parts: Vec<&[u8]> = path
-        .as_bytes()
-        .split(|b| *b == b'/')
-        .filter(|c| !c.is_empty())
-        .collect();
-    let Some((name, dirs)) = parts.split_last() else {
-        return Err(merkle_fs::Error::Invalid(format!("{path} names no file")));
-    };
+    let (dirs, name) = split_path(path)?;
     let mut dir = merkle_fs::ROOT_INO;
     for d in dirs {
         dir = ws.lookup(dir, d)?;
