@@ -47,4 +47,10 @@ if ((WITH_BENCH_TOOLS)) && ! [ -x "$GOBIN_DIR/abci-cli" ]; then
 fi
 
 command -v cargo >/dev/null || { log "cargo (rustup) is required"; exit 1; }
+# The test command checks formatting; rustup's default profile has rustfmt, a
+# minimal one does not.
+if ! cargo fmt --version >/dev/null 2>&1; then
+  log "installing rustfmt"
+  rustup component add rustfmt
+fi
 log "ok: clang-14, wasi-libc, cometbft $("$GOBIN_DIR/cometbft" version)"

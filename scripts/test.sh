@@ -7,6 +7,8 @@ bash scripts/setup.sh
 source scripts/env.sh
 bash scripts/prune-target.sh
 make -s -C wasm_programs
+# Formatting is part of the contract (rustfmt ships with the toolchain).
+cargo fmt --all --check
 # The end-to-end tests drive the real binary, so build it before the tests run.
 cargo build --release --workspace --bins
 cargo test --release --workspace "$@"

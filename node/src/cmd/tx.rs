@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use replicode_abci::account::Address;
 use replicode_abci::codes::Code;
 use replicode_abci::result::TxOutput;
 use replicode_abci::tx::{Body, EnvVar, Install, Kill, Spawn, Stdin, Tx, Uninstall};
@@ -231,19 +232,40 @@ fn not_found(rpc: &Rpc, others: &[Rpc], tx: &Tx, waited: anyhow::Error) -> anyho
     };
     let committed = std::iter::once(rpc)
         .chain(others)
-        .find_map(|r| r.account(&address).ok());
-    let verdict = match committed {
-        Some(account) if account.sequence > tx.sequence => format!(
-            "sequence {} of {address} is used: a transaction with it committed, but none of {asked} has this one indexed",
-            tx.sequence
+        .find_map(|r| r.account(&address).ok())
+        .map(|a| a.sequence);
+    waited.context(verdict(tx.sequence, &address, committed, &asked))
+}
+
+/// What a client that cannot find its transaction can know, from its
+/// sequence and the account's committed one (`None`: no node answered).
+fn verdict(sequence: u64, address: &Address, committed: Option<u64>, asked: &str) -> String {
+    match committed {
+        Some(next) if next > sequence => format!(
+            "sequence {sequence} of {address} is used: a transaction with it committed, but none of {asked} has this one indexed"
         ),
-        Some(account) => format!(
-            "sequence {} of {address} is still unused (the account is at {}): the transaction has not committed; resending the same bytes is safe",
-            tx.sequence, account.sequence
+        Some(next) => format!(
+            "sequence {sequence} of {address} is still unused (the account is at {next}): the transaction has not committed; resending the same bytes is safe"
         ),
         None => format!("no node of {asked} answered for account {address}"),
-    };
-    waited.context(verdict)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_transaction_is_judged_by_the_account_sequence() {
+        let who = Address([1; 20]);
+        assert!(verdict(4, &who, Some(5), "n0").contains("is used"));
+        let unused = verdict(4, &who, Some(4), "n0");
+        assert!(
+            unused.contains("still unused") && unused.contains("resending"),
+            "{unused}"
+        );
+        assert!(verdict(4, &who, None, "n0, n1").contains("no node of n0, n1"));
+    }
 }
 
 fn report(hash: tendermint::Hash, included: Included) -> anyhow::Result<Report> {
