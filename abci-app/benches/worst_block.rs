@@ -129,43 +129,34 @@ fn funded_genesis() -> Bytes {
     })
 }
 
-/// Signed with the benchmark's account's next sequence. (`_order` is the
-/// old nonce: the sequence alone now makes repeated inputs distinct.)
-fn tx(body: Body, _order: u64) -> Vec<u8> {
+/// Signed with the benchmark's account's next sequence (which also makes
+/// repeated inputs distinct).
+fn tx(body: Body) -> Vec<u8> {
     SIGNER.with(|s| s.borrow_mut().sign_bytes(Tx::new(body)))
 }
 
-fn install(path: &str, wasm: Vec<u8>, nonce: u64) -> Vec<u8> {
-    tx(
-        Body::Install(Install {
-            path: path.into(),
-            wasm,
-        }),
-        nonce,
-    )
+fn install(path: &str, wasm: Vec<u8>) -> Vec<u8> {
+    tx(Body::Install(Install {
+        path: path.into(),
+        wasm,
+    }))
 }
 
-fn spawn(path: &str, args: Vec<String>, nonce: u64) -> Vec<u8> {
-    tx(
-        Body::Spawn(Spawn {
-            path: path.into(),
-            args,
-            env: vec![],
-            public: false,
-        }),
-        nonce,
-    )
+fn spawn(path: &str, args: Vec<String>) -> Vec<u8> {
+    tx(Body::Spawn(Spawn {
+        path: path.into(),
+        args,
+        env: vec![],
+        public: false,
+    }))
 }
 
-fn line(pid: u64, text: &str, nonce: u64) -> Vec<u8> {
-    tx(
-        Body::Stdin(Stdin {
-            pid,
-            data: format!("{text}\n").into_bytes(),
-            eof: false,
-        }),
-        nonce,
-    )
+fn line(pid: u64, text: &str) -> Vec<u8> {
+    tx(Body::Stdin(Stdin {
+        pid,
+        data: format!("{text}\n").into_bytes(),
+        eof: false,
+    }))
 }
 
 fn report(class: &str, block: &Block) {
@@ -197,39 +188,37 @@ fn main() -> Result<(), Error> {
 
     // Guest compute: every transaction spins until its fuel is gone.
     let mut chain = Chain::new()?;
-    chain.setup(vec![install("/bin/hostile", guest("hostile")?, 1)])?;
-    chain.setup(vec![spawn("/bin/hostile", vec![], 2)])?;
-    let spins = (0..per_block as u64)
-        .map(|n| line(1, "spin", 10 + n))
-        .collect();
+    chain.setup(vec![install("/bin/hostile", guest("hostile")?)])?;
+    chain.setup(vec![spawn("/bin/hostile", vec![])])?;
+    let spins = (0..per_block as u64).map(|_| line(1, "spin")).collect();
     report("spin (guest compute)", &chain.block(spins, 1)?);
 
     // Host calls: one writev of 1024 iovecs over 1 MiB, 16 MiB of random_get.
     let bombs = (0..per_block as u64)
-        .map(|n| line(1, "iovbomb 1024 1", 100 + n))
+        .map(|_| line(1, "iovbomb 1024 1"))
         .collect();
     report("iovbomb 1024 x 1 MiB (fd_write)", &chain.block(bombs, 1)?);
     let randoms = (0..per_block as u64)
-        .map(|n| line(1, "random 16", 200 + n))
+        .map(|_| line(1, "random 16"))
         .collect();
     report("random_get 16 MiB", &chain.block(randoms, 1)?);
     let writes = (0..per_block as u64)
-        .map(|n| line(1, "writeloop 1", 300 + n))
+        .map(|_| line(1, "writeloop 1"))
         .collect();
     report("write(1, 1 MiB) loop", &chain.block(writes, 1)?);
 
     // Timers: sleepers whose wake-ups all spin, due in the same block.
     let mut chain = Chain::new()?;
-    chain.setup(vec![install("/bin/hostile", guest("hostile")?, 1)])?;
+    chain.setup(vec![install("/bin/hostile", guest("hostile")?)])?;
     let sleepers = 2 * limits.timer_wakes_per_block as u64;
     chain.setup(
         (0..sleepers)
-            .map(|n| spawn("/bin/hostile", vec![], 10 + n))
+            .map(|_| spawn("/bin/hostile", vec![]))
             .collect(),
     )?;
     chain.setup(
         (1..=sleepers)
-            .map(|pid| line(pid, "sleepspin 500", 100 + pid))
+            .map(|pid| line(pid, "sleepspin 500"))
             .collect(),
     )?;
     report("timer wake-ups that spin", &chain.block(vec![], 2)?);
@@ -246,7 +235,7 @@ fn main() -> Result<(), Error> {
             let mut wasm = program.clone();
             wasm.extend_from_slice(&[0, 10, 1, b'n']);
             wasm.extend_from_slice(&n.to_le_bytes());
-            install(&format!("/bin/p{n}"), wasm, n)
+            install(&format!("/bin/p{n}"), wasm)
         })
         .collect();
     report(
@@ -256,11 +245,11 @@ fn main() -> Result<(), Error> {
 
     // Spawns of an installed program with the most arguments a spawn may carry.
     let mut chain = Chain::new()?;
-    chain.setup(vec![install("/bin/hostile", guest("hostile")?, 1)])?;
+    chain.setup(vec![install("/bin/hostile", guest("hostile")?)])?;
     // The most a spawn may carry: 64 KiB of program path, arguments and environment.
     let args: Vec<String> = (0..15).map(|i| format!("{i:0>4095}")).collect();
     let spawns = (0..limits.max_processes as u64)
-        .map(|n| spawn("/bin/hostile", args.clone(), 10 + n))
+        .map(|_| spawn("/bin/hostile", args.clone()))
         .collect();
     report("spawn with 15 x 4 KiB args", &chain.block(spawns, 1)?);
     let empty = chain.block(vec![], 1)?;
@@ -364,7 +353,7 @@ fn restart(limits: &Limits) -> Result<(), Error> {
         let wasm = guest(name)?;
         bytes += wasm.len();
         core.finalize_block(RequestFinalizeBlock {
-            txs: vec![Bytes::from(install(&format!("/bin/{name}"), wasm, 0))],
+            txs: vec![Bytes::from(install(&format!("/bin/{name}"), wasm))],
             height,
             hash: Bytes::from(vec![height as u8; 32]),
             ..Default::default()

@@ -15,6 +15,7 @@ use std::str::FromStr;
 use sha2::{Digest, Sha256};
 
 use crate::codes::Code;
+use crate::executor::ExecError;
 use crate::tx::Refusal;
 
 /// Store key prefix of account records (followed by the 20 address bytes).
@@ -226,6 +227,24 @@ impl Signer {
             fuel,
             name: None,
         }
+    }
+}
+
+/// Decodes an account record (absent: the default account). A record of the
+/// wrong size is corruption, a host failure.
+pub fn read_account(record: Option<Vec<u8>>, address: &Address) -> Result<Account, ExecError> {
+    match record {
+        None => Ok(Account::default()),
+        Some(bytes) => Account::from_record(&bytes).ok_or_else(|| {
+            ExecError::new(
+                "read account",
+                format!(
+                    "the record of account {address} is {} bytes, not {}",
+                    bytes.len(),
+                    RECORD_BYTES
+                ),
+            )
+        }),
     }
 }
 

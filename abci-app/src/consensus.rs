@@ -9,7 +9,7 @@ use tendermint_proto::v0_38::abci::{
     ResponseFinalizeBlock, ResponseInitChain,
 };
 
-use crate::account::{self, Account, Address};
+use crate::account::{self, read_account, Account, Address};
 use crate::codes::Code;
 use crate::context::block_context;
 use crate::error::AppError;
@@ -300,24 +300,6 @@ impl<E: Executor> Core<E> {
             self.exec.app_record(&address.record_key())?,
             address,
         )?)
-    }
-}
-
-/// Decodes an account record (absent: the default account). A record of the
-/// wrong size is corruption, a host failure.
-pub fn read_account(record: Option<Vec<u8>>, address: &Address) -> Result<Account, ExecError> {
-    match record {
-        None => Ok(Account::default()),
-        Some(bytes) => Account::from_record(&bytes).ok_or_else(|| {
-            ExecError::new(
-                "read account",
-                format!(
-                    "the record of account {address} is {} bytes, not {}",
-                    bytes.len(),
-                    account::RECORD_BYTES
-                ),
-            )
-        }),
     }
 }
 

@@ -4,8 +4,8 @@ use prost::bytes::Bytes;
 use tendermint_proto::crypto::{ProofOp, ProofOps};
 use tendermint_proto::v0_38::abci::{RequestInfo, RequestQuery, ResponseInfo, ResponseQuery};
 
-use crate::account::Address;
-use crate::consensus::{read_account, Core};
+use crate::account::{read_account, Address};
+use crate::consensus::Core;
 use crate::error::AppError;
 use crate::executor::{ExecError, Executor, StateReader};
 

@@ -9,9 +9,8 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use tendermint_proto::v0_38::abci::{RequestCheckTx, ResponseCheckTx};
 
-use crate::account::{Account, Address};
+use crate::account::{read_account, Account, Address};
 use crate::codes::Code;
-use crate::consensus::read_account;
 use crate::executor::{ProgramValidator, StateReader};
 use crate::genesis::Limits;
 use crate::tx::{self, Body, Refusal};

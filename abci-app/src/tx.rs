@@ -320,7 +320,13 @@ pub fn authenticate_all(
             <[u8; 32]>::try_from(tx.signer.as_slice()),
             <[u8; 64]>::try_from(tx.signature.as_slice()),
         ) {
-            (Ok(key), Ok(signature)) => queued.push((i, key, signature, tx.sign_bytes(chain_id))),
+            (Ok(key), Ok(signature)) => queued.push(Queued {
+                index: i,
+                tx,
+                key,
+                signature,
+                message: tx.sign_bytes(chain_id),
+            }),
             _ => out[i] = Some(authenticate(tx, chain_id)),
         }
     }
@@ -332,75 +338,66 @@ pub fn authenticate_all(
     let answers: Vec<Vec<Result<Address, Refusal>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = queued
             .chunks(chunk)
-            .map(|part| scope.spawn(move || verify_part(part, txs, chain_id)))
+            .map(|part| scope.spawn(move || verify_part(part, chain_id)))
             .collect();
         handles
             .into_iter()
             .zip(queued.chunks(chunk))
             .map(|(h, part)| {
                 // A panic in a verifier thread is a bug; answer as if alone.
-                h.join()
-                    .unwrap_or_else(|_| verify_alone(part, txs, chain_id))
+                h.join().unwrap_or_else(|_| verify_alone(part, chain_id))
             })
             .collect()
     });
-    for ((i, _, _, _), answer) in queued.iter().zip(answers.into_iter().flatten()) {
-        out[*i] = Some(answer);
+    for (q, answer) in queued.iter().zip(answers.into_iter().flatten()) {
+        out[q.index] = Some(answer);
     }
     out
 }
 
-/// A queued transaction: its index, key, signature and signed bytes.
-type Queued = (usize, [u8; 32], [u8; 64], Vec<u8>);
+/// A transaction waiting for its batch: where it is in the block, and what
+/// its signature check needs.
+struct Queued<'a> {
+    index: usize,
+    tx: &'a Tx,
+    key: [u8; 32],
+    signature: [u8; 64],
+    message: Vec<u8>,
+}
 
 /// The answers for `part`: one batch, or each alone if the batch fails.
-fn verify_part(
-    part: &[Queued],
-    txs: &[Option<&Tx>],
-    chain_id: &str,
-) -> Vec<Result<Address, Refusal>> {
+fn verify_part(part: &[Queued<'_>], chain_id: &str) -> Vec<Result<Address, Refusal>> {
     if batch_valid(part) {
-        part.iter()
-            .map(|(_, key, _, _)| Ok(Address::of_key(key)))
-            .collect()
+        part.iter().map(|q| Ok(Address::of_key(&q.key))).collect()
     } else {
-        verify_alone(part, txs, chain_id)
+        verify_alone(part, chain_id)
     }
 }
 
-fn verify_alone(
-    part: &[Queued],
-    txs: &[Option<&Tx>],
-    chain_id: &str,
-) -> Vec<Result<Address, Refusal>> {
-    part.iter()
-        .map(|(i, _, _, _)| match txs[*i] {
-            Some(tx) => authenticate(tx, chain_id),
-            None => Err(Refusal::new(Code::Malformed, "no transaction")),
-        })
-        .collect()
+fn verify_alone(part: &[Queued<'_>], chain_id: &str) -> Vec<Result<Address, Refusal>> {
+    part.iter().map(|q| authenticate(q.tx, chain_id)).collect()
 }
 
 /// Fewer signatures than this are not worth a thread of their own.
 const BATCH_MIN: usize = 128;
 
-/// Whether every `(index, key, signature, message)` of `part` verifies, in
-/// one batch whose coefficients are seeded by the hash of the part.
-fn batch_valid(part: &[Queued]) -> bool {
+/// Whether every signature of `part` verifies, in one batch whose
+/// coefficients are seeded by the hash of the part.
+fn batch_valid(part: &[Queued<'_>]) -> bool {
     use ed25519_consensus::{batch, VerificationKeyBytes};
     use rand_chacha::rand_core::SeedableRng as _;
     use sha2::{Digest as _, Sha256};
     let mut verifier = batch::Verifier::new();
     let mut transcript = Sha256::new();
-    for (_, key, signature, message) in part {
-        transcript.update(key);
-        transcript.update(signature);
-        transcript.update((message.len() as u64).to_be_bytes());
-        transcript.update(message);
+    for q in part {
+        transcript.update(q.key);
+        transcript.update(q.signature);
+        transcript.update((q.message.len() as u64).to_be_bytes());
+        transcript.update(&q.message);
         verifier.queue((
-            VerificationKeyBytes::from(*key),
-            Signature::from(*signature),
-            message,
+            VerificationKeyBytes::from(q.key),
+            Signature::from(q.signature),
+            &q.message,
         ));
     }
     let seed: [u8; 32] = transcript.finalize().into();

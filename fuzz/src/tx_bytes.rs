@@ -22,9 +22,9 @@
 
 use arbitrary::Unstructured;
 use prost::bytes::Bytes;
-use replicode_abci::account::{Account, Address, Signer};
+use replicode_abci::account::{read_account, Account, Address, Signer};
 use replicode_abci::codes::Code;
-use replicode_abci::consensus::{read_account, Core};
+use replicode_abci::consensus::Core;
 use replicode_abci::executor::{Executor as _, StateReader};
 use replicode_abci::machine::Machine;
 use replicode_abci::mempool::{Mempool, SharedView};
